@@ -1,0 +1,49 @@
+# Two commands matter: `make run` and `make test`. Each installs what is missing first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+GEN := gen
+BUILD := build
+DESCRIPTOR := $(BUILD)/clearbg.pb
+PROTOS := $(shell find proto -name '*.proto')
+TOOLS := .tools
+BUF := $(TOOLS)/node_modules/.bin/buf
+BUF_VERSION := 1.75.0
+
+.PHONY: run test deps gen model lint-proto clean
+
+run: deps
+	$(PY) -m service.launcher
+
+test: deps lint-proto
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+deps: $(VENV)/.installed $(GEN)/.stamp model
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Python code and the Envoy descriptor set, generated from proto/ (never edited by hand).
+$(GEN)/.stamp: $(PROTOS) $(VENV)/.installed
+	rm -rf $(GEN) && mkdir -p $(GEN) $(BUILD)
+	$(PY) -m service.protogen --out $(GEN) --descriptor $(DESCRIPTOR)
+	touch $@
+
+gen: $(GEN)/.stamp
+
+# Fetches, checks (sha256) and caches the model outside the repo; fast when cached.
+model: $(VENV)/.installed
+	$(PY) -m engine.models.fetch
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
+
+lint-proto: $(BUF) $(GEN)/.stamp
+	$(BUF) lint '$(DESCRIPTOR)#format=binpb' --path clearbg
+
+clean:
+	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV)
