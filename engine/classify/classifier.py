@@ -1,0 +1,184 @@
+"""Names the foreground's type from the photo and its matte: person, product, animal, car, other.
+
+Two small networks, each doing what it is good at:
+- a COCO detector (CenterNet-MobileNetV3) finds people, animals and vehicles, and the detection
+  that overlaps the matte most is taken as the foreground's;
+- an ImageNet classifier (MobileNetV2), run on the matte's crop composited on grey, tells made
+  objects (product) from plants, stones, buildings and scenery (other), and backs the detector
+  up on animals and vehicles it missed. ImageNet has no person class, which is why the detector
+  is needed at all.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from engine.classify import labels, mobilenet_v2
+
+DETECTOR_SIZE = 512
+DETECTOR_STRIDE = 4
+MAX_DETECTIONS = 20
+MIN_DETECTION_SCORE = 0.15
+
+
+@dataclass(frozen=True)
+class Detection:
+    label: int
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in image pixels
+
+    @property
+    def type(self) -> str:
+        return labels.coco_type(self.label)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    type: str
+    detail: str  # the COCO or ImageNet label the decision rests on
+    detection: Detection | None
+    imagenet_top: int
+    type_scores: dict[str, float]
+
+
+def _session(path: str | os.PathLike, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.enable_cpu_mem_arena = False
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _matte_array(matte: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The matte as float32 in [0, 1] at the image's size (w, h)."""
+    m = np.asarray(matte)
+    if m.ndim == 3:
+        m = m[..., -1]
+    m = m.astype(np.float32)
+    if m.size and m.max() > 1.0:
+        m /= 255.0
+    if (m.shape[1], m.shape[0]) != size:
+        m = np.asarray(Image.fromarray(m).resize(size, Image.BILINEAR))
+    return np.clip(m, 0.0, 1.0)
+
+
+def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+class ForegroundClassifier:
+    """Loaded once and shared; onnxruntime sessions are safe to run from several threads."""
+
+    def __init__(self, detector_path: str | os.PathLike, classifier_path: str | os.PathLike,
+                 threads: int = 1):
+        self._detector = _session(detector_path, threads)
+        self._classifier = _session(classifier_path, threads)
+        self._lock = threading.Lock()  # guards nothing heavy: sessions are thread-safe
+
+    @classmethod
+    def from_cache(cls, threads: int = 1) -> "ForegroundClassifier":
+        from engine.classify.fetch import ensure_models
+
+        paths = ensure_models()
+        return cls(paths["detector"], paths["classifier"], threads=threads)
+
+    # -- the two networks ------------------------------------------------------------------------
+
+    def detect(self, image: Image.Image) -> list[Detection]:
+        w, h = image.size
+        x = np.asarray(image.resize((DETECTOR_SIZE, DETECTOR_SIZE), Image.BILINEAR), np.float32)[None]
+        heat, wh = self._detector.run(None, {"image": x})
+        heat, wh = heat[0], wh[0]
+        # A peak is a cell that is the maximum of its 3x3 neighbourhood (CenterNet's NMS).
+        padded = np.pad(heat, ((0, 0), (1, 1), (1, 1)), constant_values=-1.0)
+        c, hh, ww = heat.shape
+        pooled = np.max(
+            [padded[:, dy:dy + hh, dx:dx + ww] for dy in range(3) for dx in range(3)], axis=0
+        )
+        peaks = np.where(heat == pooled, heat, 0.0).ravel()
+        k = min(MAX_DETECTIONS, peaks.size)
+        top = np.argpartition(-peaks, k - 1)[:k]
+        top = top[np.argsort(-peaks[top])]
+        sx, sy = w / DETECTOR_SIZE, h / DETECTOR_SIZE
+        out = []
+        for idx in top:
+            score = float(peaks[idx])
+            if score < MIN_DETECTION_SCORE:
+                break
+            cls_, rest = divmod(int(idx), hh * ww)
+            gy, gx = divmod(rest, ww)
+            cx, cy = gx * DETECTOR_STRIDE, gy * DETECTOR_STRIDE
+            l, t, r, b = wh[:, gy, gx]
+            box = (max(0.0, (cx - l) * sx), max(0.0, (cy - t) * sy),
+                   min(float(w), (cx + r) * sx), min(float(h), (cy + b) * sy))
+            out.append(Detection(cls_, score, box))
+        return out
+
+    def imagenet_probs(self, image: Image.Image, matte: np.ndarray) -> np.ndarray:
+        """ImageNet probabilities for the foreground: the matte's box, composited on grey."""
+        rgb = np.asarray(image, np.float32)
+        alpha = matte[..., None]
+        comp = rgb * alpha + 128.0 * (1.0 - alpha)
+        box = _box_of(matte > 0.5)
+        if box is not None:
+            x1, y1, x2, y2 = box
+            side = max(x2 - x1, y2 - y1) * 1.1
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            crop = Image.fromarray(comp.astype(np.uint8)).crop(
+                (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
+            )  # out-of-image parts come back black; a square crop keeps the aspect ratio
+        else:
+            crop = Image.fromarray(comp.astype(np.uint8))
+        size = mobilenet_v2.INPUT_SIZE
+        x = np.asarray(crop.resize((size, size), Image.BILINEAR), np.float32) / 255.0
+        x = ((x - mobilenet_v2.MEAN) / mobilenet_v2.STD).transpose(2, 0, 1)[None]
+        logits = self._classifier.run(None, {"image": np.ascontiguousarray(x, np.float32)})[0][0]
+        e = np.exp(logits - logits.max())
+        return e / e.sum()
+
+    # -- the decision ----------------------------------------------------------------------------
+
+    def predict(self, image_rgb: Image.Image, matte: np.ndarray) -> Prediction:
+        image = image_rgb.convert("RGB")
+        m = _matte_array(matte, image.size)
+        detections = self.detect(image)
+        probs = self.imagenet_probs(image, m)
+        type_scores = {t: 0.0 for t in labels.TYPES}
+        for i, p in enumerate(probs):
+            type_scores[labels.imagenet_type(i)] += float(p)
+        best = self._foreground_detection(detections, m)
+        top = int(np.argmax(probs))
+        if best is not None:
+            return Prediction(best.type, labels.COCO_LABELS[best.label], best, top, type_scores)
+        kind = max(type_scores, key=type_scores.get)
+        return Prediction(kind, f"imagenet:{top}", None, top, type_scores)
+
+    def classify(self, image_rgb: Image.Image, matte: np.ndarray) -> str:
+        return self.predict(image_rgb, matte).type
+
+    @staticmethod
+    def _foreground_detection(detections: list[Detection], matte: np.ndarray) -> Detection | None:
+        """The detection that is the foreground: its box must hold most of the matte."""
+        total = float(matte.sum())
+        if total <= 0:
+            return None
+        best, best_score = None, 0.0
+        for d in detections:
+            x1, y1, x2, y2 = (int(round(v)) for v in d.box)
+            inside = float(matte[y1:y2, x1:x2].sum())
+            box_area = max(1, (x2 - x1) * (y2 - y1))
+            cover = inside / total  # how much of the foreground the box holds
+            fill = inside / box_area  # how much of the box is foreground
+            score = d.score * cover * min(1.0, 2 * fill)
+            if score > best_score:
+                best, best_score = d, score
+        return best
