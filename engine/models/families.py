@@ -1,0 +1,131 @@
+"""Model families: how each architecture wants its input and what its output means.
+
+One class per architecture (the checkpoints of a family differ only in weights: they are rows in
+`catalog.py`), and one `Segmenter` that runs any of them through onnxruntime. A family is pure
+arithmetic on arrays, so it is unit-testable without the model file.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image
+
+
+class Family:
+    """Resize to the net's square, normalise per channel, read back a [0, 1] matte."""
+
+    name: ClassVar[str]
+    size: ClassVar[int]
+    mean: ClassVar[tuple[float, float, float]]
+    std: ClassVar[tuple[float, float, float]]
+    output_name: ClassVar[str | None] = None  # None: the model's first output
+    logits: ClassVar[bool] = False  # the net answers logits: sigmoid first
+
+    def preprocess(self, image: Image.Image, size: int | None = None) -> np.ndarray:
+        """RGB image -> float32 1x3xSxS, (pixel/255 - mean) / std, in one multiply-add."""
+        side = size or self.size
+        resized = image if image.size == (side, side) else image.resize((side, side), Image.Resampling.BILINEAR)
+        pixels = np.asarray(resized, dtype=np.float32)  # S x S x 3
+        scale = (1.0 / (255.0 * np.asarray(self.std, dtype=np.float32))).astype(np.float32)
+        shift = (np.asarray(self.mean, dtype=np.float32) / np.asarray(self.std, dtype=np.float32)).astype(np.float32)
+        tensor = np.empty((1, 3, side, side), dtype=np.float32)
+        for c in range(3):
+            np.multiply(pixels[:, :, c], scale[c], out=tensor[0, c])
+            tensor[0, c] -= shift[c]
+        return tensor
+
+    def postprocess(self, output: np.ndarray) -> np.ndarray:
+        """Net output (1x1xHxW or HxW) -> float32 HxW in [0, 1], min-max stretched as rembg does.
+
+        The stretch makes the most confident pixel fully opaque even when a net never quite
+        reaches 1.0; a flat output (nothing found) stays flat rather than being blown up.
+        """
+        matte = np.asarray(output, dtype=np.float32).reshape(output.shape[-2:])
+        if self.logits:
+            matte = 1.0 / (1.0 + np.exp(-matte))
+        low, high = float(matte.min()), float(matte.max())
+        if high - low > 1e-6:
+            matte = (matte - np.float32(low)) * np.float32(1.0 / (high - low))
+        else:
+            matte = np.clip(matte, 0.0, 1.0)
+        return matte.astype(np.float32, copy=False)
+
+
+class ISNet(Family):
+    """DIS / IS-Net (IMG.LY's and the general-use checkpoints): output `output`, already in [0, 1]."""
+
+    name = "isnet"
+    size = 1024
+    mean = (0.5, 0.5, 0.5)
+    std = (1.0, 1.0, 1.0)
+    output_name = "output"
+
+
+class U2Net(Family):
+    """U²-Net and its small/human variants: ImageNet statistics, first output is the fused map."""
+
+    name = "u2net"
+    size = 320
+    mean = (0.485, 0.456, 0.406)
+    std = (0.229, 0.224, 0.225)
+
+
+class BiRefNet(Family):
+    """BiRefNet: ImageNet statistics; the last decoder stage answers logits."""
+
+    name = "birefnet"
+    size = 1024
+    mean = (0.485, 0.456, 0.406)
+    std = (0.229, 0.224, 0.225)
+    logits = True
+
+
+FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (ISNet, U2Net, BiRefNet)}
+
+
+def family(name: str) -> Family:
+    try:
+        return FAMILIES[name.lower()]()
+    except KeyError:
+        raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
+
+
+class Segmenter:
+    """One onnxruntime session for one checkpoint; `matte()` is safe to call from many threads.
+
+    Memory matters more than a few percent of speed here: the CPU arena keeps every run's peak
+    allocation for good, and IS-Net's 11 side outputs are never fetched (about 0.9 GB resident
+    instead of 2.1 GB, per notes/models.md).
+    """
+
+    def __init__(self, model_path: str | os.PathLike, family_name: str = "isnet", threads: int | None = None):
+        import onnxruntime as ort
+
+        self.family = family(family_name)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(pathlib.Path(model_path)), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        outputs = [o.name for o in self.session.get_outputs()]
+        wanted = self.family.output_name
+        self.output_name = wanted if wanted in outputs else outputs[0]
+        # A checkpoint exported at another square size (e.g. a 512² IS-Net) says so in its shape.
+        height, width = model_input.shape[-2:]
+        self.size = height if isinstance(height, int) and height == width else self.family.size
+
+    def matte(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> float32 SxS matte in [0, 1] at the net's resolution."""
+        tensor = self.family.preprocess(image, self.size)
+        (output,) = self.session.run([self.output_name], {self.input_name: tensor})
+        return self.family.postprocess(output)
