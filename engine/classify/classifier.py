@@ -25,6 +25,9 @@ DETECTOR_SIZE = 512
 DETECTOR_STRIDE = 4
 MAX_DETECTIONS = 20
 MIN_DETECTION_SCORE = 0.15
+PERSON_SCORE = 0.25
+SURE_SCORE = 0.5
+AGREEMENT = 0.25
 
 
 @dataclass(frozen=True)
@@ -124,26 +127,30 @@ class ForegroundClassifier:
         return out
 
     def imagenet_probs(self, image: Image.Image, matte: np.ndarray) -> np.ndarray:
-        """ImageNet probabilities for the foreground: the matte's box, composited on grey."""
+        """ImageNet probabilities for two views of the foreground, shape (2, 1000).
+
+        View 0 is the matte's square box composited on grey: the object alone, so a busy
+        background cannot name it. View 1 is the same box enlarged, unmasked: the setting, which
+        tells a gravestone in a field or a flower in a pot from an object on a table.
+        """
         rgb = np.asarray(image, np.float32)
         alpha = matte[..., None]
-        comp = rgb * alpha + 128.0 * (1.0 - alpha)
-        box = _box_of(matte > 0.5)
-        if box is not None:
-            x1, y1, x2, y2 = box
-            side = max(x2 - x1, y2 - y1) * 1.1
-            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-            crop = Image.fromarray(comp.astype(np.uint8)).crop(
-                (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
-            )  # out-of-image parts come back black; a square crop keeps the aspect ratio
-        else:
-            crop = Image.fromarray(comp.astype(np.uint8))
+        alone = Image.fromarray((rgb * alpha + 128.0 * (1.0 - alpha)).astype(np.uint8))
+        box = _box_of(matte > 0.5) or (0, 0, image.width, image.height)
+        x1, y1, x2, y2 = box
+        cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1)
+
+        def square(img: Image.Image, scale: float) -> Image.Image:
+            half = side * scale / 2  # outside the photo the crop is black; the aspect is kept
+            return img.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half)))
+
         size = mobilenet_v2.INPUT_SIZE
-        x = np.asarray(crop.resize((size, size), Image.BILINEAR), np.float32) / 255.0
-        x = ((x - mobilenet_v2.MEAN) / mobilenet_v2.STD).transpose(2, 0, 1)[None]
-        logits = self._classifier.run(None, {"image": np.ascontiguousarray(x, np.float32)})[0][0]
-        e = np.exp(logits - logits.max())
-        return e / e.sum()
+        views = [square(alone, 1.1), square(image, 1.3)]
+        x = np.stack([np.asarray(v.resize((size, size), Image.BILINEAR), np.float32) for v in views])
+        x = ((x / 255.0 - mobilenet_v2.MEAN) / mobilenet_v2.STD).transpose(0, 3, 1, 2)
+        logits = self._classifier.run(None, {"image": np.ascontiguousarray(x, np.float32)})[0]
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
 
     # -- the decision ----------------------------------------------------------------------------
 
@@ -151,13 +158,13 @@ class ForegroundClassifier:
         image = image_rgb.convert("RGB")
         m = _matte_array(matte, image.size)
         detections = self.detect(image)
-        probs = self.imagenet_probs(image, m)
+        probs = self.imagenet_probs(image, m).mean(axis=0)
         type_scores = {t: 0.0 for t in labels.TYPES}
         for i, p in enumerate(probs):
             type_scores[labels.imagenet_type(i)] += float(p)
-        best = self._foreground_detection(detections, m)
         top = int(np.argmax(probs))
-        if best is not None:
+        best = self._foreground_detection(detections, m)
+        if best is not None and self._detection_stands(best, type_scores):
             return Prediction(best.type, labels.COCO_LABELS[best.label], best, top, type_scores)
         kind = max(type_scores, key=type_scores.get)
         return Prediction(kind, f"imagenet:{top}", None, top, type_scores)
@@ -165,6 +172,17 @@ class ForegroundClassifier:
     def classify(self, image_rgb: Image.Image, matte: np.ndarray) -> str:
         return self.predict(image_rgb, matte).type
 
+    @staticmethod
+    def _detection_stands(d: Detection, type_scores: dict[str, float]) -> bool:
+        """Whether to believe the detector over the classifier.
+
+        ImageNet has no person class, so a person detection stands on its own. Any other
+        detection needs the classifier not to contradict it, unless the detector is sure: weak
+        detections (a "bird" in a mushroom, a "cat" in a carved plaque) are common.
+        """
+        if d.type == "person":
+            return d.score >= PERSON_SCORE
+        return d.score >= SURE_SCORE or type_scores[d.type] >= AGREEMENT
     @staticmethod
     def _foreground_detection(detections: list[Detection], matte: np.ndarray) -> Detection | None:
         """The detection that is the foreground: its box must hold most of the matte."""

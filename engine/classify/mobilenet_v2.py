@@ -33,9 +33,9 @@ def _conv_bn(g: GraphBuilder, sd: dict[str, np.ndarray], x: str, conv: str, bn: 
 
 
 def build(sd: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """Input `image` 1x3x224x224, already normalised; output `logits` 1x1000."""
+    """Input `image` Nx3x224x224, already normalised; output `logits` Nx1000."""
     g = GraphBuilder("mobilenet_v2")
-    x = g.input("image", [1, 3, INPUT_SIZE, INPUT_SIZE])
+    x = g.input("image", ["n", 3, INPUT_SIZE, INPUT_SIZE])
     x = _conv_bn(g, sd, x, "features.0.0", "features.0.1", stride=2)
     for i, stride in enumerate(_BLOCK_STRIDES, start=1):
         p = f"features.{i}.conv"
@@ -55,5 +55,5 @@ def build(sd: dict[str, np.ndarray]) -> onnx.ModelProto:
     x = g.op("Flatten", [x], "flatten", axis=1)
     x = g.op("Gemm", [x, g.const(sd["classifier.1.weight"], "fc_w"), g.const(sd["classifier.1.bias"], "fc_b")],
              "fc", transB=1)
-    g.output(x, "logits", [1, sd["classifier.1.bias"].shape[0]])
+    g.output(x, "logits", ["n", sd["classifier.1.bias"].shape[0]])
     return g.model()

@@ -38,7 +38,7 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
         return out
 
-    def input(self, name: str, shape: list[int]) -> str:
+    def input(self, name: str, shape: list[int | str]) -> str:
         self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
         return name
 
