@@ -38,6 +38,7 @@ gen: $(GEN)/.stamp
 # Fetches, checks (sha256) and caches the model outside the repo; fast when cached.
 model: $(VENV)/.installed
 	$(PY) -m engine.models.fetch
+	$(PY) -m engine.classify.fetch
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
