@@ -1,0 +1,154 @@
+"""X-Type classifier: real photos from ../shared/quality, the install-time conversion, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+import pickle
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.classify import TYPES, ForegroundClassifier, fetch
+from engine.classify.tfjs_onnx import TfjsConversionError, convert
+from engine.classify.torch_pickle import TorchPickleError, load_state_dict
+from engine.models.fetch import ModelFetchError, sha256_file
+
+QUALITY = pathlib.Path(__file__).resolve().parents[3] / "shared" / "quality" / "grabcut50"
+needs_photos = pytest.mark.skipif(not QUALITY.is_dir(), reason="../shared/quality is not here")
+
+
+@pytest.fixture(scope="module")
+def classifier() -> ForegroundClassifier:
+    return ForegroundClassifier.from_cache()
+
+
+def _photo(name: str) -> tuple[Image.Image, np.ndarray]:
+    rows = {pathlib.Path(r["image"]).name: r for r in csv.DictReader((QUALITY / "meta.csv").open())}
+    row = rows[name]
+    image = Image.open(QUALITY / row["image"]).convert("RGB")
+    return image, np.asarray(Image.open(QUALITY / row["mask"]).convert("L"))
+
+
+@needs_photos
+@pytest.mark.parametrize(
+    ("photo", "expected"),
+    [
+        ("person1.jpg", "person"),
+        ("tennis.jpg", "person"),
+        ("21077.jpg", "car"),  # race car
+        ("37073.jpg", "car"),  # jet: vehicles are "car"
+        ("sheep.jpg", "animal"),
+        ("326038.jpg", "animal"),  # leopard
+        ("banana1.png", "product"),
+        ("teddy.jpg", "product"),
+        ("bush.jpg", "other"),  # potted plant
+        ("grave.jpg", "other"),
+    ],
+)
+def test_known_photos(classifier: ForegroundClassifier, photo: str, expected: str) -> None:
+    image, matte = _photo(photo)
+    assert classifier.classify(image, matte) == expected
+
+
+@needs_photos
+def test_matte_as_float_or_uint8_gives_the_same_answer(classifier: ForegroundClassifier) -> None:
+    image, matte = _photo("sheep.jpg")
+    as_uint8 = classifier.predict(image, matte)
+    as_float = classifier.predict(image, matte.astype(np.float32) / 255.0)
+    assert as_uint8.type == as_float.type == "animal"
+    assert as_uint8.detail == as_float.detail
+
+
+@needs_photos
+def test_the_matte_picks_the_foreground(classifier: ForegroundClassifier) -> None:
+    """A person stands in front of a matte that covers only the background's corner: no person."""
+    image, matte = _photo("person3.jpg")
+    assert classifier.classify(image, matte) == "person"
+    corner = np.zeros_like(matte)
+    corner[:40, :40] = 255
+    assert classifier.classify(image, corner) != "person"
+
+
+@needs_photos
+def test_threads_share_one_classifier(classifier: ForegroundClassifier) -> None:
+    photos = ["person1.jpg", "sheep.jpg", "21077.jpg", "banana1.png"]
+    inputs = [_photo(p) for p in photos]
+    expected = [classifier.classify(i, m) for i, m in inputs]
+    results: dict[int, list[str]] = {}
+
+    def work(k: int) -> None:
+        results[k] = [classifier.classify(i, m) for i, m in inputs]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[k] == expected for k in range(4))
+    assert expected == ["person", "animal", "car", "product"]
+
+
+def test_empty_or_odd_mattes_still_give_a_type(classifier: ForegroundClassifier) -> None:
+    image = Image.new("RGB", (64, 48), (200, 30, 30))
+    for matte in (np.zeros((48, 64), np.uint8), np.full((48, 64), 255, np.uint8),
+                  np.zeros((10, 10), np.float32), np.ones((48, 64, 4), np.uint8) * 255):
+        assert classifier.classify(image, matte) in TYPES
+    assert classifier.classify(Image.new("L", (30, 30), 9), np.ones((30, 30))) in TYPES
+
+
+def test_installed_models_match_their_recorded_sha256() -> None:
+    paths = fetch.ensure_models()
+    for path in paths.values():
+        recorded = path.with_suffix(".sha256").read_text().strip()
+        assert sha256_file(path) == recorded
+    root = paths["detector"].parents[1]
+    for source in [*fetch.DETECTOR_FILES.values(), fetch.CLASSIFIER_FILE]:
+        assert sha256_file(fetch._cached_source(root, source)) == source.sha256
+
+
+def test_a_damaged_converted_model_is_rebuilt(tmp_path: pathlib.Path) -> None:
+    cached = fetch.ensure_models()
+    root = tmp_path / "cache"
+    (root / "sources").mkdir(parents=True)
+    for source in [*fetch.DETECTOR_FILES.values(), fetch.CLASSIFIER_FILE]:
+        src = fetch._cached_source(cached["detector"].parents[1], source)
+        (root / "sources" / src.name).write_bytes(src.read_bytes())
+    first = fetch.ensure_models(root)  # converts from the cached sources, no download
+    good = sha256_file(first["classifier"])
+    first["classifier"].write_bytes(b"truncated")
+    again = fetch.ensure_models(root)
+    assert again["classifier"] == first["classifier"]
+    assert sha256_file(again["classifier"]) == good
+    assert good == sha256_file(cached["classifier"])  # the conversion is reproducible
+
+
+def test_a_source_with_the_wrong_sha256_is_refused(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ModelFetchError, match="sha256"):
+        fetch._store(tmp_path, fetch.CLASSIFIER_FILE, b"not the weights", "test")
+    assert not any(tmp_path.rglob("*.pth"))
+
+
+def test_torch_reader_refuses_code_in_a_weights_file() -> None:
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    data = b"".join(pickle.dumps(x) for x in (0x1950A86A20F9469CFC6C, 1001, {}, Evil()))
+    with pytest.raises(TorchPickleError, match="refusing"):
+        load_state_dict(data)
+    with pytest.raises(TorchPickleError, match="magic"):
+        load_state_dict(pickle.dumps(1234))
+
+
+def test_tfjs_converter_rejects_unknown_ops() -> None:
+    graph = {"modelTopology": {"node": [
+        {"name": "x", "op": "Placeholder",
+         "attr": {"shape": {"shape": {"dim": [{"size": "1"}, {"size": "8"}, {"size": "8"}, {"size": "3"}]}}}},
+        {"name": "y", "op": "Erf", "input": ["x"]},
+    ]}}
+    with pytest.raises(TfjsConversionError, match="Erf"):
+        convert(json.loads(json.dumps(graph)), {}, ["y"])
