@@ -31,10 +31,11 @@ DEFAULT_QUALITY = pathlib.Path(__file__).resolve().parents[2] / "shared" / "qual
 
 
 def _model_matte():
-    from engine.pipeline import Engine  # the engine's own matte, as the service computes it
+    """The engine's own matte (the default segmentation checkpoint), as the service computes it."""
+    from engine.models.families import Segmenter
+    from engine.models.fetch import ensure_checkpoint
 
-    engine = Engine.from_environment()
-    return engine
+    return Segmenter(ensure_checkpoint()).matte
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     classifier = ForegroundClassifier.from_cache(threads=ns.threads)
     matte_of = None
     if ns.matte == "model":
-        matte_of = _model_matte().matte  # type: ignore[attr-defined]
+        matte_of = _model_matte()
 
     confusion = {t: {p: 0 for p in TYPES} for t in TYPES}
     latencies = []

@@ -28,6 +28,12 @@ MIN_DETECTION_SCORE = 0.15
 PERSON_SCORE = 0.25
 SURE_SCORE = 0.5
 AGREEMENT = 0.25
+SETTING_SCORE = 0.5
+
+_IMAGENET_TYPE_MATRIX = np.zeros((1000, len(labels.TYPES)), np.float32)
+for _i in range(1000):
+    _IMAGENET_TYPE_MATRIX[_i, labels.TYPES.index(labels.imagenet_type(_i))] = 1.0
+_OTHER = labels.TYPES.index("other")
 
 
 @dataclass(frozen=True)
@@ -127,11 +133,12 @@ class ForegroundClassifier:
         return out
 
     def imagenet_probs(self, image: Image.Image, matte: np.ndarray) -> np.ndarray:
-        """ImageNet probabilities for two views of the foreground, shape (2, 1000).
+        """ImageNet probabilities for three views of the foreground, shape (3, 1000).
 
         View 0 is the matte's square box composited on grey: the object alone, so a busy
-        background cannot name it. View 1 is the same box enlarged, unmasked: the setting, which
-        tells a gravestone in a field or a flower in a pot from an object on a table.
+        background cannot name it. View 1 is the same box a little larger, unmasked, and view 2
+        the whole photo: the setting, which tells a gravestone in a field or a flower in a pot
+        from an object on a table, and backs up a view the matte's cut-out misleads.
         """
         rgb = np.asarray(image, np.float32)
         alpha = matte[..., None]
@@ -145,7 +152,7 @@ class ForegroundClassifier:
             return img.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half)))
 
         size = mobilenet_v2.INPUT_SIZE
-        views = [square(alone, 1.1), square(image, 1.3)]
+        views = [square(alone, 1.1), square(image, 1.3), image]
         x = np.stack([np.asarray(v.resize((size, size), Image.BILINEAR), np.float32) for v in views])
         x = ((x / 255.0 - mobilenet_v2.MEAN) / mobilenet_v2.STD).transpose(0, 3, 1, 2)
         logits = self._classifier.run(None, {"image": np.ascontiguousarray(x, np.float32)})[0]
@@ -158,31 +165,35 @@ class ForegroundClassifier:
         image = image_rgb.convert("RGB")
         m = _matte_array(matte, image.size)
         detections = self.detect(image)
-        probs = self.imagenet_probs(image, m).mean(axis=0)
-        type_scores = {t: 0.0 for t in labels.TYPES}
-        for i, p in enumerate(probs):
-            type_scores[labels.imagenet_type(i)] += float(p)
-        top = int(np.argmax(probs))
+        probs = self.imagenet_probs(image, m)
+        views = probs @ _IMAGENET_TYPE_MATRIX  # (views, types): each view's mass per type
+        fused = views.mean(axis=0)
+        type_scores = dict(zip(labels.TYPES, (float(v) for v in fused)))
+        top = int(np.argmax(probs.mean(axis=0)))
         best = self._foreground_detection(detections, m)
-        if best is not None and self._detection_stands(best, type_scores):
+        if best is not None and self._detection_stands(best, views):
             return Prediction(best.type, labels.COCO_LABELS[best.label], best, top, type_scores)
-        kind = max(type_scores, key=type_scores.get)
+        kind = labels.TYPES[int(np.argmax(fused))]
+        if kind == "product" and views[:, _OTHER].max() >= SETTING_SCORE:
+            kind = "other"  # scenery, a monument or a plant is what one view clearly sees
         return Prediction(kind, f"imagenet:{top}", None, top, type_scores)
 
     def classify(self, image_rgb: Image.Image, matte: np.ndarray) -> str:
         return self.predict(image_rgb, matte).type
 
     @staticmethod
-    def _detection_stands(d: Detection, type_scores: dict[str, float]) -> bool:
+    def _detection_stands(d: Detection, views: np.ndarray) -> bool:
         """Whether to believe the detector over the classifier.
 
         ImageNet has no person class, so a person detection stands on its own. Any other
-        detection needs the classifier not to contradict it, unless the detector is sure: weak
-        detections (a "bird" in a mushroom, a "cat" in a carved plaque) are common.
+        detection needs every classifier view to give its type some weight, unless the detector
+        is sure: weak detections (a "bird" in a mushroom, a "cat" in a carved plaque, a "dog"
+        for a ceramic figurine) are common.
         """
         if d.type == "person":
             return d.score >= PERSON_SCORE
-        return d.score >= SURE_SCORE or type_scores[d.type] >= AGREEMENT
+        return d.score >= SURE_SCORE or float(views[:, labels.TYPES.index(d.type)].min()) >= AGREEMENT
+
     @staticmethod
     def _foreground_detection(detections: list[Detection], matte: np.ndarray) -> Detection | None:
         """The detection that is the foreground: its box must hold most of the matte."""
