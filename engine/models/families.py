@@ -99,7 +99,7 @@ class Segmenter:
 
     Memory matters more than a few percent of speed here: the CPU arena keeps every run's peak
     allocation for good, and IS-Net's 11 side outputs are never fetched (about 0.9 GB resident
-    instead of 2.1 GB, per notes/models.md).
+    instead of 2.1 GB, per notes/models.md); the memory pattern planner is off for the same reason.
     """
 
     def __init__(self, model_path: str | os.PathLike, family_name: str = "isnet", threads: int | None = None):
@@ -111,6 +111,7 @@ class Segmenter:
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         options.log_severity_level = 3
         self.session = ort.InferenceSession(
             str(pathlib.Path(model_path)), sess_options=options, providers=["CPUExecutionProvider"]

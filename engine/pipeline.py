@@ -1,0 +1,346 @@
+"""The engine's one entry point: bytes + RemovalOptions in, RemovalResult out.
+
+Geometry, in the order remove.bg applies it: the requested `size` (max_output_pixels) scales the
+whole upright image first ("sized" pixels: every box, crop and margin below is in them); `roi`
+limits what the net looks at (outside is background); `crop` shrinks the canvas to the
+foreground box plus margins; the format's own cap scales the canvas last. Colour and alpha are
+each resampled once, straight from the decoded photo and from the net's matte, to the final
+pixels, so no full-size intermediate is made that the output does not need.
+
+`Engine.remove` keeps all state local: one Engine (one onnxruntime session) serves any number
+of threads at once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from engine import compose, encode
+from engine.decode import DEFAULT_MAX_PIXELS, decode, probe
+from engine.matte import coarse_box, foreground_box, upsample
+from engine.models.families import Segmenter
+from engine.types import Box, EngineError, ForegroundType, ImageInfo, Length, RemovalOptions, RemovalResult
+
+Rect = tuple[float, float, float, float]  # x0, y0, x1, y1
+
+# (the region of the photo the net saw, RGB, longest side <= 1024; the net's float32 matte of
+# that region in [0, 1], at the net's square resolution) -> "person" | "product" | "animal" |
+# "car" | "other".
+Classifier = Callable[[Image.Image, np.ndarray], str]
+
+_CLASSIFIER_VIEW = 1024
+_FOREGROUND_TYPES = ("person", "product", "animal", "car", "other")
+
+
+def classify_other(image: Image.Image, matte: np.ndarray) -> str:
+    """The classifier used when none is given: every subject is "other".
+
+    A real detector plugs in through `Engine(classify=...)` (see engine/classify/).
+    """
+    return "other"
+
+
+def _intersect(a: Rect, b: Rect) -> Rect | None:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _place(part: Rect, canvas: Rect, scale: tuple[float, float], out: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Output pixel rectangle of `part` (a sub-rectangle of `canvas`), clamped to the output."""
+    kx, ky = scale
+    return (
+        min(out[0], max(0, round((part[0] - canvas[0]) * kx))),
+        min(out[1], max(0, round((part[1] - canvas[1]) * ky))),
+        min(out[0], max(0, round((part[2] - canvas[0]) * kx))),
+        min(out[1], max(0, round((part[3] - canvas[1]) * ky))),
+    )
+
+
+def resolve_roi(roi: tuple[Length, Length, Length, Length], width: int, height: int) -> Rect:
+    """`x1 y1 x2 y2` (px or % of the image) -> pixel rectangle, checked against the image."""
+    x0, y0 = roi[0].resolve(width), roi[1].resolve(height)
+    x1, y1 = roi[2].resolve(width), roi[3].resolve(height)
+    if min(x0, y0, x1, y1) < 0 or not all(map(math.isfinite, (x0, y0, x1, y1))):
+        raise EngineError("invalid_roi", "roi values must be zero or positive (x1 y1 x2 y2).")
+    if x1 > width + 0.5 or y1 > height + 0.5 or x0 > width or y0 > height:
+        raise EngineError(
+            "roi_exceeds_bounds", f"The roi ({x0:g} {y0:g} {x1:g} {y1:g}) exceeds the image ({width}x{height})."
+        )
+    x1, y1 = min(x1, width), min(y1, height)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise EngineError("roi_region_empty", "The roi is empty: x2 must exceed x1 and y2 must exceed y1.")
+    return x0, y0, x1, y1
+
+
+class Engine:
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        family: str = "isnet",
+        threads: int | None = None,
+        *,
+        classify: Classifier | None = None,
+        estimate_foreground: compose.ForegroundEstimator = compose.keep_source_colour,
+        max_input_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
+        self.segmenter = Segmenter(model_path, family, threads)
+        self.classify: Classifier = classify or classify_other
+        self.estimate_foreground = estimate_foreground
+        self.max_input_pixels = max_input_pixels
+
+    @classmethod
+    def from_environment(cls, **kwargs) -> "Engine":
+        """CLEARBG_MODEL_PATH (any file of CLEARBG_MODEL_FAMILY, default isnet) or else the
+        cached checkpoint CLEARBG_MODEL (default: the catalog's), fetched if missing."""
+        from engine.models.catalog import CHECKPOINTS, DEFAULT_CHECKPOINT
+        from engine.models.fetch import ensure_checkpoint
+
+        path = os.environ.get("CLEARBG_MODEL_PATH")
+        family = os.environ.get("CLEARBG_MODEL_FAMILY")
+        if path:
+            model_path: pathlib.Path = pathlib.Path(path)
+            family = family or "isnet"
+        else:
+            name = os.environ.get("CLEARBG_MODEL") or DEFAULT_CHECKPOINT
+            model_path = ensure_checkpoint(name)
+            family = family or CHECKPOINTS[name].family
+        return cls(model_path, family, **kwargs)
+
+    def warm_up(self) -> None:
+        """One inference, so the first request does not pay for onnxruntime's lazy set-up."""
+        size = self.segmenter.size
+        self.segmenter.matte(Image.new("RGB", (size, size), (128, 128, 128)))
+
+    def probe(self, data: bytes) -> ImageInfo:
+        return probe(data, self.max_input_pixels)
+
+    def remove(self, data: bytes, options: RemovalOptions) -> RemovalResult:
+        info = self.probe(data)
+        width, height = info.width, info.height
+
+        # Sized space: the whole image scaled to the caller's `size`.
+        sized_w, sized_h = encode.fit((width, height), options.max_output_pixels or math.inf)
+        to_sized = (sized_w / width, sized_h / height)
+        full: Rect = (0.0, 0.0, float(sized_w), float(sized_h))
+
+        roi = resolve_roi(options.roi, width, height) if options.roi is not None else None
+        region: Rect = (
+            (roi[0] * to_sized[0], roi[1] * to_sized[1], roi[2] * to_sized[0], roi[3] * to_sized[1]) if roi else full
+        )
+
+        net = self.segmenter.size
+        # A JPEG need not be decoded beyond what both the output and the net can use.
+        min_size = None if roi else (max(sized_w, min(width, net)), max(sized_h, min(height, net)))
+        image = decode(data, self.max_input_pixels, min_size=min_size)
+        to_image = (image.width / sized_w, image.height / sized_h)
+
+        view = self._net_view(image, region, to_image, net)
+        matte = self.segmenter.matte(view)
+
+        canvas = (self._crop_canvas(matte, region, options) if options.crop else None) or full
+
+        cap_format = self._format_for_cap(options)
+        canvas_w, canvas_h = canvas[2] - canvas[0], canvas[3] - canvas[1]
+        out = encode.fit(
+            (canvas_w, canvas_h),
+            min(encode.FORMAT_MAX_PIXELS[cap_format], options.max_output_pixels or math.inf),
+            encode.FORMAT_MAX_SIDE[cap_format],
+        )
+        scale = (out[0] / canvas_w, out[1] / canvas_h)
+
+        alpha = self._render_alpha(matte, region, canvas, scale, out)
+        colour, source_alpha = self._render_colour(image, to_image, full, canvas, scale, out)
+        if source_alpha is not None:  # the upload's own transparency stays transparent
+            alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
+        box = foreground_box(alpha)
+        kind = self._foreground_type(options, image, region, to_image, matte)
+
+        data_out, content_type = self._encode(colour, alpha, options, out)
+        return RemovalResult(
+            data=data_out,
+            content_type=content_type,
+            width=out[0],
+            height=out[1],
+            foreground_type=kind,  # type: ignore[arg-type]
+            foreground=box,
+            input=info,
+        )
+
+    # -- steps --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _format_for_cap(options: RemovalOptions) -> str:
+        """The format whose size cap applies; `auto` is PNG unless an opaque background rules alpha out."""
+        fmt = options.output_format
+        if options.channels == "alpha":
+            return fmt if fmt in ("jpg", "webp") else "png"
+        if fmt == "auto":
+            opaque_bg = options.bg_image is not None or (options.bg_color is not None and options.bg_color[3] == 255)
+            return "jpg" if opaque_bg else "png"
+        return fmt
+
+    @staticmethod
+    def _net_view(image: Image.Image, region: Rect, to_image: tuple[float, float], net: int) -> Image.Image:
+        """The region the net sees, resized to its square; transparency shown over white."""
+        box = (region[0] * to_image[0], region[1] * to_image[1], region[2] * to_image[0], region[3] * to_image[1])
+        view = image.resize((net, net), Image.Resampling.BILINEAR, box=box)
+        if view.mode == "RGBA":
+            white = Image.new("RGB", view.size, (255, 255, 255))
+            view = Image.composite(view.convert("RGB"), white, view.getchannel("A"))
+        return view
+
+    @staticmethod
+    def _crop_canvas(matte: np.ndarray, region: Rect, options: RemovalOptions) -> Rect | None:
+        """Foreground box (exact, in sized pixels) grown by the margins; None if there is no foreground."""
+        rough = coarse_box(matte)
+        if rough is None:
+            return None
+        net_h, net_w = matte.shape
+        per_px = (net_w / (region[2] - region[0]), net_h / (region[3] - region[1]))  # net px per sized px
+        reach = 2 + math.ceil(max(1.0, *per_px))
+        mx0, my0 = max(0, rough[0] - reach), max(0, rough[1] - reach)
+        mx1, my1 = min(net_w, rough[2] + reach), min(net_h, rough[3] + reach)
+        # The same area in sized pixels, on whole pixels, inside the region.
+        x0 = max(math.floor(region[0] + mx0 / per_px[0]), math.ceil(region[0]))
+        y0 = max(math.floor(region[1] + my0 / per_px[1]), math.ceil(region[1]))
+        x1 = min(math.ceil(region[0] + mx1 / per_px[0]), math.floor(region[2]))
+        y1 = min(math.ceil(region[1] + my1 / per_px[1]), math.floor(region[3]))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        patch = upsample(
+            matte,
+            (x1 - x0, y1 - y0),
+            ((x0 - region[0]) * per_px[0], (y0 - region[1]) * per_px[1],
+             (x1 - region[0]) * per_px[0], (y1 - region[1]) * per_px[1]),
+        )
+        found = foreground_box(patch)
+        if found.width == 0:
+            return None
+        left, top = x0 + found.left, y0 + found.top
+        right, bottom = left + found.width, top + found.height
+        m_top, m_right, m_bottom, m_left = options.crop_margin
+        return (
+            float(left - round(m_left.resolve(found.width))),
+            float(top - round(m_top.resolve(found.height))),
+            float(right + round(m_right.resolve(found.width))),
+            float(bottom + round(m_bottom.resolve(found.height))),
+        )
+
+    @staticmethod
+    def _render_alpha(matte: np.ndarray, region: Rect, canvas: Rect, scale: tuple[float, float], out: tuple[int, int]) -> np.ndarray:
+        alpha = np.zeros((out[1], out[0]), dtype=np.uint8)
+        seen = _intersect(canvas, region)
+        if seen is None:
+            return alpha
+        ox0, oy0, ox1, oy1 = _place(seen, canvas, scale, out)
+        if ox1 <= ox0 or oy1 <= oy0:
+            return alpha
+        net_h, net_w = matte.shape
+        per_px = (net_w / (region[2] - region[0]), net_h / (region[3] - region[1]))
+        alpha[oy0:oy1, ox0:ox1] = upsample(
+            matte,
+            (ox1 - ox0, oy1 - oy0),
+            ((seen[0] - region[0]) * per_px[0], (seen[1] - region[1]) * per_px[1],
+             (seen[2] - region[0]) * per_px[0], (seen[3] - region[1]) * per_px[1]),
+        )
+        return alpha
+
+    @staticmethod
+    def _render_colour(
+        image: Image.Image, to_image: tuple[float, float], full: Rect, canvas: Rect,
+        scale: tuple[float, float], out: tuple[int, int],
+    ) -> tuple[Image.Image, np.ndarray | None]:
+        """RGB of the canvas at `out` (black beyond the photo) and the photo's own alpha, if any.
+
+        Colour and alpha are resampled apart: resizing RGBA premultiplies in 8 bits, which would
+        darken the colour of faint edge pixels.
+        """
+        has_alpha = image.mode == "RGBA"
+        rgb = image.convert("RGB") if has_alpha else image
+        icc = image.info.get("icc_profile")
+        visible = _intersect(canvas, full)
+        if visible == canvas and out == image.size and canvas == full:
+            colour, source = rgb, (np.asarray(image.getchannel("A")) if has_alpha else None)
+        else:
+            colour = Image.new("RGB", out, (0, 0, 0))
+            source_img = Image.new("L", out, 0) if has_alpha else None
+            if visible is not None:
+                ox0, oy0, ox1, oy1 = _place(visible, canvas, scale, out)
+                if ox1 > ox0 and oy1 > oy0:
+                    box = (visible[0] * to_image[0], visible[1] * to_image[1],
+                           visible[2] * to_image[0], visible[3] * to_image[1])
+                    size = (ox1 - ox0, oy1 - oy0)
+                    colour.paste(rgb.resize(size, Image.Resampling.BICUBIC, box=box), (ox0, oy0))
+                    if source_img is not None:
+                        source_img.paste(image.getchannel("A").resize(size, Image.Resampling.BICUBIC, box=box), (ox0, oy0))
+            source = np.asarray(source_img) if source_img is not None else None
+        if icc:
+            colour.info["icc_profile"] = icc
+        return colour, source
+
+    def _foreground_type(
+        self, options: RemovalOptions, image: Image.Image, region: Rect, to_image: tuple[float, float], matte: np.ndarray
+    ) -> ForegroundType:
+        if options.foreground_type != "auto":
+            return options.foreground_type
+        box = (region[0] * to_image[0], region[1] * to_image[1], region[2] * to_image[0], region[3] * to_image[1])
+        size = encode.fit((box[2] - box[0], box[3] - box[1]), math.inf, _CLASSIFIER_VIEW)
+        view = image.resize(size, Image.Resampling.BILINEAR, box=box)
+        if view.mode != "RGB":
+            view = view.convert("RGB")
+        kind = self.classify(view, matte)
+        return kind if kind in _FOREGROUND_TYPES else "other"  # type: ignore[return-value]
+
+    def _encode(self, colour: Image.Image, alpha: np.ndarray, options: RemovalOptions, out: tuple[int, int]) -> tuple[bytes, str]:
+        fmt = options.output_format
+        if options.channels == "alpha":
+            matte_image = Image.fromarray(alpha, "L")
+            if fmt == "jpg":
+                return encode.jpg(matte_image), encode.CONTENT_TYPES["jpg"]
+            if fmt == "webp":
+                return encode.webp(matte_image), encode.CONTENT_TYPES["webp"]
+            return encode.png(matte_image), encode.CONTENT_TYPES["png"]
+
+        colour = self.estimate_foreground(colour, alpha)
+        if options.bg_image is not None:
+            background = self._background(options.bg_image, out)
+            picture = compose.over_image(colour, alpha, background)
+        elif options.bg_color is not None:
+            picture = compose.over_colour(colour, alpha, options.bg_color)
+        else:
+            picture = None  # the cut-out itself
+
+        if fmt == "auto":
+            transparent = picture.mode == "RGBA" if picture is not None else bool(alpha.min() < 255)
+            fmt = "png" if transparent else "jpg"
+        if fmt == "zip":
+            if picture is None:
+                return encode.zip_pair(colour, alpha), encode.CONTENT_TYPES["zip"]
+            if picture.mode == "RGBA":
+                return encode.zip_pair(picture.convert("RGB"), np.asarray(picture.getchannel("A"))), encode.CONTENT_TYPES["zip"]
+            return encode.zip_pair(picture, np.full_like(alpha, 255)), encode.CONTENT_TYPES["zip"]
+        if fmt == "jpg":
+            if picture is None:
+                flat = compose.flatten(colour, alpha)
+            elif picture.mode == "RGBA":
+                flat = compose.flatten(picture.convert("RGB"), np.asarray(picture.getchannel("A")))
+            else:
+                flat = picture
+            return encode.jpg(flat), encode.CONTENT_TYPES["jpg"]
+        if picture is None:
+            picture = compose.cutout(colour, alpha)
+        if fmt == "webp":
+            return encode.webp(picture), encode.CONTENT_TYPES["webp"]
+        return encode.png(picture), encode.CONTENT_TYPES["png"]
+
+    def _background(self, data: bytes, out: tuple[int, int]) -> Image.Image:
+        try:
+            return decode(data, self.max_input_pixels, min_size=out)
+        except EngineError as error:
+            raise EngineError(error.code, f"Background image: {error.detail}") from None
