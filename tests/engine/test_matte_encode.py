@@ -1,0 +1,111 @@
+"""Matte resampling, the foreground box, output size fitting and the encoders (no model)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import compose, encode
+from engine.matte import FOREGROUND_THRESHOLD, coarse_box, foreground_box, upsample
+from engine.types import Box
+
+
+def smooth_matte(size: int = 64) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    return np.clip(1.2 - np.hypot(x - size / 2, y - size / 2) / (size / 3), 0, 1).astype(np.float32)
+
+
+def test_upsample_in_strips_equals_one_resize():
+    matte = smooth_matte()
+    alpha = upsample(matte, (300, 700))  # 700 rows: several strips
+    whole = np.asarray(Image.fromarray(matte, "F").resize((300, 700), Image.Resampling.BILINEAR))
+    expected = np.clip(whole * 255 + 0.5, 0, 255).astype(np.uint8)
+    assert alpha.dtype == np.uint8 and alpha.shape == (700, 300)
+    assert np.abs(alpha.astype(int) - expected).max() <= 1
+    assert 0 < np.count_nonzero((alpha > 0) & (alpha < 255))  # soft edges survive
+
+
+def test_upsample_of_a_box():
+    matte = smooth_matte()
+    part = upsample(matte, (64, 64), (16, 16, 48, 48))
+    whole = upsample(matte, (128, 128))
+    assert np.abs(part.astype(int) - whole[32:96, 32:96]).max() <= 2
+
+
+def test_foreground_box_uses_threshold():
+    alpha = np.zeros((50, 80), np.uint8)
+    alpha[10:20, 30:45] = 255
+    alpha[40, 70] = FOREGROUND_THRESHOLD  # faint: not foreground
+    assert foreground_box(alpha) == Box(top=10, left=30, width=15, height=10)
+    assert foreground_box(np.zeros((5, 5), np.uint8)) == Box(0, 0, 0, 0)
+
+
+def test_coarse_box_contains_the_fine_box():
+    matte = smooth_matte()
+    x0, y0, x1, y1 = coarse_box(matte)
+    fine = foreground_box(upsample(matte, (64, 64)))
+    assert x0 <= fine.left and y0 <= fine.top
+    assert fine.left + fine.width <= x1 and fine.top + fine.height <= y1
+    assert coarse_box(np.zeros((8, 8), np.float32)) is None
+
+
+@pytest.mark.parametrize(
+    ("size", "max_pixels", "max_side"),
+    [((4000, 3000), 10_000_000, 1e9), ((4000, 3000), 250_000, 1e9), ((30000, 1000), 50_000_000, 16383), ((7, 5), 1e9, 1e9)],
+)
+def test_fit_keeps_aspect_and_caps(size, max_pixels, max_side):
+    width, height = encode.fit(size, max_pixels, max_side)
+    assert width * height <= max_pixels and max(width, height) <= max_side
+    assert width <= size[0] and height <= size[1]
+    assert abs(width / height - size[0] / size[1]) < 0.01 * size[0] / size[1] + 1 / height
+
+
+def photo_and_alpha():
+    colour = Image.new("RGB", (40, 30), (200, 120, 40))
+    alpha = np.zeros((30, 40), np.uint8)
+    alpha[5:25, 10:30] = 255
+    alpha[5:25, 9] = 100  # an edge pixel
+    return colour, alpha
+
+
+def test_cutout_is_straight_and_zeroes_hidden_colour():
+    colour, alpha = photo_and_alpha()
+    pixels = np.asarray(compose.cutout(colour, alpha))
+    assert tuple(pixels[10, 9]) == (200, 120, 40, 100)  # full colour under partial alpha
+    assert tuple(pixels[0, 0]) == (0, 0, 0, 0)
+
+
+def test_flatten_and_backgrounds():
+    colour, alpha = photo_and_alpha()
+    on_red = compose.over_colour(colour, alpha, (255, 0, 0, 255))
+    assert on_red.mode == "RGB" and on_red.getpixel((0, 0)) == (255, 0, 0)
+    assert on_red.getpixel((15, 15)) == (200, 120, 40)
+    half = compose.over_colour(colour, alpha, (255, 0, 0, 128))
+    assert half.mode == "RGBA" and half.getpixel((0, 0)) == (255, 0, 0, 128)
+    backdrop = Image.new("RGB", (10, 20), (0, 0, 255))
+    on_picture = compose.over_image(colour, alpha, backdrop)
+    assert on_picture.size == (40, 30) and on_picture.getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_cover_fills_and_centres():
+    backdrop = Image.new("RGB", (100, 100), (0, 0, 0))
+    backdrop.paste((255, 255, 255), (0, 25, 100, 75))  # white middle band
+    covered = compose.cover(backdrop, (200, 100))  # wider: scaled x2, middle rows kept
+    assert covered.size == (200, 100)
+    assert covered.getpixel((100, 50)) == (255, 255, 255)
+    assert covered.getpixel((100, 2)) == (255, 255, 255) and covered.getpixel((100, 97)) == (255, 255, 255)
+    assert compose.cover(backdrop, (100, 100)) is backdrop
+
+
+def test_zip_pair_holds_colour_and_matte():
+    colour, alpha = photo_and_alpha()
+    with zipfile.ZipFile(io.BytesIO(encode.zip_pair(colour, alpha))) as archive:
+        assert sorted(archive.namelist()) == ["alpha.png", "color.jpg"]
+        jpg = Image.open(io.BytesIO(archive.read("color.jpg")))
+        png = Image.open(io.BytesIO(archive.read("alpha.png")))
+        assert jpg.mode == "RGB" and png.mode == "L" and jpg.size == png.size == (40, 30)
+        assert np.array_equal(np.asarray(png), alpha)
