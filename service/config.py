@@ -1,0 +1,65 @@
+"""Settings read once from CLEARBG_* environment variables.
+
+The model settings (CLEARBG_MODEL, CLEARBG_MODEL_PATH, CLEARBG_MODEL_FAMILY, CLEARBG_CACHE_DIR)
+are read by `engine.pipeline.Engine.from_environment` itself, so they are not repeated here.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    http_port: int = 8080
+    grpc_port: int = 50051
+    grpc_host: str = "127.0.0.1"
+    dev_api_key: str | None = None
+    database_url: str = "sqlite:///var/clearbg.db"
+    # Upload cap (the documented 22 MB), checked before any decode.
+    max_file_bytes: int = 22 * MIB
+    # Engine threads running inferences at once, and how many calls may wait for one before
+    # the server answers 503 instead of queueing without bound.
+    engine_workers: int = 1
+    max_queue: int = 16
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        return cls(
+            http_port=_int(env, "CLEARBG_HTTP_PORT", cls.http_port, 1),
+            grpc_port=_int(env, "CLEARBG_GRPC_PORT", cls.grpc_port, 0),
+            grpc_host=env.get("CLEARBG_GRPC_HOST", "").strip() or cls.grpc_host,
+            dev_api_key=env.get("CLEARBG_DEV_API_KEY", "").strip() or None,
+            database_url=env.get("CLEARBG_DATABASE_URL", "").strip() or cls.database_url,
+            max_file_bytes=_int(env, "CLEARBG_MAX_FILE_MB", cls.max_file_bytes // MIB, 1) * MIB,
+            engine_workers=_int(env, "CLEARBG_ENGINE_WORKERS", cls.engine_workers, 1),
+            max_queue=_int(env, "CLEARBG_MAX_QUEUE", cls.max_queue, 0),
+        )
+
+    def sqlite_path(self) -> pathlib.Path:
+        """The file behind a `sqlite:///PATH` URL; a relative PATH is relative to the cwd."""
+        prefix = "sqlite:///"
+        if not self.database_url.startswith(prefix):
+            raise ValueError(
+                f"CLEARBG_DATABASE_URL must look like sqlite:///PATH, got {self.database_url!r}"
+            )
+        return pathlib.Path(self.database_url[len(prefix):])

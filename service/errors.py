@@ -1,0 +1,86 @@
+"""API errors and how they leave a gRPC call (the convention the gateway relies on).
+
+A failed call sends no initial metadata, only trailing metadata `x-http-status` and
+`x-error-body` (the JSON error body), so the response is trailers-only and Envoy turns it
+into HTTP headers; the gateway's Lua filter makes them the HTTP status and body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import grpc
+
+TITLES = {
+    400: "Invalid request",
+    401: "Authentication failed",
+    402: "Insufficient credits",
+    403: "Forbidden",
+    404: "Not found",
+    413: "Payload too large",
+    429: "Rate limit exceeded",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+GRPC_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    402: grpc.StatusCode.FAILED_PRECONDITION,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    500: grpc.StatusCode.INTERNAL,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+Headers = Sequence[tuple[str, str]]
+
+
+class ApiError(Exception):
+    """An error the caller may see in full: every field is safe to send."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        title: str | None = None,
+        headers: Headers = (),
+    ):
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.title = title or TITLES.get(status, "Error")
+        self.detail = detail
+        # Extra response headers (rate limit, retry-after) that go with the error.
+        self.headers = tuple(headers)
+
+    def body(self) -> str:
+        error = {"title": self.title, "code": self.code, "detail": self.detail}
+        return json.dumps({"errors": [error]}, ensure_ascii=True, separators=(",", ":"))
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("x-http-status", str(self.status)),
+            ("x-error-body", self.body()),
+            *self.headers,
+        )
+
+    def grpc_code(self) -> grpc.StatusCode:
+        return GRPC_CODES.get(self.status, grpc.StatusCode.UNKNOWN)
+
+
+def bad_request(code: str, detail: str) -> ApiError:
+    return ApiError(400, code, detail)
+
+
+def internal_error() -> ApiError:
+    return ApiError(500, "internal_error", "The request failed on our side; nothing was charged. Please try again.")
+
+
+async def abort(context: grpc.aio.ServicerContext, error: ApiError) -> None:
+    """Ends the call with `error`; raises (grpc's AbortError) like `context.abort` itself."""
+    await context.abort(error.grpc_code(), error.detail, trailing_metadata=error.trailing_metadata())
