@@ -27,7 +27,7 @@ MAX_DETECTIONS = 20
 MIN_DETECTION_SCORE = 0.15
 PERSON_SCORE = 0.25
 SURE_SCORE = 0.5
-AGREEMENT = 0.25
+AGREEMENT = 0.3
 SETTING_SCORE = 0.5
 
 _IMAGENET_TYPE_MATRIX = np.zeros((1000, len(labels.TYPES)), np.float32)
@@ -173,7 +173,7 @@ class ForegroundClassifier:
         best = self._foreground_detection(detections, m)
         if best is not None and self._detection_stands(best, views):
             return Prediction(best.type, labels.COCO_LABELS[best.label], best, top, type_scores)
-        kind = labels.TYPES[int(np.argmax(fused))]
+        kind = labels.TYPES[self._vote(views)]
         if kind == "product" and views[:, _OTHER].max() >= SETTING_SCORE:
             kind = "other"  # scenery, a monument or a plant is what one view clearly sees
         return Prediction(kind, f"imagenet:{top}", None, top, type_scores)
@@ -186,13 +186,21 @@ class ForegroundClassifier:
         """Whether to believe the detector over the classifier.
 
         ImageNet has no person class, so a person detection stands on its own. Any other
-        detection needs every classifier view to give its type some weight, unless the detector
+        detection needs most classifier views to give its type real weight, unless the detector
         is sure: weak detections (a "bird" in a mushroom, a "cat" in a carved plaque, a "dog"
         for a ceramic figurine) are common.
         """
         if d.type == "person":
             return d.score >= PERSON_SCORE
-        return d.score >= SURE_SCORE or float(views[:, labels.TYPES.index(d.type)].min()) >= AGREEMENT
+        backing = int((views[:, labels.TYPES.index(d.type)] >= AGREEMENT).sum())
+        return d.score >= SURE_SCORE or 2 * backing > len(views)
+
+    @staticmethod
+    def _vote(views: np.ndarray) -> int:
+        """The type most views name; on a tie, the one the object-alone view names."""
+        votes = np.bincount(views.argmax(axis=1), minlength=views.shape[1])
+        leaders = np.flatnonzero(votes == votes.max())
+        return int(leaders[0]) if leaders.size == 1 else int(views[0].argmax())
 
     @staticmethod
     def _foreground_detection(detections: list[Detection], matte: np.ndarray) -> Detection | None:
