@@ -1,0 +1,214 @@
+"""Engine.remove with the real model on real photos (few inferences: each costs about a second).
+
+The photos come from ../shared/quality/grabcut50 at test time; nothing is copied into the repo.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.decode import decode
+from engine.pipeline import classify_other
+from engine.types import EngineError, Length, RemovalOptions
+
+PERSON = "person1"  # portrait, head & shoulders, 600x450 JPEG
+
+
+def open_bytes(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def jpeg(image: Image.Image, **params) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=92, **params)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def person(grabcut):
+    return grabcut(PERSON)
+
+
+@pytest.fixture(scope="module")
+def default_result(engine, person):
+    return engine.remove(person[0], RemovalOptions())
+
+
+def iou(alpha: np.ndarray, truth: np.ndarray, ignore: np.ndarray) -> float:
+    cut = alpha > 127
+    scored = ~ignore
+    return float((cut & truth & scored).sum() / ((cut | truth) & scored).sum())
+
+
+def test_cutout_matches_ground_truth(default_result, person):
+    data, truth, ignore = person
+    assert default_result.content_type == "image/png"
+    image = open_bytes(default_result.data)
+    assert image.mode == "RGBA" and image.size == truth.shape[::-1]
+    assert (default_result.width, default_result.height) == image.size
+    alpha = np.asarray(image.getchannel("A"))
+    score = iou(alpha, truth, ignore)
+    print(f"IoU {PERSON}: {score:.4f}")
+    assert score > 0.9
+    soft = np.count_nonzero((alpha > 0) & (alpha < 255))
+    assert soft > 200  # a matte, not a hard mask
+
+
+def test_alpha_is_straight(default_result, person):
+    source = np.asarray(decode(person[0]))
+    pixels = np.asarray(open_bytes(default_result.data))
+    alpha = pixels[:, :, 3]
+    edge = (alpha > 0) & (alpha < 255)
+    assert np.array_equal(pixels[edge][:, :3], source[edge])  # the photo's own colour, not darkened
+    assert not pixels[alpha == 0][:, :3].any()  # nothing hidden under full transparency
+
+
+def test_foreground_box_and_type(default_result):
+    alpha = np.asarray(open_bytes(default_result.data).getchannel("A"))
+    box = default_result.foreground
+    rows, cols = np.flatnonzero((alpha > 12).any(axis=1)), np.flatnonzero((alpha > 12).any(axis=0))
+    assert (box.top, box.left) == (rows[0], cols[0])
+    assert (box.top + box.height, box.left + box.width) == (rows[-1] + 1, cols[-1] + 1)
+    assert 0 < box.width * box.height < alpha.size
+    assert default_result.foreground_type == "other"  # no classifier plugged in
+    assert default_result.input.width == 600 and default_result.input.format == "jpeg"
+
+
+def test_classifier_hook_and_given_type(engine, person):
+    seen = {}
+
+    def classify(image, matte):
+        seen.update(mode=image.mode, size=image.size, dtype=matte.dtype, shape=matte.shape)
+        return "person"
+
+    engine.classify = classify
+    try:
+        result = engine.remove(person[0], RemovalOptions(output_format="jpg"))
+        given = engine.remove(person[0], RemovalOptions(foreground_type="car", channels="alpha"))
+    finally:
+        engine.classify = classify_other
+    assert result.foreground_type == "person"
+    assert seen == {"mode": "RGB", "size": (600, 450), "dtype": np.float32, "shape": (1024, 1024)}
+    assert given.foreground_type == "car"
+
+    flat = open_bytes(result.data)
+    assert result.content_type == "image/jpeg" and flat.mode == "RGB" and flat.size == (600, 450)
+    assert np.asarray(flat)[5, 5].min() > 235  # background composited on white
+
+    matte = open_bytes(given.data)
+    assert given.content_type == "image/png" and matte.mode == "L" and matte.size == (600, 450)
+
+
+def test_zip_webp_and_bg_colour(engine, person, default_result):
+    reference_alpha = np.asarray(open_bytes(default_result.data).getchannel("A")).astype(int)
+
+    packed = engine.remove(person[0], RemovalOptions(output_format="zip"))
+    assert packed.content_type == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(packed.data)) as archive:
+        colour = open_bytes(archive.read("color.jpg"))
+        alpha = open_bytes(archive.read("alpha.png"))
+    assert colour.mode == "RGB" and alpha.mode == "L" and colour.size == alpha.size == (600, 450)
+    assert np.abs(np.asarray(alpha).astype(int) - reference_alpha).max() <= 1
+
+    webp = engine.remove(person[0], RemovalOptions(output_format="webp", bg_color=(0, 0, 255, 128)))
+    image = open_bytes(webp.data)
+    assert webp.content_type == "image/webp" and image.mode == "RGBA" and image.size == (600, 450)
+    corner = np.asarray(image)[3, 3].astype(int)
+    assert abs(corner[3] - 128) <= 3 and corner[2] > 200  # the half-transparent blue background
+
+    opaque = engine.remove(person[0], RemovalOptions(output_format="auto", bg_color=(0, 255, 0, 255)))
+    image = open_bytes(opaque.data)
+    assert opaque.content_type == "image/jpeg" and image.mode == "RGB"  # auto: no alpha left
+    assert np.abs(np.asarray(image)[3, 3].astype(int) - (0, 255, 0)).max() <= 12
+
+
+def test_bg_image_covers_canvas(engine, person):
+    backdrop = Image.new("RGB", (100, 300), (255, 0, 0))  # other aspect: covered and centred
+    result = engine.remove(person[0], RemovalOptions(bg_image=jpeg(backdrop)))
+    image = open_bytes(result.data)
+    assert image.mode == "RGB" and image.size == (600, 450)
+    assert np.abs(np.asarray(image)[3, 3].astype(int) - (255, 0, 0)).max() <= 12
+    with pytest.raises(EngineError) as caught:
+        engine.remove(person[0], RemovalOptions(bg_image=b"not an image"))
+    assert caught.value.code == "invalid_file_type" and "Background" in caught.value.detail
+
+
+def test_crop_with_margin(engine, person, default_result):
+    box = default_result.foreground
+    cropped = engine.remove(person[0], RemovalOptions(crop=True, output_format="png"))
+    assert (cropped.width, cropped.height) == (box.width, box.height)
+    assert cropped.foreground.top == 0 and cropped.foreground.left == 0
+    margin = Length(10, "%")
+    framed = engine.remove(person[0], RemovalOptions(crop=True, crop_margin=(margin, Length(20), margin, Length(20))))
+    assert abs(framed.width - (box.width + 40)) <= 1
+    assert abs(framed.height - round(box.height * 1.2)) <= 1
+    image = open_bytes(framed.data)
+    assert image.size == (framed.width, framed.height)
+    assert np.asarray(image.getchannel("A"))[: round(box.height * 0.1) - 1].max() <= 12  # margin is empty
+
+
+def test_roi_outside_is_background(engine, person):
+    head = (Length(150), Length(30), Length(520), Length(60, "%"))  # head and neck, in px and %
+    result = engine.remove(person[0], RemovalOptions(roi=head, channels="alpha"))
+    alpha = np.asarray(open_bytes(result.data))
+    assert alpha.shape == (450, 600)
+    outside = np.ones_like(alpha, dtype=bool)
+    outside[30:270, 150:520] = False
+    assert alpha[outside].max() == 0
+    assert np.count_nonzero(alpha[30:270, 150:520] > 128) > 20_000  # the face inside stays
+    for roi, code in [
+        ((Length(0), Length(0), Length(601), Length(100)), "roi_exceeds_bounds"),
+        ((Length(10), Length(10), Length(10), Length(100)), "roi_region_empty"),
+        ((Length(-1), Length(0), Length(10), Length(10)), "invalid_roi"),
+    ]:
+        with pytest.raises(EngineError) as caught:
+            engine.remove(person[0], RemovalOptions(roi=roi))
+        assert caught.value.code == code
+
+
+def test_size_caps_and_exif(engine, person):
+    photo = decode(person[0])
+    big = photo.resize((4000, 3000), Image.Resampling.BICUBIC)  # 12 MP, over the PNG cap
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways (3000 x 4000): shown upright as 4000 x 3000
+    data = jpeg(big.transpose(Image.Transpose.ROTATE_90), exif=exif.tobytes())
+
+    png = engine.remove(data, RemovalOptions())
+    assert (png.input.width, png.input.height) == (4000, 3000)
+    assert png.width * png.height <= 10_000_000 and png.width * png.height > 9_990_000
+    assert abs(png.width / png.height - 4 / 3) < 0.01
+    assert open_bytes(png.data).size == (png.width, png.height)
+
+    small = engine.remove(data, RemovalOptions(output_format="jpg", max_output_pixels=250_000))
+    image = open_bytes(small.data)
+    assert image.size == (small.width, small.height) and small.width * small.height <= 250_000
+    assert small.width * small.height > 240_000 and small.width > small.height
+    # Upright: the subject's box sits where it does in the small original, scaled.
+    box, reference = small.foreground, photo.size
+    assert abs(box.left / small.width - 69 / reference[0]) < 0.03
+
+
+def test_bad_input_is_refused_before_inference(engine):
+    with pytest.raises(EngineError) as caught:
+        engine.remove(b"", RemovalOptions())
+    assert caught.value.code == "invalid_file_type"
+    truncated = jpeg(Image.new("RGB", (64, 64), (1, 2, 3)))[:200]
+    with pytest.raises(EngineError) as caught:
+        engine.remove(truncated, RemovalOptions())
+    assert caught.value.code == "invalid_file_type"
+
+
+def test_concurrent_calls_share_one_session(engine, person, default_result):
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda _: engine.remove(person[0], RemovalOptions()), range(2)))
+    reference = np.asarray(open_bytes(default_result.data)).astype(int)
+    for result in results:
+        assert np.abs(np.asarray(open_bytes(result.data)).astype(int) - reference).max() <= 1
