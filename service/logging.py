@@ -31,6 +31,8 @@ def configure(json: bool | None = None, level: int = logging.INFO) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
+    # python-multipart warns on every malformed body, which we already answer with a 400.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

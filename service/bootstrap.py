@@ -1,0 +1,30 @@
+"""The development account a fresh install creates, so `make run` works at once."""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal
+from typing import TextIO
+
+from service.storage import Storage
+from service.storage.base import generate_key
+
+# The documented example balance (GET /v1.0/account on the API page).
+DEV_ACCOUNT = dict(subscription=Decimal(45), payg=Decimal(5), enterprise=Decimal(0), free_calls=50)
+
+
+def ensure_dev_account(storage: Storage, dev_api_key: str | None, out: TextIO = sys.stdout) -> None:
+    """Empty database: create the development account with `dev_api_key` (or a random key)
+    and print the key once on `out`, outside the JSON log. Existing database: register
+    `dev_api_key` for the oldest account if it is not known yet, so a fixed key always works."""
+    if storage.count_accounts() == 0:
+        account = storage.create_account("development", **DEV_ACCOUNT)
+        key = dev_api_key or generate_key()
+        storage.add_api_key(account.id, key)
+        out.write(f"Development API key: {key}\n")
+        out.flush()
+        return
+    if dev_api_key and storage.find_key(dev_api_key) is None:
+        account = storage.first_account()
+        assert account is not None
+        storage.add_api_key(account.id, dev_api_key)

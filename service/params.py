@@ -1,0 +1,233 @@
+"""REST fields (or typed gRPC options, turned into the same fields) -> what the engine needs.
+
+One validator for every door: `typed_fields` rewrites the typed options as REST fields and
+`parse_fields` checks them, so each rule and error code lives in one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from PIL import ImageColor
+
+from engine.types import RGBA, RemovalOptions
+from service.errors import ApiError, bad_request
+
+# Largest output, in pixels, that each `size` allows. `auto` is resolved against the balance.
+SIZE_PIXELS: dict[str, int] = {
+    "preview": 250_000,  # 625 x 400
+    "small": 250_000,
+    "medium": 1_500_000,
+    "hd": 4_000_000,
+    "full": 25_000_000,
+    "50MP": 50_000_000,
+}
+SIZE_ALIASES = {"regular": "small", "4k": "full", "50mp": "50MP"}
+PAID_SIZES = ("small", "medium", "hd", "full", "50MP")
+AUTO_SIZE = "full"  # the best `auto` gives, for an account that can pay
+
+TYPES = {
+    "auto": "auto",
+    "person": "person",
+    "product": "product",
+    "animal": "animal",
+    "car": "car",
+    "other": "other",
+    "graphic": "other",
+    "transportation": "car",
+}
+FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp", "zip": "zip", "auto": "auto"}
+CHANNELS = ("rgba", "alpha")
+
+# Not implemented yet. Answered with 400 `unsupported_parameter` unless the value is the one
+# that changes nothing (so clients that always send the defaults keep working).
+UNSUPPORTED: dict[str, frozenset[str]] = {
+    "roi": frozenset({"0% 0% 100% 100%"}),
+    "crop_margin": frozenset({"0", "0px", "0%"}),
+    "scale": frozenset({"original"}),
+    "position": frozenset({"original"}),
+    "semitransparency": frozenset(),
+    "add_shadow": frozenset({"false"}),
+    "shadow_type": frozenset(),
+    "shadow_opacity": frozenset(),
+    "bg_image_url": frozenset(),
+}
+
+_HEX = re.compile(r"#?([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
+_DATA_URL = re.compile(r"data:[\w.+/-]*(;[\w=.+-]*)*;base64,", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RemovalRequest:
+    image: bytes
+    size: str  # canonical: auto, preview, small, medium, hd, full, 50MP
+    report_type: bool  # False for type_level=none: no X-Type
+    options: RemovalOptions  # max_output_pixels is set once `size` is resolved
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_048_576:.1f} MB ({n:,} bytes)"
+
+
+def present(fields: Mapping[str, str | bytes], name: str) -> str | bytes | None:
+    """The field's value, or None where the contract counts it as absent."""
+    value = fields.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip() in ("", "undefined"):
+        return None
+    if isinstance(value, bytes) and not value:
+        return None
+    return value.strip() if isinstance(value, str) else value
+
+
+def _text(fields: Mapping[str, str | bytes], name: str) -> str | None:
+    value = present(fields, name)
+    if isinstance(value, bytes):
+        raise bad_request(f"invalid_{name}", f"{name} must be a text field, not a file.")
+    return value
+
+
+def _choice(fields: Mapping[str, str | bytes], name: str, table: Mapping[str, str], default: str) -> str:
+    value = _text(fields, name)
+    if value is None:
+        return default
+    try:
+        return table[value.lower()]
+    except KeyError:
+        allowed = ", ".join(dict.fromkeys(table))
+        raise bad_request(f"invalid_{name}", f"{name} {value!r} is not one of: {allowed}.") from None
+
+
+def parse_bool(fields: Mapping[str, str | bytes], name: str, default: bool = False) -> bool:
+    value = _text(fields, name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise bad_request(f"invalid_{name}", f"{name} must be true or false, got {value!r}.")
+
+
+def parse_size(fields: Mapping[str, str | bytes]) -> str:
+    value = _text(fields, "size")
+    if value is None:
+        return "auto"
+    name = SIZE_ALIASES.get(value.lower(), value.lower())
+    if name == "auto" or name in SIZE_PIXELS:
+        return name
+    raise bad_request(
+        "invalid_size",
+        f"size {value!r} is not one of: auto, preview, small, regular, medium, hd, full, 4k, 50MP.",
+    )
+
+
+def parse_color(value: str) -> RGBA:
+    """Hex with 3, 4, 6 or 8 digits (with or without '#'; 4 and 8 carry alpha) or a CSS name."""
+    match = _HEX.fullmatch(value)
+    if match:
+        digits = match.group(1)
+        if len(digits) in (3, 4):
+            digits = "".join(c * 2 for c in digits)
+        if len(digits) == 6:
+            digits += "ff"
+        r, g, b, a = (int(digits[i : i + 2], 16) for i in range(0, 8, 2))
+        return (r, g, b, a)
+    if value.lower() in ImageColor.colormap:
+        r, g, b = ImageColor.getrgb(value.lower())[:3]
+        return (r, g, b, 255)
+    raise bad_request(
+        "invalid_bg_color",
+        f"bg_color {value!r} is neither a hex colour (3, 4, 6 or 8 digits) nor a CSS colour name.",
+    )
+
+
+def _decode_b64(value: str | bytes, max_file_bytes: int) -> bytes:
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    text = _DATA_URL.sub("", text.strip(), count=1)
+    text = "".join(text.split())
+    # Refuse before decoding: base64 is 4 characters for 3 bytes.
+    if len(text) // 4 * 3 > max_file_bytes + 3:
+        raise _too_large(len(text) // 4 * 3, max_file_bytes)
+    text += "=" * (-len(text) % 4)
+    for altchars in (None, b"-_"):
+        try:
+            return base64.b64decode(text, altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    raise bad_request("invalid_image_file_b64", "image_file_b64 is not valid base64.")
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return bad_request("file_too_large", f"The file is {_mb(size)}; the limit is {_mb(limit)}.")
+
+
+def check_file_size(size: int, max_file_bytes: int) -> None:
+    if size > max_file_bytes:
+        raise _too_large(size, max_file_bytes)
+
+
+def _check_unsupported(fields: Mapping[str, str | bytes]) -> None:
+    for name, harmless in UNSUPPORTED.items():
+        value = present(fields, name)
+        if value is None:
+            continue
+        if isinstance(value, str) and " ".join(value.lower().split()) in harmless:
+            continue
+        raise bad_request("unsupported_parameter", f"The parameter {name!r} is not supported by this server yet.")
+
+
+def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> RemovalRequest:
+    """Validates everything that needs no decode; the caller probes the image next."""
+    sources = [name for name in ("image_file", "image_file_b64", "image_url") if present(fields, name) is not None]
+    if not sources:
+        raise bad_request("missing_source", "No image given: send one of image_file, image_file_b64 or image_url.")
+    if len(sources) > 1:
+        raise bad_request("multiple_sources", f"Send exactly one image source; got {', '.join(sources)}.")
+    bg_sources = [name for name in ("bg_color", "bg_image_file", "bg_image_url") if present(fields, name) is not None]
+    if len(bg_sources) > 1:
+        raise bad_request("multiple_bg_sources", f"Send at most one background; got {', '.join(bg_sources)}.")
+
+    size = parse_size(fields)
+    foreground_type = _choice(fields, "type", TYPES, "auto")
+    output_format = _choice(fields, "format", FORMATS, "png")
+    channels = _choice(fields, "channels", {c: c for c in CHANNELS}, "rgba")
+    type_level = _choice(fields, "type_level", {"1": "1", "none": "none", "2": "2", "latest": "latest"}, "1")
+    if type_level in ("2", "latest"):
+        raise bad_request("unsupported_parameter", f"type_level {type_level!r} is not supported by this server yet.")
+    crop = parse_bool(fields, "crop")
+    bg_text = _text(fields, "bg_color")
+    bg_color = parse_color(bg_text) if bg_text is not None else None
+    if sources == ["image_url"]:
+        raise bad_request("unsupported_parameter", "The parameter 'image_url' is not supported by this server yet.")
+    _check_unsupported(fields)
+
+    bg_image = present(fields, "bg_image_file")
+    if isinstance(bg_image, str):
+        raise bad_request("invalid_bg_image_file", "bg_image_file must be a file upload.")
+    if bg_image is not None:
+        check_file_size(len(bg_image), max_file_bytes)
+
+    if sources == ["image_file"]:
+        image = present(fields, "image_file")
+        if isinstance(image, str):  # a form field rather than a file part
+            image = image.encode("utf-8")
+    else:
+        image = _decode_b64(present(fields, "image_file_b64"), max_file_bytes)  # type: ignore[arg-type]
+    check_file_size(len(image), max_file_bytes)
+
+    options = RemovalOptions(
+        foreground_type=foreground_type,  # type: ignore[arg-type]
+        output_format=output_format,  # type: ignore[arg-type]
+        channels=channels,  # type: ignore[arg-type]
+        bg_color=bg_color,
+        bg_image=bg_image,
+        crop=crop,
+    )
+    return RemovalRequest(image=image, size=size, report_type=type_level != "none", options=options)

@@ -1,0 +1,197 @@
+"""The background-removal use case: authenticate, parse, probe, price, run, charge.
+
+No gRPC here: callers pass plain values and get a `Delivery` (body, content type, the REST
+response headers) or an `ApiError`. Credits move only after the engine produced a result,
+so a failed call charges nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from engine.types import EngineError, ImageInfo, RemovalOptions, RemovalResult
+from service import params
+from service.config import Settings
+from service.errors import ApiError, bad_request
+from service.logging import get_logger
+from service.storage import Account, ApiKey, InsufficientCredits, InsufficientFreeCalls, Storage
+
+log = get_logger(__name__)
+
+PRICE = Decimal(1)  # every paid size costs one credit
+
+
+class EngineLike(Protocol):
+    def warm_up(self) -> None: ...
+    def probe(self, data: bytes) -> ImageInfo: ...
+    def remove(self, data: bytes, options: RemovalOptions) -> RemovalResult: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    account: Account
+    key: ApiKey
+
+
+@dataclass(frozen=True)
+class Delivery:
+    body: bytes
+    content_type: str
+    headers: tuple[tuple[str, str], ...]
+    result: RemovalResult
+    charged: Decimal
+    remaining: Decimal
+    report_type: bool
+
+
+def format_credits(amount: Decimal) -> str:
+    """'1', '0', '44.5': no exponent, no trailing zeros."""
+    text = format(amount.normalize(), "f")
+    return text if text != "-0" else "0"
+
+
+def resolve_size(requested: str, account: Account) -> str:
+    if requested != "auto":
+        return requested
+    return params.AUTO_SIZE if account.total >= PRICE else "preview"
+
+
+class RemovalService:
+    def __init__(self, storage: Storage, engine: EngineLike | None, settings: Settings):
+        self.storage = storage
+        self.engine = engine
+        self.settings = settings
+        self._executor = ThreadPoolExecutor(max_workers=settings.engine_workers, thread_name_prefix="engine")
+        # Calls running or waiting for an engine thread (one event loop, so a plain counter);
+        # beyond the cap the answer is 503, not an ever-growing queue.
+        self._waiting = 0
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    async def _db(self, fn, *args):
+        return await asyncio.to_thread(fn, *args)
+
+    async def authenticate(self, api_key: str | None) -> Caller:
+        if not api_key or not api_key.strip():
+            raise ApiError(401, "missing_api_key", "Send your API key in the X-Api-Key header.")
+        found = await self._db(self.storage.find_key, api_key.strip())
+        if found is None:
+            raise ApiError(401, "invalid_api_key", "The API key is invalid or has been revoked.")
+        account, key = found
+        return Caller(account, key)
+
+    async def _run(self, fn, *args):
+        """Runs engine work on the bounded pool, answering 503 when too many calls wait."""
+        if self.engine is None:
+            raise ApiError(503, "not_ready", "The model is still loading; try again shortly.", headers=[("retry-after", "5")])
+        if self._waiting >= self.settings.engine_workers + self.settings.max_queue:
+            raise ApiError(503, "overloaded", "Too many requests are queued; try again shortly.", headers=[("retry-after", "2")])
+        self._waiting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        finally:
+            self._waiting -= 1
+
+    async def remove(self, api_key: str | None, request_id: str, fields: dict, accept_json: bool = False) -> Delivery:
+        caller = await self.authenticate(api_key)
+        request = params.parse_fields(fields, self.settings.max_file_bytes)
+        info = await self._run(self._probe, request.image)
+
+        account = caller.account
+        size = resolve_size(request.size, account)
+        if size == "preview":
+            if account.free_calls_left() <= 0:
+                raise _no_free_calls()
+        elif account.total < PRICE:
+            raise _no_credits(account)
+
+        options = dataclasses.replace(request.options, max_output_pixels=params.SIZE_PIXELS[size])
+        result = await self._run(self._remove, request.image, options)
+
+        try:
+            if size == "preview":
+                after = await self._db(self.storage.use_free_call, account.id, caller.key.id, request_id)
+                charged = Decimal(0)
+            else:
+                after = await self._db(self.storage.charge, account.id, caller.key.id, request_id, PRICE)
+                charged = PRICE
+        except InsufficientFreeCalls:
+            raise _no_free_calls() from None
+        except InsufficientCredits as exc:
+            raise _no_credits(exc.account) from None
+        log.info(
+            "removed",
+            account_id=account.id,
+            size=size,
+            input_width=info.width,
+            input_height=info.height,
+            width=result.width,
+            height=result.height,
+            credits_charged=format_credits(charged),
+        )
+        return self._deliver(result, charged, after.total, request.report_type, accept_json)
+
+    def _probe(self, data: bytes) -> ImageInfo:
+        try:
+            return self.engine.probe(data)
+        except EngineError as exc:
+            raise bad_request(exc.code, exc.detail) from None
+
+    def _remove(self, data: bytes, options: RemovalOptions) -> RemovalResult:
+        try:
+            return self.engine.remove(data, options)
+        except EngineError as exc:
+            raise bad_request(exc.code, exc.detail) from None
+
+    @staticmethod
+    def _deliver(
+        result: RemovalResult, charged: Decimal, remaining: Decimal, report_type: bool, accept_json: bool
+    ) -> Delivery:
+        box = result.foreground
+        headers = [
+            ("x-width", str(result.width)),
+            ("x-height", str(result.height)),
+            ("x-credits-charged", format_credits(charged)),
+            ("x-credits-remaining", format_credits(remaining)),
+            ("x-foreground-top", str(box.top)),
+            ("x-foreground-left", str(box.left)),
+            ("x-foreground-width", str(box.width)),
+            ("x-foreground-height", str(box.height)),
+        ]
+        if report_type:
+            headers.insert(2, ("x-type", result.foreground_type))
+        if accept_json:
+            document = {
+                "data": {
+                    "result_b64": base64.b64encode(result.data).decode("ascii"),
+                    "foreground_top": box.top,
+                    "foreground_left": box.left,
+                    "foreground_width": box.width,
+                    "foreground_height": box.height,
+                }
+            }
+            body, content_type = json.dumps(document, separators=(",", ":")).encode(), "application/json"
+        else:
+            body, content_type = result.data, result.content_type
+        return Delivery(body, content_type, tuple(headers), result, charged, remaining, report_type)
+
+
+def _no_credits(account: Account) -> ApiError:
+    return ApiError(
+        402,
+        "insufficient_credits",
+        f"This call costs {format_credits(PRICE)} credit and the account has {format_credits(account.total)}; "
+        "use size=preview (free) or add credits.",
+    )
+
+
+def _no_free_calls() -> ApiError:
+    return ApiError(402, "insufficient_free_calls", "No free preview calls are left this month.")

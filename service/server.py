@@ -1,0 +1,127 @@
+"""The grpc.aio server: both services, health, reflection, graceful shutdown.
+
+Health stays NOT_SERVING until the engine is loaded and warmed (in a thread, so the server
+answers health checks meanwhile), then SERVING for "" and each service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from clearbg.v1 import account_pb2, account_pb2_grpc, removebg_pb2, removebg_pb2_grpc
+from service.bootstrap import ensure_dev_account
+from service.config import Settings
+from service.logging import get_logger
+from service.removal import EngineLike, RemovalService
+from service.servicers import AccountServicer, RemoveBgServicer
+from service.storage import Storage, open_storage
+
+log = get_logger(__name__)
+
+# Uploads up to the file cap plus base64 and multipart overhead; gRPC's 4 MiB default would
+# turn a big upload into RESOURCE_EXHAUSTED, which the gateway shows as a false 429.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+SERVICE_NAMES = (
+    removebg_pb2.DESCRIPTOR.services_by_name["RemoveBgService"].full_name,
+    account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+)
+SHUTDOWN_GRACE_S = 10.0
+
+
+def default_engine() -> EngineLike:
+    from engine.pipeline import Engine  # heavy (onnxruntime); imported only when serving
+
+    return Engine.from_environment()
+
+
+class Server:
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage | None = None,
+        engine_factory: Callable[[], EngineLike] = default_engine,
+    ):
+        self.settings = settings
+        self.storage = storage or open_storage(settings.database_url)
+        self.engine_factory = engine_factory
+        self.removal = RemovalService(self.storage, None, settings)
+        self.health = health_aio.HealthServicer()
+        max_message = max(MAX_MESSAGE_BYTES, 3 * settings.max_file_bytes)
+        self.grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", max_message),
+                ("grpc.max_send_message_length", max_message),
+            ]
+        )
+        removebg_pb2_grpc.add_RemoveBgServiceServicer_to_server(RemoveBgServicer(self.removal), self.grpc)
+        account_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(self.removal), self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.grpc,
+        )
+        self.port = 0
+
+    async def _set_health(self, status: int) -> None:
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    async def start(self, out: TextIO = sys.stdout) -> int:
+        """Binds and starts serving (NOT_SERVING), then loads the engine; returns the port."""
+        ensure_dev_account(self.storage, self.settings.dev_api_key, out)
+        self.port = self.grpc.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {self.settings.grpc_host}:{self.settings.grpc_port}")
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.grpc.start()
+        log.info("listening", host=self.settings.grpc_host, port=self.port)
+        return self.port
+
+    async def load_engine(self) -> None:
+        engine = await asyncio.to_thread(self._load_engine)
+        self.removal.engine = engine
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving")
+
+    def _load_engine(self) -> EngineLike:
+        engine = self.engine_factory()
+        engine.warm_up()
+        return engine
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
+        """Health NOT_SERVING first (the gateway stops sending), then let calls finish."""
+        await self.health.enter_graceful_shutdown()
+        await self.grpc.stop(grace)
+        self.removal.shutdown()
+        self.storage.close()
+        log.info("stopped")
+
+
+async def serve(settings: Settings) -> None:
+    server = Server(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loading = asyncio.create_task(server.load_engine())
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({loading, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if loading in done and loading.exception() is not None:
+        log.error("engine_failed", exc_info=loading.exception())
+        await server.stop(0)
+        raise SystemExit(1)
+    await waiter
+    log.info("shutting_down")
+    loading.cancel()
+    await server.stop()
