@@ -134,6 +134,9 @@ class Engine:
             (roi[0] * to_sized[0], roi[1] * to_sized[1], roi[2] * to_sized[0], roi[3] * to_sized[1]) if roi else full
         )
 
+        if options.bg_image is not None:  # a bad background fails before the costly inference
+            self._probe_background(options.bg_image)
+
         net = self.segmenter.size
         # A JPEG need not be decoded beyond what both the output and the net can use.
         min_size = None if roi else (max(sized_w, min(width, net)), max(sized_h, min(height, net)))
@@ -338,6 +341,12 @@ class Engine:
         if fmt == "webp":
             return encode.webp(picture), encode.CONTENT_TYPES["webp"]
         return encode.png(picture), encode.CONTENT_TYPES["png"]
+
+    def _probe_background(self, data: bytes) -> None:
+        try:
+            probe(data, self.max_input_pixels)
+        except EngineError as error:
+            raise EngineError(error.code, f"Background image: {error.detail}") from None
 
     def _background(self, data: bytes, out: tuple[int, int]) -> Image.Image:
         try:

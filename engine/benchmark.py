@@ -1,0 +1,73 @@
+"""Prints the engine's speed and memory on this machine (figures, not pass/fail).
+
+    python -m engine.benchmark [--threads 2] [--runs 3] [--photo PATH]
+
+Inference alone at the net's resolution, then whole `remove()` calls (decode, inference, matte,
+compose, PNG encode) for a ~1 MP and a ~12 MP JPEG made from one photo, then the peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pathlib
+import resource
+import statistics
+import time
+
+from PIL import Image
+
+from engine.decode import decode
+from engine.models.fetch import ensure_checkpoint
+from engine.pipeline import Engine
+from engine.types import RemovalOptions
+
+DEFAULT_PHOTO = pathlib.Path(__file__).resolve().parents[2] / "shared/quality/grabcut50/images/person1.jpg"
+
+
+def _timed(call, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _jpeg_of(photo: Image.Image, size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    photo.resize(size, Image.Resampling.BICUBIC).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--photo", type=pathlib.Path, default=DEFAULT_PHOTO)
+    ns = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    engine = Engine(ensure_checkpoint(), threads=ns.threads)
+    engine.warm_up()
+    print(f"load + warm-up: {time.perf_counter() - start:.2f} s (threads={ns.threads})")
+
+    photo = decode(ns.photo.read_bytes()) if ns.photo.is_file() else Image.effect_mandelbrot((600, 450), (-2, -1.2, 1, 1.2), 100).convert("RGB")
+    net = engine.segmenter.size
+    square = photo.resize((net, net))
+    print(f"inference at {net}x{net}: {_timed(lambda: engine.segmenter.matte(square), ns.runs):.3f} s (median of {ns.runs})")
+
+    for label, size in (("1 MP", (1155, 866)), ("12 MP", (4000, 3000))):
+        data = _jpeg_of(photo, size)
+        for fmt in ("png", "jpg"):
+            options = RemovalOptions(output_format=fmt)
+            result = engine.remove(data, options)
+            seconds = _timed(lambda: engine.remove(data, options), ns.runs)
+            print(f"remove() {label} {size[0]}x{size[1]} -> {fmt} {result.width}x{result.height}: "
+                  f"{seconds:.3f} s, {len(result.data) / 1e6:.2f} MB")
+
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
