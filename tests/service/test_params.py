@@ -1,0 +1,149 @@
+"""Validation of REST fields and typed options, with the contract's error codes."""
+
+import base64
+
+import pytest
+
+from clearbg.v1 import removebg_pb2
+from service.errors import ApiError
+from service.params import parse_color, parse_fields
+from service.typed_options import typed_fields
+
+CAP = 1000
+IMAGE = b"\x89PNG-not-probed-here"
+
+
+def error_code(fields, cap=CAP) -> str:
+    with pytest.raises(ApiError) as caught:
+        parse_fields(fields, cap)
+    assert caught.value.status == 400
+    return caught.value.code
+
+
+def test_defaults():
+    request = parse_fields({"image_file": IMAGE}, CAP)
+    assert request.image == IMAGE
+    assert request.size == "auto"
+    assert request.report_type is True
+    options = request.options
+    assert (options.output_format, options.channels, options.foreground_type) == ("png", "rgba", "auto")
+    assert options.bg_color is None and options.crop is False
+
+
+@pytest.mark.parametrize(
+    "given, canonical",
+    [("preview", "preview"), ("small", "small"), ("regular", "small"), ("medium", "medium"), ("HD", "hd"),
+     ("full", "full"), ("4k", "full"), ("50MP", "50MP"), ("auto", "auto"), ("undefined", "auto"), ("", "auto")],
+)
+def test_sizes(given, canonical):
+    assert parse_fields({"image_file": IMAGE, "size": given}, CAP).size == canonical
+
+
+@pytest.mark.parametrize(
+    "fields, code",
+    [
+        ({}, "missing_source"),
+        ({"image_file": b"", "image_url": "undefined"}, "missing_source"),
+        ({"image_file": IMAGE, "image_file_b64": "eHg="}, "multiple_sources"),
+        ({"image_file": IMAGE, "image_url": "http://example.com/a.jpg"}, "multiple_sources"),
+        ({"image_file": IMAGE, "size": "huge"}, "invalid_size"),
+        ({"image_file": IMAGE, "type": "robot"}, "invalid_type"),
+        ({"image_file": IMAGE, "format": "gif"}, "invalid_format"),
+        ({"image_file": IMAGE, "channels": "rgb"}, "invalid_channels"),
+        ({"image_file": IMAGE, "crop": "yes"}, "invalid_crop"),
+        ({"image_file": IMAGE, "type_level": "3"}, "invalid_type_level"),
+        ({"image_file": IMAGE, "bg_color": "notacolour"}, "invalid_bg_color"),
+        ({"image_file": IMAGE, "bg_color": "#12345"}, "invalid_bg_color"),
+        ({"image_file": IMAGE, "bg_color": "red", "bg_image_file": IMAGE}, "multiple_bg_sources"),
+        ({"image_file_b64": "@@not base64@@"}, "invalid_image_file_b64"),
+        ({"image_file": b"x" * (CAP + 1)}, "file_too_large"),
+        ({"image_file_b64": base64.b64encode(b"x" * (CAP + 10)).decode()}, "file_too_large"),
+        ({"image_file": IMAGE, "bg_image_file": b"x" * (CAP + 1)}, "file_too_large"),
+    ],
+)
+def test_errors(fields, code):
+    assert error_code(fields) == code
+
+
+def test_file_too_large_names_both_numbers():
+    with pytest.raises(ApiError) as caught:
+        parse_fields({"image_file": b"x" * 23_500_000}, 22 * 1024 * 1024)
+    assert "23,500,000 bytes" in caught.value.detail
+    assert "22.0 MB" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("image_url", "http://example.com/a.jpg"), ("bg_image_url", "http://example.com/b.jpg"),
+     ("roi", "10px 10px 50px 50px"), ("crop_margin", "10px"), ("scale", "50%"), ("position", "center"),
+     ("semitransparency", "true"), ("add_shadow", "true"), ("shadow_type", "car"), ("shadow_opacity", "50"),
+     ("type_level", "2"), ("type_level", "latest")],
+)
+def test_unimplemented_parameters_are_refused_by_name(name, value):
+    fields = {"image_file": IMAGE, name: value} if name != "image_url" else {name: value}
+    with pytest.raises(ApiError) as caught:
+        parse_fields(fields, CAP)
+    assert caught.value.code == "unsupported_parameter"
+    assert name in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("roi", "0% 0% 100% 100%"), ("scale", "original"), ("position", "original"), ("add_shadow", "false"),
+     ("crop_margin", "0")],
+)
+def test_default_values_of_unimplemented_parameters_pass(name, value):
+    assert parse_fields({"image_file": IMAGE, name: value}, CAP).image == IMAGE
+
+
+def test_b64_variants_decode_to_the_same_bytes():
+    data = bytes(range(200))
+    plain = base64.b64encode(data).decode()
+    for text in (plain, plain.rstrip("="), "data:image/png;base64," + plain, plain[:50] + "\n" + plain[50:],
+                 base64.urlsafe_b64encode(data).decode()):
+        assert parse_fields({"image_file_b64": text}, CAP).image == data
+
+
+@pytest.mark.parametrize(
+    "text, rgba",
+    [("#f00", (255, 0, 0, 255)), ("0f08", (0, 255, 0, 136)), ("#112233", (17, 34, 51, 255)),
+     ("11223380", (17, 34, 51, 128)), ("blue", (0, 0, 255, 255)), ("RebeccaPurple", (102, 51, 153, 255))],
+)
+def test_colours(text, rgba):
+    assert parse_color(text) == rgba
+
+
+def test_type_aliases_and_type_level_none():
+    request = parse_fields({"image_file": IMAGE, "type": "graphic", "type_level": "none", "format": "JPEG"}, CAP)
+    assert request.options.foreground_type == "other"
+    assert request.options.output_format == "jpg"
+    assert request.report_type is False
+
+
+def test_typed_options_go_through_the_same_validation():
+    options = removebg_pb2.RemoveBackgroundOptions(
+        size=removebg_pb2.SIZE_HD,
+        format=removebg_pb2.OUTPUT_FORMAT_WEBP,
+        channels=removebg_pb2.CHANNELS_ALPHA,
+        type_level=removebg_pb2.TYPE_LEVEL_NONE,
+        crop=True,
+        bg_color=removebg_pb2.Color(red=1, green=2, blue=3, alpha=255),
+    )
+    request = parse_fields(typed_fields(options, IMAGE), CAP)
+    assert request.size == "hd"
+    assert request.options.output_format == "webp"
+    assert request.options.channels == "alpha"
+    assert request.options.crop is True
+    assert request.options.bg_color == (1, 2, 3, 255)
+    assert request.report_type is False
+
+
+def test_typed_unsupported_and_bad_values():
+    with_scale = removebg_pb2.RemoveBackgroundOptions(scale_percent=50)
+    assert error_code(typed_fields(with_scale, IMAGE)) == "unsupported_parameter"
+    with_roi = removebg_pb2.RemoveBackgroundOptions(roi=removebg_pb2.Region())
+    assert error_code(typed_fields(with_roi, IMAGE)) == "unsupported_parameter"
+    with pytest.raises(ApiError) as caught:
+        typed_fields(removebg_pb2.RemoveBackgroundOptions(bg_color=removebg_pb2.Color(red=256)), IMAGE)
+    assert caught.value.code == "invalid_bg_color"
+    assert error_code(typed_fields(removebg_pb2.RemoveBackgroundOptions(), b"")) == "missing_source"
