@@ -15,6 +15,10 @@ import numpy as np
 from PIL import Image
 
 
+# A net output whose maximum stays below this found no subject: it is not stretched.
+STRETCH_FLOOR = 0.5
+
+
 class Family:
     """Resize to the net's square, normalise per channel, read back a [0, 1] matte."""
 
@@ -41,14 +45,15 @@ class Family:
     def postprocess(self, output: np.ndarray) -> np.ndarray:
         """Net output (1x1xHxW or HxW) -> float32 HxW in [0, 1], min-max stretched as rembg does.
 
-        The stretch makes the most confident pixel fully opaque even when a net never quite
-        reaches 1.0; a flat output (nothing found) stays flat rather than being blown up.
+        The stretch makes the most confident pixel fully opaque when a net never quite reaches
+        1.0. It is skipped when nothing reaches STRETCH_FLOOR: on a blank wall IS-Net answers at
+        most ~0.02, and stretching that noise to 1.0 (as rembg does) would invent a subject.
         """
         matte = np.asarray(output, dtype=np.float32).reshape(output.shape[-2:])
         if self.logits:
             matte = 1.0 / (1.0 + np.exp(-matte))
         low, high = float(matte.min()), float(matte.max())
-        if high - low > 1e-6:
+        if high >= STRETCH_FLOOR and high - low > 1e-6:
             matte = (matte - np.float32(low)) * np.float32(1.0 / (high - low))
         else:
             matte = np.clip(matte, 0.0, 1.0)

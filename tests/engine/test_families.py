@@ -60,6 +60,12 @@ def test_flat_output_stays_flat():
     assert ISNet().postprocess(np.zeros((1, 1, 8, 8), np.float32)).max() == 0.0
 
 
+def test_faint_output_is_not_stretched_into_a_subject():
+    faint = np.zeros((1, 1, 8, 8), np.float32)
+    faint[0, 0, 3, 3] = 0.02  # what IS-Net answers on a blank wall
+    assert ISNet().postprocess(faint).max() == pytest.approx(0.02)
+
+
 def test_family_lookup():
     assert set(FAMILIES) == {"isnet", "u2net", "birefnet"}
     assert isinstance(family("ISNet"), ISNet)

@@ -196,6 +196,15 @@ def test_size_caps_and_exif(engine, person):
     assert abs(box.left / small.width - 69 / reference[0]) < 0.03
 
 
+def test_blank_photo_has_no_foreground(engine):
+    blank = jpeg(Image.new("RGB", (320, 200), (250, 250, 250)))
+    result = engine.remove(blank, RemovalOptions(crop=True, output_format="auto"))
+    assert (result.foreground.width, result.foreground.height) == (0, 0)
+    assert (result.width, result.height) == (320, 200)  # nothing to crop to: the whole canvas
+    image = open_bytes(result.data)
+    assert result.content_type == "image/png" and np.asarray(image.getchannel("A")).max() <= 12
+
+
 def test_bad_input_is_refused_before_inference(engine):
     with pytest.raises(EngineError) as caught:
         engine.remove(b"", RemovalOptions())
@@ -212,3 +221,26 @@ def test_concurrent_calls_share_one_session(engine, person, default_result):
     reference = np.asarray(open_bytes(default_result.data)).astype(int)
     for result in results:
         assert np.abs(np.asarray(open_bytes(result.data)).astype(int) - reference).max() <= 1
+
+
+def test_from_environment_routes_settings(monkeypatch, tmp_path):
+    from engine.models.fetch import ModelFetchError
+    from engine.pipeline import Engine
+
+    monkeypatch.setenv("CLEARBG_CACHE_DIR", str(tmp_path))  # nothing may be fetched by this test
+    monkeypatch.setenv("CLEARBG_MODEL", "no-such-checkpoint")
+    with pytest.raises(ModelFetchError, match="unknown checkpoint"):
+        Engine.from_environment()
+    monkeypatch.setenv("CLEARBG_MODEL_PATH", str(tmp_path / "any.onnx"))
+    monkeypatch.setenv("CLEARBG_MODEL_FAMILY", "no-such-family")
+    with pytest.raises(ValueError, match="unknown model family"):
+        Engine.from_environment()
+
+
+def test_embedded_colour_profile_is_carried_through(engine, person):
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    tagged = jpeg(decode(person[0]), icc_profile=profile)
+    result = engine.remove(tagged, RemovalOptions(output_format="webp", max_output_pixels=100_000))
+    assert open_bytes(result.data).info.get("icc_profile") == profile
