@@ -107,24 +107,22 @@ class ForegroundClassifier:
         x = np.asarray(image.resize((DETECTOR_SIZE, DETECTOR_SIZE), Image.BILINEAR), np.float32)[None]
         heat, wh = self._detector.run(None, {"image": x})
         heat, wh = heat[0], wh[0]
-        # A peak is a cell that is the maximum of its 3x3 neighbourhood (CenterNet's NMS).
-        padded = np.pad(heat, ((0, 0), (1, 1), (1, 1)), constant_values=-1.0)
-        c, hh, ww = heat.shape
-        pooled = np.max(
-            [padded[:, dy:dy + hh, dx:dx + ww] for dy in range(3) for dx in range(3)], axis=0
-        )
-        peaks = np.where(heat == pooled, heat, 0.0).ravel()
-        k = min(MAX_DETECTIONS, peaks.size)
-        top = np.argpartition(-peaks, k - 1)[:k]
-        top = top[np.argsort(-peaks[top])]
+        # A peak is a cell that is the maximum of its 3x3 neighbourhood (CenterNet's NMS); only
+        # cells above the score floor can matter, so only those are compared with neighbours.
+        _, hh, ww = heat.shape
+        cls_i, ys, xs = np.nonzero(heat >= MIN_DETECTION_SCORE)
+        neighbours = np.max(
+            [heat[cls_i, np.clip(ys + dy, 0, hh - 1), np.clip(xs + dx, 0, ww - 1)]
+             for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0,
+        ) if cls_i.size else np.empty(0, np.float32)
+        scores = heat[cls_i, ys, xs]
+        keep = scores >= neighbours
+        order = np.argsort(-scores[keep], kind="stable")[:MAX_DETECTIONS]
+        peaks = [(int(cls_i[keep][i]), int(ys[keep][i]), int(xs[keep][i]), float(scores[keep][i]))
+                 for i in order]
         sx, sy = w / DETECTOR_SIZE, h / DETECTOR_SIZE
         out = []
-        for idx in top:
-            score = float(peaks[idx])
-            if score < MIN_DETECTION_SCORE:
-                break
-            cls_, rest = divmod(int(idx), hh * ww)
-            gy, gx = divmod(rest, ww)
+        for cls_, gy, gx, score in peaks:
             cx, cy = gx * DETECTOR_STRIDE, gy * DETECTOR_STRIDE
             l, t, r, b = wh[:, gy, gx]
             box = (max(0.0, (cx - l) * sx), max(0.0, (cy - t) * sy),
