@@ -63,9 +63,11 @@ def grpc_server(settings, storage, engine) -> Iterator[RunningServer]:
     def run(coro):
         return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=30)
 
-    server = Server(settings, storage=storage, engine_factory=lambda: engine)
-    out = io.StringIO()
-    port = run(server.start(out=out))
+    async def build() -> Server:  # grpc.aio objects belong to the loop they are made on
+        return Server(settings, storage=storage, engine_factory=lambda: engine)
+
+    server = run(build())
+    port = run(server.start(out=io.StringIO()))
     run(server.load_engine())
     try:
         yield RunningServer(port, server, loop)

@@ -1,0 +1,189 @@
+"""The real grpc.aio server in-process (fake engine): both RPCs through the generated stubs,
+error trailers, health, reflection, big streamed uploads."""
+
+import hashlib
+import io
+import json
+import os
+from decimal import Decimal
+
+import grpc
+import pytest
+import requests
+from google.api import httpbody_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
+
+from clearbg.v1 import account_pb2, account_pb2_grpc, removebg_pb2, removebg_pb2_grpc
+from service_fakes import DEV_KEY, png_bytes
+
+CHUNK = 512 * 1024
+
+
+@pytest.fixture
+def channel(grpc_server, account):
+    with grpc.insecure_channel(
+        f"127.0.0.1:{grpc_server.port}",
+        options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
+    ) as ch:
+        yield ch
+
+
+def http_request(content_type: str, data: bytes):
+    return removebg_pb2.RemoveBackgroundHttpRequest(body=httpbody_pb2.HttpBody(content_type=content_type, data=data))
+
+
+def multipart(**data):
+    """A multipart/form-data body as `requests` (the documented Python sample) sends it."""
+    parts = {k: ("upload.png", v) if isinstance(v, bytes) else (None, v) for k, v in data.items()}
+    prepared = requests.Request("POST", "http://x", files=parts).prepare()
+    return http_request(prepared.headers["Content-Type"], prepared.body)
+
+
+def error_of(excinfo) -> tuple[int, dict]:
+    trailers = dict(excinfo.value.trailing_metadata())
+    return int(trailers["x-http-status"]), json.loads(trailers["x-error-body"])
+
+
+def noise_png(min_bytes: int) -> bytes:
+    """An incompressible PNG of at least `min_bytes` (random pixels, no compression)."""
+    side = int((min_bytes / 3) ** 0.5) + 16
+    image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=0)
+    return out.getvalue()
+
+
+def test_http_removal_sends_headers_as_initial_metadata(channel, storage, account):
+    stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+    response, call = stub.RemoveBackgroundHttp.with_call(
+        multipart(image_file=png_bytes(300, 200), size="auto", format="jpg"),
+        metadata=[("x-api-key", DEV_KEY), ("x-request-id", "abc-123")],
+    )
+    assert response.body.data == b"fake-result:jpg"
+    headers = dict(call.initial_metadata())
+    assert (headers["x-width"], headers["x-height"]) == ("300", "200")
+    assert headers["x-credits-charged"] == "1" and headers["x-credits-remaining"] == "49"
+    assert storage.ledger(account[0].id)[0].request_id == "abc-123"
+
+
+def test_http_json_accept(channel):
+    stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+    body = json.dumps({"image_file_b64": __import__("base64").b64encode(png_bytes(20, 20)).decode(), "size": "preview"})
+    response, call = stub.RemoveBackgroundHttp.with_call(
+        http_request("application/json", body.encode()),
+        metadata=[("x-api-key", DEV_KEY), ("accept", "application/json")],
+    )
+    assert response.body.content_type == "application/json"
+    assert "result_b64" in json.loads(response.body.data)["data"]
+    assert dict(call.initial_metadata())["x-credits-charged"] == "0"
+
+
+@pytest.mark.parametrize(
+    "request_, key, status, code, grpc_code",
+    [
+        (multipart(image_file=png_bytes(8, 8)), None, 401, "missing_api_key", grpc.StatusCode.UNAUTHENTICATED),
+        (multipart(image_file=png_bytes(8, 8)), "cbg_nope", 401, "invalid_api_key", grpc.StatusCode.UNAUTHENTICATED),
+        (multipart(size="hd"), DEV_KEY, 400, "missing_source", grpc.StatusCode.INVALID_ARGUMENT),
+        (multipart(image_file=b"GIF89a garbage"), DEV_KEY, 400, "invalid_file_type", grpc.StatusCode.INVALID_ARGUMENT),
+        (http_request("text/plain", b"x"), DEV_KEY, 400, "unsupported_content_type", grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+def test_http_errors_are_trailers_only(channel, request_, key, status, code, grpc_code):
+    stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+    metadata = [("x-api-key", key)] if key else []
+    with pytest.raises(grpc.RpcError) as excinfo:
+        stub.RemoveBackgroundHttp(request_, metadata=metadata)
+    assert excinfo.value.code() == grpc_code
+    assert not excinfo.value.initial_metadata()
+    got_status, body = error_of(excinfo)
+    assert got_status == status
+    [error] = body["errors"]
+    assert error["code"] == code and error["title"] and error["detail"] == excinfo.value.details()
+
+
+def test_unexpected_failure_is_a_generic_500_and_free(channel, engine, storage, account):
+    engine.fail_with = RuntimeError("secret internal path /opt/model.onnx")
+    stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as excinfo:
+        stub.RemoveBackgroundHttp(multipart(image_file=png_bytes(8, 8)), metadata=[("x-api-key", DEV_KEY)])
+    assert excinfo.value.code() == grpc.StatusCode.INTERNAL
+    status, body = error_of(excinfo)
+    assert status == 500 and body["errors"][0]["code"] == "internal_error"
+    assert "secret" not in json.dumps(body) and "secret" not in excinfo.value.details()
+    assert storage.get_account(account[0].id).total == Decimal(50)
+
+
+def test_big_unary_upload_is_not_a_false_429(channel, engine):
+    image = noise_png(10 << 20)
+    stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+    response = stub.RemoveBackgroundHttp(multipart(image_file=image, size="preview"), metadata=[("x-api-key", DEV_KEY)])
+    assert response.body.data.startswith(b"fake-result")
+    assert engine.calls[-1][0] == image
+
+
+def stream(options, image: bytes, chunk: int = CHUNK):
+    yield removebg_pb2.RemoveBackgroundRequest(options=options)
+    for start in range(0, len(image), chunk):
+        yield removebg_pb2.RemoveBackgroundRequest(image_chunk=image[start : start + chunk])
+
+
+def test_streamed_10mb_image(channel, engine, storage, account):
+    image = noise_png(10 << 20)
+    assert len(image) >= 10 << 20
+    stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+    options = removebg_pb2.RemoveBackgroundOptions(size=removebg_pb2.SIZE_HD, format=removebg_pb2.OUTPUT_FORMAT_WEBP)
+    response = stub.RemoveBackground(stream(options, image), metadata=[("x-api-key", DEV_KEY)])
+    received, used = engine.calls[-1]
+    assert hashlib.sha256(received).digest() == hashlib.sha256(image).digest()
+    assert used.max_output_pixels == 4_000_000 and used.output_format == "webp"
+    assert response.width * response.height <= 4_000_000
+    assert response.credits_charged == 1.0 and response.credits_remaining == 49.0
+    assert response.foreground.top == 1 and response.foreground_type != 0
+
+
+def test_stream_over_the_cap_is_refused(channel, grpc_server, engine):
+    limit = grpc_server.server.settings.max_file_bytes
+    stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as excinfo:
+        stub.RemoveBackground(stream(removebg_pb2.RemoveBackgroundOptions(), b"\0" * (limit + 1), chunk=4 << 20),
+                              metadata=[("x-api-key", DEV_KEY)])
+    status, body = error_of(excinfo)
+    assert status == 400 and body["errors"][0]["code"] == "file_too_large"
+    assert engine.calls == []
+
+
+def test_stream_must_start_with_options(channel):
+    stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+    bad = iter([removebg_pb2.RemoveBackgroundRequest(image_chunk=b"x")])
+    with pytest.raises(grpc.RpcError) as excinfo:
+        stub.RemoveBackground(bad, metadata=[("x-api-key", DEV_KEY)])
+    assert error_of(excinfo)[1]["errors"][0]["code"] == "invalid_stream"
+
+
+def test_get_account_has_the_documented_shape(channel):
+    stub = account_pb2_grpc.AccountServiceStub(channel)
+    response = stub.GetAccount(account_pb2.GetAccountRequest(), metadata=[("x-api-key", DEV_KEY)])
+    credits = response.data.attributes.credits
+    assert (credits.total, credits.subscription, credits.payg, credits.enterprise) == (50, 45, 5, 0)
+    assert response.data.attributes.api.free_calls == 50
+    assert response.data.attributes.api.sizes == "all"
+    with pytest.raises(grpc.RpcError) as excinfo:
+        stub.GetAccount(account_pb2.GetAccountRequest(), metadata=[("x-api-key", "cbg_nope")])
+    assert error_of(excinfo)[0] == 401
+
+
+def test_health_reports_serving_once_the_engine_is_warm(channel, engine):
+    stub = health_pb2_grpc.HealthStub(channel)
+    assert engine.warmed
+    for name in ("", "clearbg.v1.RemoveBgService", "clearbg.v1.AccountService"):
+        assert stub.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_services(channel):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    [answer] = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for s in answer.list_services_response.service}
+    assert {"clearbg.v1.RemoveBgService", "clearbg.v1.AccountService", "grpc.health.v1.Health"} <= names

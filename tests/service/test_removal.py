@@ -1,0 +1,134 @@
+"""The removal use case with a fake engine: pricing, sizes, charging only for delivered
+results, headers and the JSON answer."""
+
+import asyncio
+import base64
+import json
+from decimal import Decimal
+
+import pytest
+
+from engine.types import EngineError
+from service.errors import ApiError
+from service.removal import RemovalService, format_credits
+from service_fakes import DEV_KEY, FakeEngine, png_bytes
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def removal(storage, engine, settings, account):
+    service = RemovalService(storage, engine, settings)
+    yield service
+    service.shutdown()
+
+
+def remove(removal, fields, key=DEV_KEY, accept_json=False):
+    return run(removal.remove(key, "req-1", fields, accept_json=accept_json))
+
+
+def api_error(fn, *args, **kwargs) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        fn(*args, **kwargs)
+    return caught.value
+
+
+def test_paid_call_charges_one_credit_and_reports_headers(removal, storage, account):
+    delivery = remove(removal, {"image_file": png_bytes(1000, 800), "size": "medium"})
+    headers = dict(delivery.headers)
+    assert headers["x-credits-charged"] == "1"
+    assert headers["x-credits-remaining"] == "49"
+    assert int(headers["x-width"]) * int(headers["x-height"]) <= 1_500_000
+    assert headers["x-type"] == "person"
+    assert {"x-foreground-top", "x-foreground-left", "x-foreground-width", "x-foreground-height"} <= headers.keys()
+    after = storage.get_account(account[0].id)
+    assert (after.subscription, after.payg) == (Decimal(44), Decimal(5))
+    [entry] = storage.ledger(account[0].id)
+    assert entry.request_id == "req-1" and entry.key_id == account[1].id
+
+
+@pytest.mark.parametrize("size, cap", [("preview", 250_000), ("small", 250_000), ("hd", 4_000_000), ("full", 25_000_000)])
+def test_size_sets_the_output_cap(removal, engine, size, cap):
+    remove(removal, {"image_file": png_bytes(64, 64), "size": size})
+    assert engine.calls[-1][1].max_output_pixels == cap
+
+
+def test_preview_is_free_and_uses_a_free_call(removal, storage, account):
+    delivery = remove(removal, {"image_file": png_bytes(64, 64), "size": "preview"})
+    assert dict(delivery.headers)["x-credits-charged"] == "0"
+    after = storage.get_account(account[0].id)
+    assert after.total == Decimal(50) and after.free_calls_left() == 49
+
+
+def test_auto_falls_back_to_preview_without_credits(storage, engine, settings):
+    broke = storage.create_account("broke", payg=Decimal("0.5"), free_calls=1)
+    storage.add_api_key(broke.id, "cbg_broke")
+    service = RemovalService(storage, engine, settings)
+    delivery = run(service.remove("cbg_broke", "r", {"image_file": png_bytes(64, 64)}))
+    assert engine.calls[-1][1].max_output_pixels == 250_000
+    assert dict(delivery.headers)["x-credits-charged"] == "0"
+    assert dict(delivery.headers)["x-credits-remaining"] == "0.5"
+    # Paid size without credits: 402; preview without free calls: 402 too.
+    assert api_error(run, service.remove("cbg_broke", "r", {"image_file": png_bytes(64, 64), "size": "hd"})).code == "insufficient_credits"
+    error = api_error(run, service.remove("cbg_broke", "r", {"image_file": png_bytes(64, 64), "size": "preview"}))
+    assert (error.status, error.code) == (402, "insufficient_free_calls")
+    service.shutdown()
+
+
+def test_auto_picks_full_when_the_account_can_pay(removal, engine):
+    remove(removal, {"image_file": png_bytes(64, 64)})
+    assert engine.calls[-1][1].max_output_pixels == 25_000_000
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("onnx exploded"), EngineError("resolution_too_high", "too big")])
+def test_nothing_is_charged_when_the_engine_fails(removal, engine, storage, account, failure):
+    engine.fail_with = failure
+    error = api_error(remove, removal, {"image_file": png_bytes(64, 64), "size": "hd"}) if isinstance(failure, EngineError) else None
+    if error is not None:
+        assert (error.status, error.code) == (400, "resolution_too_high")
+    else:
+        with pytest.raises(RuntimeError):
+            remove(removal, {"image_file": png_bytes(64, 64), "size": "hd"})
+    assert storage.get_account(account[0].id).total == Decimal(50)
+    assert storage.ledger(account[0].id) == []
+
+
+def test_authentication_errors(removal):
+    assert api_error(remove, removal, {"image_file": png_bytes(8, 8)}, key=None).code == "missing_api_key"
+    error = api_error(remove, removal, {"image_file": png_bytes(8, 8)}, key="cbg_wrong")
+    assert (error.status, error.code) == (401, "invalid_api_key")
+
+
+def test_undecodable_image_is_invalid_file_type_and_free(removal, storage, account, engine):
+    error = api_error(remove, removal, {"image_file": b"definitely not an image"})
+    assert (error.status, error.code) == (400, "invalid_file_type")
+    assert engine.calls == [] and storage.ledger(account[0].id) == []
+
+
+def test_json_answer(removal):
+    delivery = remove(removal, {"image_file": png_bytes(64, 64), "format": "webp"}, accept_json=True)
+    assert delivery.content_type == "application/json"
+    data = json.loads(delivery.body)["data"]
+    assert base64.b64decode(data["result_b64"]) == b"fake-result:webp"
+    assert (data["foreground_top"], data["foreground_left"]) == (1, 2)
+    assert data["foreground_width"] == 62 and data["foreground_height"] == 63
+
+
+def test_type_level_none_has_no_type_header(removal):
+    delivery = remove(removal, {"image_file": png_bytes(64, 64), "type_level": "none"})
+    assert "x-type" not in dict(delivery.headers)
+
+
+def test_not_ready_engine_is_503(storage, settings, account):
+    service = RemovalService(storage, None, settings)
+    error = api_error(run, service.remove(DEV_KEY, "r", {"image_file": png_bytes(8, 8)}))
+    assert (error.status, error.code) == (503, "not_ready")
+    assert ("retry-after", "5") in error.headers
+    service.shutdown()
+
+
+@pytest.mark.parametrize("amount, text", [(Decimal(1), "1"), (Decimal("49.000000"), "49"), (Decimal("0.5"), "0.5"), (Decimal(0), "0"), (Decimal("1E+2"), "100")])
+def test_format_credits(amount, text):
+    assert format_credits(amount) == text
