@@ -110,7 +110,12 @@ class Engine:
             name = os.environ.get("CLEARBG_MODEL") or DEFAULT_CHECKPOINT
             model_path = ensure_checkpoint(name)
             family = family or CHECKPOINTS[name].family
-        return cls(model_path, family, **kwargs)
+        engine = cls(model_path, family, **kwargs)
+        if "classify" not in kwargs:  # X-Type from the detector + classifier (engine/classify)
+            from engine.classify import ForegroundClassifier
+
+            engine.classify = ForegroundClassifier.from_cache().classify
+        return engine
 
     def warm_up(self) -> None:
         """One inference, so the first request does not pay for onnxruntime's lazy set-up."""

@@ -152,3 +152,13 @@ def test_tfjs_converter_rejects_unknown_ops() -> None:
     ]}}
     with pytest.raises(TfjsConversionError, match="Erf"):
         convert(json.loads(json.dumps(graph)), {}, ["y"])
+
+
+def test_the_engine_from_the_environment_uses_the_classifier() -> None:
+    from engine.pipeline import Engine
+
+    engine = Engine.from_environment(threads=1)
+    assert isinstance(getattr(engine.classify, "__self__", None), ForegroundClassifier)
+    image, matte = Image.new("RGB", (32, 32)), np.zeros((32, 32), np.float32)
+    assert engine.classify(image, matte) in TYPES
+    assert Engine.from_environment(threads=1, classify=lambda i, m: "car").classify(image, matte) == "car"
