@@ -6,8 +6,11 @@ import sys
 from decimal import Decimal
 from typing import TextIO
 
-from service.storage import Storage
+from service.logging import get_logger
+from service.storage import KeyExists, Storage
 from service.storage.base import generate_key
+
+log = get_logger(__name__)
 
 # The documented example balance (GET /v1.0/account on the API page).
 DEV_ACCOUNT = dict(subscription=Decimal(45), payg=Decimal(5), enterprise=Decimal(0), free_calls=50)
@@ -27,4 +30,7 @@ def ensure_dev_account(storage: Storage, dev_api_key: str | None, out: TextIO = 
     if dev_api_key and storage.find_key(dev_api_key) is None:
         account = storage.first_account()
         assert account is not None
-        storage.add_api_key(account.id, dev_api_key)
+        try:
+            storage.add_api_key(account.id, dev_api_key)
+        except KeyExists:  # known but revoked: a revoked key stays revoked
+            log.warning("dev_api_key_revoked", detail="CLEARBG_DEV_API_KEY was revoked; it is not re-enabled")

@@ -11,13 +11,15 @@ import logging
 import sys
 import uuid
 from collections.abc import Iterator
+from typing import TextIO
 
 import structlog
 
 
-def configure(json: bool | None = None, level: int = logging.INFO) -> None:
+def configure(json: bool | None = None, level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
     if json is None:
-        json = not sys.stdout.isatty()
+        json = not stream.isatty()
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
@@ -28,8 +30,9 @@ def configure(json: bool | None = None, level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        # Module-level loggers follow a later configure() (tests, the launcher).
+        cache_logger_on_first_use=False,
     )
     # python-multipart warns on every malformed body, which we already answer with a 400.
     logging.getLogger("python_multipart").setLevel(logging.ERROR)

@@ -45,6 +45,8 @@ def default_engine() -> EngineLike:
 
 
 class Server:
+    """Construct it inside the running event loop: grpc.aio objects belong to that loop."""
+
     def __init__(
         self,
         settings: Settings,

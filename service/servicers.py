@@ -25,7 +25,7 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _call(context: grpc.aio.ServicerContext, method: str) -> Iterator[tuple[dict[str, str], str]]:
-    """Binds the request id for the call's logs and maps anything raised to an API error."""
+    """Reads the metadata once and binds the request id to every log line of the call."""
     metadata = _metadata(context)
     with request_scope(metadata.get("x-request-id"), method=method) as request_id:
         yield metadata, request_id

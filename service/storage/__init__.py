@@ -5,6 +5,7 @@ from service.storage.base import (
     ApiKey,
     InsufficientCredits,
     InsufficientFreeCalls,
+    KeyExists,
     LedgerEntry,
     Storage,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "ApiKey",
     "InsufficientCredits",
     "InsufficientFreeCalls",
+    "KeyExists",
     "LedgerEntry",
     "Storage",
     "open_storage",

@@ -76,6 +76,10 @@ class LedgerEntry:
     created_at: str
 
 
+class KeyExists(ValueError):
+    """The key is already registered (possibly revoked); a key is never reused."""
+
+
 class InsufficientCredits(Exception):
     def __init__(self, account: Account, amount: Decimal):
         super().__init__(f"{amount} credits needed, {account.total} left")
@@ -112,7 +116,7 @@ class Storage(Protocol):
         ...
 
     def add_api_key(self, account_id: int, key: str) -> ApiKey:
-        """Stores `key` hashed; the caller shows the clear key once."""
+        """Stores `key` hashed; the caller shows the clear key once. KeyExists if known."""
         ...
 
     def find_key(self, key: str) -> tuple[Account, ApiKey] | None:

@@ -22,6 +22,7 @@ from service.storage.base import (
     ApiKey,
     InsufficientCredits,
     InsufficientFreeCalls,
+    KeyExists,
     LedgerEntry,
     current_period,
     hash_key,
@@ -206,10 +207,13 @@ class SqliteStorage:
     def add_api_key(self, account_id: int, key: str) -> ApiKey:
         created = _now()
         with self._write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO api_keys (account_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?)",
-                (account_id, hash_key(key), key[:DISPLAY_PREFIX_LENGTH], created),
-            )
+            try:
+                cursor = conn.execute(
+                    "INSERT INTO api_keys (account_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?)",
+                    (account_id, hash_key(key), key[:DISPLAY_PREFIX_LENGTH], created),
+                )
+            except sqlite3.IntegrityError:
+                raise KeyExists("this API key is already registered") from None
             return ApiKey(cursor.lastrowid, account_id, key[:DISPLAY_PREFIX_LENGTH], created, None)
 
     def find_key(self, key: str) -> tuple[Account, ApiKey] | None:

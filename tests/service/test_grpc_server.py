@@ -187,3 +187,25 @@ def test_reflection_lists_the_services(channel):
     [answer] = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     names = {s.name for s in answer.list_services_response.service}
     assert {"clearbg.v1.RemoveBgService", "clearbg.v1.AccountService", "grpc.health.v1.Health"} <= names
+
+
+def test_logs_carry_the_request_id_but_never_the_key_or_internals(channel, engine):
+    import structlog
+
+    from service import logging as service_logging
+
+    buffer = io.StringIO()
+    service_logging.configure(json=True, stream=buffer)
+    try:
+        stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+        stub.RemoveBackgroundHttp(multipart(image_file=png_bytes(8, 8)), metadata=[("x-api-key", DEV_KEY), ("x-request-id", "log-1")])
+        engine.fail_with = RuntimeError("boom-internal")
+        with pytest.raises(grpc.RpcError):
+            stub.RemoveBackgroundHttp(multipart(image_file=png_bytes(8, 8)), metadata=[("x-api-key", DEV_KEY), ("x-request-id", "log-2")])
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert any(line["event"] == "removed" and line["request_id"] == "log-1" for line in lines)
+    [failure] = [line for line in lines if line["event"] == "unexpected_error"]
+    assert failure["request_id"] == "log-2" and "boom-internal" in failure["exception"]
+    assert DEV_KEY not in buffer.getvalue()

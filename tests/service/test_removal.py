@@ -132,3 +132,34 @@ def test_not_ready_engine_is_503(storage, settings, account):
 @pytest.mark.parametrize("amount, text", [(Decimal(1), "1"), (Decimal("49.000000"), "49"), (Decimal("0.5"), "0.5"), (Decimal(0), "0"), (Decimal("1E+2"), "100")])
 def test_format_credits(amount, text):
     assert format_credits(amount) == text
+
+
+def test_full_queue_is_503_not_an_unbounded_wait(storage, settings, account):
+    import dataclasses
+    import threading
+
+    release = threading.Event()
+
+    class SlowEngine(FakeEngine):
+        def remove(self, data, options):
+            release.wait(10)
+            return super().remove(data, options)
+
+    service = RemovalService(storage, SlowEngine(), dataclasses.replace(settings, engine_workers=1, max_queue=1))
+
+    async def scenario():
+        fields = {"image_file": png_bytes(8, 8), "size": "preview"}
+        first = asyncio.ensure_future(service.remove(DEV_KEY, "a", fields))
+        second = asyncio.ensure_future(service.remove(DEV_KEY, "b", fields))
+        await asyncio.sleep(0.3)  # both hold a slot now: one running, one waiting
+        with pytest.raises(ApiError) as caught:
+            await service.remove(DEV_KEY, "c", fields)
+        release.set()
+        await asyncio.gather(first, second)
+        return caught.value
+
+    error = run(scenario())
+    assert (error.status, error.code) == (503, "overloaded")
+    assert any(name == "retry-after" for name, _ in error.headers)
+    assert storage.get_account(account[0].id).free_calls_left() == 48  # the two that ran
+    service.shutdown()

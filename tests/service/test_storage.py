@@ -139,3 +139,11 @@ def test_fixed_dev_key_is_registered_on_an_existing_database(storage):
     assert out.getvalue() == ""
     acc, _ = storage.find_key("cbg_fixed_key")
     assert acc.id == storage.first_account().id and storage.count_accounts() == 1
+
+
+def test_revoked_dev_key_is_not_re_enabled(storage):
+    ensure_dev_account(storage, "cbg_fixed_key", io.StringIO())
+    _, key = storage.find_key("cbg_fixed_key")
+    storage.revoke_key(key.id)
+    ensure_dev_account(storage, "cbg_fixed_key", io.StringIO())  # must not crash the start
+    assert storage.find_key("cbg_fixed_key") is None
