@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import ImageColor
 
-from engine.types import RGBA, RemovalOptions
+from engine.types import RGBA, Length, RemovalOptions
 from service.errors import ApiError, bad_request
 
 # Largest output, in pixels, that each `size` allows. `auto` is resolved against the balance.
@@ -46,8 +46,6 @@ CHANNELS = ("rgba", "alpha")
 # Not implemented yet. Answered with 400 `unsupported_parameter` unless the value is the one
 # that changes nothing (so clients that always send the defaults keep working).
 UNSUPPORTED: dict[str, frozenset[str]] = {
-    "roi": frozenset({"0% 0% 100% 100%"}),
-    "crop_margin": frozenset({"0", "0px", "0%"}),
     "scale": frozenset({"original"}),
     "position": frozenset({"original"}),
     "semitransparency": frozenset(),
@@ -57,6 +55,10 @@ UNSUPPORTED: dict[str, frozenset[str]] = {
     "bg_image_url": frozenset(),
 }
 
+# A unitless number counts as pixels ("0" is the usual way to write no margin).
+_LENGTH = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(px|%)?", re.IGNORECASE)
+MAX_MARGIN_PX = 500
+MAX_MARGIN_PERCENT = 50
 _HEX = re.compile(r"#?([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 _DATA_URL = re.compile(r"data:[\w.+/-]*(;[\w=.+-]*)*;base64,", re.IGNORECASE)
 
@@ -148,6 +150,44 @@ def parse_color(value: str) -> RGBA:
     )
 
 
+def _lengths(name: str, value: str, counts: tuple[int, ...], example: str) -> list[Length]:
+    parts = value.replace(",", " ").split()
+    if len(parts) not in counts:
+        raise bad_request(f"invalid_{name}", f"{name} needs {' or '.join(map(str, counts))} values, e.g. {example!r}.")
+    lengths = []
+    for part in parts:
+        match = _LENGTH.fullmatch(part)
+        if match is None:
+            raise bad_request(
+                f"invalid_{name}", f"{name} value {part!r} is not a non-negative number with px or %, e.g. {example!r}."
+            )
+        lengths.append(Length(float(match.group(1)), "%" if match.group(2) == "%" else "px"))
+    return lengths
+
+
+def parse_roi(value: str) -> tuple[Length, Length, Length, Length]:
+    """`x1 y1 x2 y2`, each px or %; the bounds are checked against the image by the engine."""
+    x1, y1, x2, y2 = _lengths("roi", value, (4,), "10% 10% 90% 90%")
+    return (x1, y1, x2, y2)
+
+
+def parse_crop_margin(value: str) -> tuple[Length, Length, Length, Length]:
+    """1 value (all sides), 2 (vertical horizontal) or 4 (top right bottom left), like CSS."""
+    lengths = _lengths("crop_margin", value, (1, 2, 4), "10px 5%")
+    for length in lengths:
+        limit = MAX_MARGIN_PERCENT if length.unit == "%" else MAX_MARGIN_PX
+        if length.value > limit:
+            raise bad_request(
+                "invalid_crop_margin", f"crop_margin is at most {MAX_MARGIN_PERCENT}% or {MAX_MARGIN_PX}px a side."
+            )
+    if len(lengths) == 1:
+        lengths *= 4
+    elif len(lengths) == 2:
+        lengths = [lengths[0], lengths[1], lengths[0], lengths[1]]
+    top, right, bottom, left = lengths
+    return (top, right, bottom, left)
+
+
 def _decode_b64(value: str | bytes, max_file_bytes: int) -> bytes:
     text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
     text = _DATA_URL.sub("", text.strip(), count=1)
@@ -202,6 +242,10 @@ def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> Remo
     if type_level in ("2", "latest"):
         raise bad_request("unsupported_parameter", f"type_level {type_level!r} is not supported by this server yet.")
     crop = parse_bool(fields, "crop")
+    roi_text = _text(fields, "roi")
+    roi = parse_roi(roi_text) if roi_text is not None else None
+    margin_text = _text(fields, "crop_margin")
+    crop_margin = parse_crop_margin(margin_text) if margin_text is not None else RemovalOptions().crop_margin
     bg_text = _text(fields, "bg_color")
     bg_color = parse_color(bg_text) if bg_text is not None else None
     if sources == ["image_url"]:
@@ -229,5 +273,7 @@ def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> Remo
         bg_color=bg_color,
         bg_image=bg_image,
         crop=crop,
+        crop_margin=crop_margin,
+        roi=roi,
     )
     return RemovalRequest(image=image, size=size, report_type=type_level != "none", options=options)

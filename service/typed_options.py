@@ -44,6 +44,15 @@ _CHANNELS = {removebg_pb2.CHANNELS_RGBA: "rgba", removebg_pb2.CHANNELS_ALPHA: "a
 _SET_MARKER = "(set)"
 
 
+def _length(length: removebg_pb2.Length, default: str) -> str:
+    kind = length.WhichOneof("value")
+    if kind == "pixels":
+        return f"{length.pixels}px"
+    if kind == "percent":
+        return f"{length.percent:g}%"
+    return default
+
+
 def _enum(table: dict[int, str], value: int, name: str) -> str | None:
     if value == 0:  # *_UNSPECIFIED: the default
         return None
@@ -64,8 +73,17 @@ def typed_fields(options: removebg_pb2.RemoveBackgroundOptions, image: bytes) ->
         "bg_image_url": options.bg_image_url or None,
         "image_url": options.image_url or None,
         "crop": "true" if options.crop else None,
-        "roi": _SET_MARKER if options.HasField("roi") else None,
-        "crop_margin": _SET_MARKER if options.HasField("crop_margin") else None,
+        "roi": " ".join(
+            _length(getattr(options.roi, name), default)
+            for name, default in (("x1", "0%"), ("y1", "0%"), ("x2", "100%"), ("y2", "100%"))
+        )
+        if options.HasField("roi")
+        else None,
+        "crop_margin": " ".join(
+            _length(getattr(options.crop_margin, side), "0px") for side in ("top", "right", "bottom", "left")
+        )
+        if options.HasField("crop_margin")
+        else None,
         "scale": f"{options.scale_percent}%" if options.HasField("scale_percent") else None,
         "position": _SET_MARKER if options.HasField("position") else None,
         "image_file": image or None,

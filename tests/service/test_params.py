@@ -6,6 +6,7 @@ import pytest
 
 from clearbg.v1 import removebg_pb2
 from service.errors import ApiError
+from engine.types import Length
 from service.params import parse_color, parse_fields
 from service.typed_options import typed_fields
 
@@ -75,7 +76,7 @@ def test_file_too_large_names_both_numbers():
 @pytest.mark.parametrize(
     "name, value",
     [("image_url", "http://example.com/a.jpg"), ("bg_image_url", "http://example.com/b.jpg"),
-     ("roi", "10px 10px 50px 50px"), ("crop_margin", "10px"), ("scale", "50%"), ("position", "center"),
+     ("scale", "50%"), ("position", "center"),
      ("semitransparency", "true"), ("add_shadow", "true"), ("shadow_type", "car"), ("shadow_opacity", "50"),
      ("type_level", "2"), ("type_level", "latest")],
 )
@@ -89,8 +90,7 @@ def test_unimplemented_parameters_are_refused_by_name(name, value):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("roi", "0% 0% 100% 100%"), ("scale", "original"), ("position", "original"), ("add_shadow", "false"),
-     ("crop_margin", "0")],
+    [("scale", "original"), ("position", "original"), ("add_shadow", "false")],
 )
 def test_default_values_of_unimplemented_parameters_pass(name, value):
     assert parse_fields({"image_file": IMAGE, name: value}, CAP).image == IMAGE
@@ -141,9 +141,58 @@ def test_typed_options_go_through_the_same_validation():
 def test_typed_unsupported_and_bad_values():
     with_scale = removebg_pb2.RemoveBackgroundOptions(scale_percent=50)
     assert error_code(typed_fields(with_scale, IMAGE)) == "unsupported_parameter"
-    with_roi = removebg_pb2.RemoveBackgroundOptions(roi=removebg_pb2.Region())
-    assert error_code(typed_fields(with_roi, IMAGE)) == "unsupported_parameter"
+    with_position = removebg_pb2.RemoveBackgroundOptions(position=removebg_pb2.Position(original=True))
+    assert error_code(typed_fields(with_position, IMAGE)) == "unsupported_parameter"
     with pytest.raises(ApiError) as caught:
         typed_fields(removebg_pb2.RemoveBackgroundOptions(bg_color=removebg_pb2.Color(red=256)), IMAGE)
     assert caught.value.code == "invalid_bg_color"
     assert error_code(typed_fields(removebg_pb2.RemoveBackgroundOptions(), b"")) == "missing_source"
+
+
+PX, PCT = "px", "%"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("0% 0% 100% 100%", ((0, PCT), (0, PCT), (100, PCT), (100, PCT))),
+     ("10px 20px 300px 400.5px", ((10, PX), (20, PX), (300, PX), (400.5, PX))),
+     ("5%, 0 50% 60PX", ((5, PCT), (0, PX), (50, PCT), (60, PX)))],
+)
+def test_roi(text, expected):
+    roi = parse_fields({"image_file": IMAGE, "roi": text}, CAP).options.roi
+    assert roi == tuple(Length(v, u) for v, u in expected)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("10px", ((10, PX),) * 4),
+     ("10px 5%", ((10, PX), (5, PCT), (10, PX), (5, PCT))),
+     ("1px 2px 3px 4%", ((1, PX), (2, PX), (3, PX), (4, PCT))),
+     ("0", ((0, PX),) * 4),
+     ("500px 50%", ((500, PX), (50, PCT), (500, PX), (50, PCT)))],
+)
+def test_crop_margin(text, expected):
+    margin = parse_fields({"image_file": IMAGE, "crop": "true", "crop_margin": text}, CAP).options.crop_margin
+    assert margin == tuple(Length(v, u) for v, u in expected)
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [("roi", "10px 10px 50px"), ("roi", "-1px 0 10px 10px"), ("roi", "a b c d"), ("roi", "1em 0 1 1"),
+     ("crop_margin", "1px 2px 3px"), ("crop_margin", "501px"), ("crop_margin", "51%"), ("crop_margin", "-5px")],
+)
+def test_bad_roi_and_margin(name, text):
+    assert error_code({"image_file": IMAGE, "crop": "true", name: text}) == f"invalid_{name}"
+
+
+def test_typed_roi_and_margin_use_the_rest_parser():
+    options = removebg_pb2.RemoveBackgroundOptions(
+        crop=True,
+        roi=removebg_pb2.Region(x1=removebg_pb2.Length(pixels=10), y2=removebg_pb2.Length(percent=50)),
+        crop_margin=removebg_pb2.Margin(top=removebg_pb2.Length(pixels=7), left=removebg_pb2.Length(percent=2.5)),
+    )
+    request = parse_fields(typed_fields(options, IMAGE), CAP)
+    assert request.options.roi == (Length(10, PX), Length(0, PCT), Length(100, PCT), Length(50, PCT))
+    assert request.options.crop_margin == (Length(7, PX), Length(0, PX), Length(0, PX), Length(2.5, PCT))
+    too_wide = removebg_pb2.RemoveBackgroundOptions(crop_margin=removebg_pb2.Margin(top=removebg_pb2.Length(pixels=501)))
+    assert error_code(typed_fields(too_wide, IMAGE)) == "invalid_crop_margin"
