@@ -73,6 +73,13 @@ class ApiError(Exception):
         return GRPC_CODES.get(self.status, grpc.StatusCode.UNKNOWN)
 
 
+def shown(value: str, limit: int = 40) -> str:
+    """A caller's value quoted for an error detail, cut short: details travel in metadata,
+    which has size limits, and must never echo a whole upload."""
+    text = value if len(value) <= limit else value[:limit] + "..."
+    return repr(text)
+
+
 def bad_request(code: str, detail: str) -> ApiError:
     return ApiError(400, code, detail)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from PIL import ImageColor
 
 from engine.types import RGBA, Length, RemovalOptions
-from service.errors import ApiError, bad_request
+from service.errors import ApiError, bad_request, shown
 
 # Largest output, in pixels, that each `size` allows. `auto` is resolved against the balance.
 SIZE_PIXELS: dict[str, int] = {
@@ -102,7 +102,7 @@ def _choice(fields: Mapping[str, str | bytes], name: str, table: Mapping[str, st
         return table[value.lower()]
     except KeyError:
         allowed = ", ".join(dict.fromkeys(table))
-        raise bad_request(f"invalid_{name}", f"{name} {value!r} is not one of: {allowed}.") from None
+        raise bad_request(f"invalid_{name}", f"{name} {shown(value)} is not one of: {allowed}.") from None
 
 
 def parse_bool(fields: Mapping[str, str | bytes], name: str, default: bool = False) -> bool:
@@ -114,7 +114,7 @@ def parse_bool(fields: Mapping[str, str | bytes], name: str, default: bool = Fal
         return True
     if lowered in ("false", "0"):
         return False
-    raise bad_request(f"invalid_{name}", f"{name} must be true or false, got {value!r}.")
+    raise bad_request(f"invalid_{name}", f"{name} must be true or false, got {shown(value)}.")
 
 
 def parse_size(fields: Mapping[str, str | bytes]) -> str:
@@ -126,7 +126,7 @@ def parse_size(fields: Mapping[str, str | bytes]) -> str:
         return name
     raise bad_request(
         "invalid_size",
-        f"size {value!r} is not one of: auto, preview, small, regular, medium, hd, full, 4k, 50MP.",
+        f"size {shown(value)} is not one of: auto, preview, small, regular, medium, hd, full, 4k, 50MP.",
     )
 
 
@@ -146,7 +146,7 @@ def parse_color(value: str) -> RGBA:
         return (r, g, b, 255)
     raise bad_request(
         "invalid_bg_color",
-        f"bg_color {value!r} is neither a hex colour (3, 4, 6 or 8 digits) nor a CSS colour name.",
+        f"bg_color {shown(value)} is neither a hex colour (3, 4, 6 or 8 digits) nor a CSS colour name.",
     )
 
 
@@ -159,7 +159,7 @@ def _lengths(name: str, value: str, counts: tuple[int, ...], example: str) -> li
         match = _LENGTH.fullmatch(part)
         if match is None:
             raise bad_request(
-                f"invalid_{name}", f"{name} value {part!r} is not a non-negative number with px or %, e.g. {example!r}."
+                f"invalid_{name}", f"{name} value {shown(part)} is not a non-negative number with px or %, e.g. {example!r}."
             )
         lengths.append(Length(float(match.group(1)), "%" if match.group(2) == "%" else "px"))
     return lengths

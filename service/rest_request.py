@@ -12,7 +12,7 @@ import urllib.parse
 
 import python_multipart
 
-from service.errors import ApiError, bad_request
+from service.errors import ApiError, bad_request, shown
 
 FILE_FIELDS = frozenset({"image_file", "bg_image_file"})
 
@@ -36,7 +36,7 @@ def parse_body(content_type: str, data: bytes) -> Fields:
     raise ApiError(
         400,
         "unsupported_content_type",
-        f"Content-Type {media_type or '(none)'!r} is not supported: send multipart/form-data, "
+        f"Content-Type {shown(media_type) if media_type else '(none)'} is not supported: send multipart/form-data, "
         "application/x-www-form-urlencoded or application/json.",
     )
 
@@ -45,7 +45,7 @@ def _text(name: str, raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise bad_request("invalid_body", f"Field {name!r} is not valid UTF-8 text.") from None
+        raise bad_request("invalid_body", f"Field {shown(name)} is not valid UTF-8 text.") from None
 
 
 def _multipart(content_type: str, data: bytes) -> Fields:

@@ -196,3 +196,9 @@ def test_typed_roi_and_margin_use_the_rest_parser():
     assert request.options.crop_margin == (Length(7, PX), Length(0, PX), Length(0, PX), Length(2.5, PCT))
     too_wide = removebg_pb2.RemoveBackgroundOptions(crop_margin=removebg_pb2.Margin(top=removebg_pb2.Length(pixels=501)))
     assert error_code(typed_fields(too_wide, IMAGE)) == "invalid_crop_margin"
+
+
+def test_details_never_echo_long_values():
+    with pytest.raises(ApiError) as caught:
+        parse_fields({"image_file": IMAGE, "size": "x" * 100_000}, CAP)
+    assert len(caught.value.body()) < 300
