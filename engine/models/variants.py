@@ -1,0 +1,360 @@
+"""Faster variants of a segmentation model, made once at install time and cached.
+
+The shipped IS-Net file stores fp16 weights behind Cast nodes, lists its nodes out of
+topological order (so onnx shape inference, and with it ORT's quantiser, fails on it) and
+computes 11 side outputs nobody reads. onnxruntime's CPU provider has no fp16 convolutions on
+x86, so it runs every fp16 node as fp32 between inserted casts: about 2x slower than the same
+network stored in fp32. `clean()` fixes all three; the cleaned fp32 file is the fallback that
+works everywhere. On top of it `quantise()` makes a static int8 (QDQ: u8 activations, s8
+per-channel weights) variant calibrated with 99.99-percentile histograms over varied public
+photos; min-max calibration is what broke masks before (one outlier pixel stretches a range).
+
+Variants live in <cache>/variants/<source sha256>/<kind>-r<RECIPE>.onnx beside a JSON record
+of their own sha256; a file that no longer matches its record is rebuilt, so a truncated or
+damaged cache never reaches a session.
+
+    python -m engine.models.variants [--model PATH | --checkpoint NAME] [--kind auto|fp32|int8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import pathlib
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from engine.models.fetch import cache_dir, sha256_file
+
+log = logging.getLogger(__name__)
+
+RECIPE = 1
+"""Bump when clean() or quantise() change: old cached variants are then ignored, not reused."""
+
+KINDS = ("fp32", "int8")
+CALIBRATION_PERCENTILE = 99.99
+
+
+class VariantError(RuntimeError):
+    pass
+
+
+# --- the cleaned fp32 graph --------------------------------------------------------------------
+
+
+def topologically_sorted(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Nodes in an order where each one's inputs exist before it runs (stable: keeps file order)."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        remaining = []
+        for node in pending:
+            if all(name in available for name in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                remaining.append(node)
+        if len(remaining) == len(pending):
+            missing = sorted({n for node in remaining for n in node.input if n not in available})[:5]
+            raise VariantError(f"graph has a cycle or undefined inputs: {missing}")
+        pending = remaining
+    return ordered
+
+
+def is_topologically_sorted(graph: onnx.GraphProto) -> bool:
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    for node in graph.node:
+        if any(name not in available for name in node.input):
+            return False
+        available.update(node.output)
+    return True
+
+
+def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+        for i, name in enumerate(node.output):
+            if name == old:
+                node.output[i] = new
+
+
+def _float_types(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        types[value.name] = value.type.tensor_type.elem_type
+    for init in inferred.graph.initializer:
+        types[init.name] = init.data_type
+    return types
+
+
+def _to_fp32(graph: onnx.GraphProto) -> None:
+    """fp16 initializers and constants become fp32, in place."""
+    for i, init in enumerate(graph.initializer):
+        if init.data_type == TensorProto.FLOAT16:
+            graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == TensorProto.FLOAT16:
+                attribute.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float32), attribute.t.name))
+    for value in [*graph.input, *graph.output]:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+
+
+def clean(model: onnx.ModelProto, output_name: str | None = None) -> onnx.ModelProto:
+    """One output, topologically sorted, all float tensors fp32 (no Cast between float types).
+
+    `output_name` None keeps the first output. Returns a new, checked, shape-inferred model.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    outputs = [o.name for o in graph.output]
+    keep = output_name or outputs[0]
+    if keep not in outputs:
+        raise VariantError(f"model has no output {keep!r}; it has {outputs}")
+    sorted_nodes = topologically_sorted(graph)
+    del graph.node[:]
+    graph.node.extend(sorted_nodes)
+
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16}
+    types = _float_types(model)
+    _to_fp32(graph)
+    graph_outputs = {o.name for o in graph.output}
+    graph_inputs = {i.name for i in graph.input}
+    kept = []
+    for node in graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+        if to in floats and types.get(node.input[0]) in floats:
+            source, result = node.input[0], node.output[0]
+            if result in graph_outputs and source not in graph_inputs:
+                _rename(graph, source, result)  # the producer now writes the output itself
+            else:
+                _rename(graph, result, source)
+            continue
+        if to == TensorProto.FLOAT16:
+            for attribute in node.attribute:
+                if attribute.name == "to":
+                    attribute.i = TensorProto.FLOAT
+        kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+
+    for output in [o for o in graph.output if o.name != keep]:
+        graph.output.remove(output)
+    needed = {keep}
+    live = []
+    for node in reversed(graph.node):
+        if any(name in needed for name in node.output):
+            live.append(node)
+            needed.update(name for name in node.input if name)
+    del graph.node[:]
+    graph.node.extend(reversed(live))
+    unused = [init for init in graph.initializer if init.name not in needed]
+    for init in unused:
+        graph.initializer.remove(init)
+    del graph.value_info[:]
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model)
+    return model
+
+
+# --- int8 --------------------------------------------------------------------------------------
+
+
+def calibration_tensors(family_name: str, photos: Sequence[pathlib.Path], size: int) -> Iterator[np.ndarray]:
+    """Each photo as the net sees it, then mirrored, then a tight crop: varied framing and scale.
+
+    Yielded one at a time so calibration never holds more than one image's activations.
+    """
+    from PIL import Image, ImageOps
+
+    from engine.models.families import family
+
+    fam = family(family_name)
+    for path in photos:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        width, height = image.size
+        crop = image.crop((width // 8, height // 8, width - width // 8, height - height // 8))
+        for view in (image, ImageOps.mirror(image), crop):
+            yield fam.preprocess(view, size)
+
+
+class _LazyReader:
+    """ORT CalibrationDataReader over a generator factory, with the set_range ORT's strided
+    collection calls so each collect_data() pass sees exactly one image."""
+
+    def __init__(self, input_name: str, count: int, make: callable):
+        self.input_name, self.count = input_name, count
+        self._source = make()
+        self._left = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._left = end_index - start_index
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._left <= 0:
+            return None
+        self._left -= 1
+        tensor = next(self._source, None)
+        return None if tensor is None else {self.input_name: tensor}
+
+
+def quantise(fp32_path: pathlib.Path, target: pathlib.Path, family_name: str, photos: Sequence[pathlib.Path]) -> None:
+    """Static int8 QDQ of a cleaned model: u8 activations, s8 per-channel weights, percentile."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    model = onnx.load(str(fp32_path), load_external_data=False)
+    model_input = model.graph.input[0]
+    size = model_input.type.tensor_type.shape.dim[-1].dim_value or 1024
+    count = 3 * len(photos)
+    reader = _LazyReader(model_input.name, count, lambda: calibration_tensors(family_name, photos, size))
+    with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per calibration pass
+        quantize_static(
+            str(fp32_path),
+            str(target),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={
+                "CalibPercentile": CALIBRATION_PERCENTILE,
+                "CalibStridedMinMax": 1,  # one image per collection pass: histograms grow, memory doesn't
+            },
+        )
+
+
+# --- cache -------------------------------------------------------------------------------------
+
+
+def variants_dir() -> pathlib.Path:
+    return cache_dir() / "variants"
+
+
+def _paths(source_sha: str, kind: str) -> tuple[pathlib.Path, pathlib.Path]:
+    folder = variants_dir() / source_sha
+    return folder / f"{kind}-r{RECIPE}.onnx", folder / f"{kind}-r{RECIPE}.json"
+
+
+def cached(source_sha: str, kind: str) -> pathlib.Path | None:
+    """The variant's path if it exists and still matches its recorded sha256, else None."""
+    path, record_path = _paths(source_sha, kind)
+    try:
+        record = json.loads(record_path.read_text())
+        size = path.stat().st_size
+    except (OSError, ValueError):
+        return None
+    if record.get("size") != size or record.get("recipe") != RECIPE or sha256_file(path) != record.get("sha256"):
+        return None
+    return path
+
+
+def _store(tmp: pathlib.Path, source_sha: str, kind: str, **details: object) -> pathlib.Path:
+    path, record_path = _paths(source_sha, kind)
+    record = {"kind": kind, "recipe": RECIPE, "source_sha256": source_sha, "sha256": sha256_file(tmp),
+              "size": tmp.stat().st_size, **details}
+    os.replace(tmp, path)
+    record_tmp = record_path.with_suffix(".json.part")
+    record_tmp.write_text(json.dumps(record, indent=1))
+    os.replace(record_tmp, record_path)
+    return path
+
+
+def default_kind() -> str:
+    """int8 where the CPU has 8-bit dot products (VNNI/AMX on x86, dotprod on Arm), else fp32.
+
+    Without them ORT's u8s8 kernels are barely faster than fp32 and can saturate, so the
+    slight loss of precision would buy nothing.
+    """
+    try:
+        flags = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "fp32"
+    fast_int8 = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+    return "int8" if any(flag in flags for flag in fast_int8) else "fp32"
+
+
+def prepare(model_path: str | os.PathLike, family: str = "isnet", kind: str = "auto",
+            output_name: str | None = None) -> pathlib.Path:
+    """Path of the fastest variant of `model_path` (`kind` auto) or of the one asked for.
+
+    Cached by the source's sha256 + RECIPE; a cached file is verified before it is returned. The
+    cleaned fp32 variant is always made first (int8 is made from it) and is the fallback.
+    """
+    kind = default_kind() if kind == "auto" else kind
+    if kind not in KINDS:
+        raise VariantError(f"unknown variant {kind!r}; known: auto, {', '.join(KINDS)}")
+    source = pathlib.Path(model_path)
+    source_sha = sha256_file(source)
+    hit = cached(source_sha, kind)
+    if hit:
+        return hit
+    folder = variants_dir() / source_sha
+    folder.mkdir(parents=True, exist_ok=True)
+    fp32 = cached(source_sha, "fp32")
+    if fp32 is None:
+        if output_name is None:
+            from engine.models.families import family as family_of
+
+            output_name = family_of(family).output_name
+        model = onnx.load(str(source))
+        outputs = [o.name for o in model.graph.output]
+        cleaned = clean(model, output_name if output_name in outputs else None)
+        tmp = folder / f"fp32-r{RECIPE}.onnx.part"
+        onnx.save(cleaned, str(tmp))
+        fp32 = _store(tmp, source_sha, "fp32", source=str(source))
+    if kind == "fp32":
+        return fp32
+    from engine.models.calibration import ensure_photos
+
+    photos = ensure_photos()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        tmp = pathlib.Path(scratch) / "int8.onnx"
+        quantise(fp32, tmp, family, photos)
+        return _store(tmp, source_sha, "int8", calibration=[p.name for p in photos],
+                      percentile=CALIBRATION_PERCENTILE, seconds=round(time.monotonic() - started, 1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    from engine.models.catalog import CHECKPOINTS, DEFAULT_CHECKPOINT
+    from engine.models.fetch import ensure_checkpoint
+
+    parser = argparse.ArgumentParser(description="Make (once) and print the fastest variant of the model.")
+    parser.add_argument("--model", default=os.environ.get("CLEARBG_MODEL_PATH"), help="any ONNX file")
+    parser.add_argument("--checkpoint", default=os.environ.get("CLEARBG_MODEL", DEFAULT_CHECKPOINT))
+    parser.add_argument("--family", default=os.environ.get("CLEARBG_MODEL_FAMILY"))
+    parser.add_argument("--kind", default=os.environ.get("CLEARBG_MODEL_VARIANT", "auto"), choices=("auto", *KINDS))
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    started = time.monotonic()
+    try:
+        source = pathlib.Path(ns.model) if ns.model else ensure_checkpoint(ns.checkpoint)
+        family = ns.family or (CHECKPOINTS[ns.checkpoint].family if not ns.model else "isnet")
+        path = prepare(source, family, ns.kind)
+    except Exception as exc:  # noqa: BLE001 - install-time tool: one clear line, not a traceback
+        sys.exit(f"model variant failed: {exc}")
+    print(f"model variant {ns.kind}: {path} ({time.monotonic() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
