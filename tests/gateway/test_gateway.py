@@ -1,0 +1,283 @@
+"""gateway/envoy.yaml with the real Envoy: transcoding, headers, error shape, limits, health,
+client IP. The backend is the in-test one from conftest.py."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import grpc
+import pytest
+import requests
+
+from clearbg.v1 import account_pb2, removebg_pb2, removebg_pb2_grpc
+from conftest import NOT_SERVING, SERVING, http_body, wait_for_status
+from service.errors import ApiError
+
+ERROR_KEYS = ["title", "code", "detail"]
+
+
+def assert_error(response: requests.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert list(body) == ["errors"] and len(body["errors"]) == 1
+    error = body["errors"][0]
+    assert list(error) == ERROR_KEYS and error["code"] == code and error["detail"]
+    assert not [name for name in response.headers if name.lower().startswith("grpc-")]
+    assert "x-http-status" not in response.headers and "x-error-body" not in response.headers
+    return error
+
+
+def test_multipart_body_arrives_byte_for_byte_with_its_content_type(gateway, backend):
+    async def answer(request, context):
+        return http_body(b"ok", "text/plain")
+
+    backend.removebg = answer
+    image = os.urandom(300_000)
+    response = requests.post(
+        gateway.url + "/v1.0/removebg",
+        files={"image_file": ("photo.jpg", image, "image/jpeg")},
+        data={"size": "auto"},
+        headers={"X-Api-Key": "key-123"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    sent = response.request
+    received = backend.seen.request.body
+    assert received.content_type == sent.headers["Content-Type"]
+    assert received.content_type.startswith("multipart/form-data; boundary=")
+    assert received.data == sent.body
+    assert image in received.data
+    assert backend.seen.metadata["x-api-key"] == "key-123"
+
+
+def test_json_body_arrives_untouched(gateway, backend):
+    async def answer(request, context):
+        return http_body(b"{}", "application/json")
+
+    backend.removebg = answer
+    payload = b'{"image_file_b64": "aGVsbG8=", "size": "preview", "crop": "yes"}'
+    response = requests.post(
+        gateway.url + "/v1.0/removebg?cache=1", data=payload, headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    assert backend.seen.request.body.data == payload
+    assert backend.seen.request.body.content_type == "application/json"
+
+
+def test_http_body_response_comes_back_raw_with_its_content_type_over_1_mib(gateway, backend):
+    image = b"\x89PNG\r\n\x1a\n" + os.urandom(5 * 1024 * 1024)
+
+    async def answer(request, context):
+        return http_body(image, "image/png")
+
+    backend.removebg = answer
+    response = requests.post(gateway.url + "/v1.0/removebg", data={"image_url": "x"}, timeout=20)
+    assert response.status_code == 200, response.text[:200]
+    assert response.headers["content-type"] == "image/png"
+    assert response.content == image
+
+
+def test_initial_metadata_becomes_response_headers(gateway, backend):
+    headers = {
+        "x-width": "640",
+        "x-height": "480",
+        "x-type": "person",
+        "x-credits-charged": "1",
+        "x-credits-remaining": "49",
+        "x-foreground-top": "5",
+        "x-ratelimit-limit": "500",
+        "x-ratelimit-remaining": "499",
+        "x-ratelimit-reset": "1700000000",
+    }
+
+    async def answer(request, context):
+        await context.send_initial_metadata(tuple(headers.items()))
+        return http_body(b"png", "image/png")
+
+    backend.removebg = answer
+    response = requests.post(gateway.url + "/v1.0/removebg", data={"size": "auto"}, timeout=10)
+    assert response.status_code == 200
+    for name, value in headers.items():
+        assert response.headers[name] == value
+    assert not [name for name in response.headers if name.lower().startswith(("grpc-", "x-envoy"))]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "extra"),
+    [
+        (400, "invalid_file_type", ()),
+        (401, "auth_failed", ()),
+        (402, "insufficient_credits", ()),
+        (403, "preview_limit", ()),
+        (429, "rate_limit_exceeded", (("retry-after", "12"), ("x-ratelimit-remaining", "0"))),
+        (500, "internal_error", ()),
+        (503, "service_unavailable", (("retry-after", "3"),)),
+    ],
+)
+def test_error_convention_becomes_status_and_json_body(gateway, backend, status, code, extra):
+    error = ApiError(status, code, f"detail for {code}", headers=extra)
+
+    async def answer(request, context):
+        await context.abort(error.grpc_code(), "internal message", trailing_metadata=error.trailing_metadata())
+
+    backend.removebg = answer
+    response = requests.post(gateway.url + "/v1.0/removebg", data={"size": "auto"}, timeout=10)
+    body = assert_error(response, status, code)
+    assert body == {"title": error.title, "code": code, "detail": f"detail for {code}"}
+    assert response.content == error.body().encode()
+    assert "internal message" not in response.text
+    for name, value in extra:
+        assert response.headers[name] == value
+
+
+def test_error_convention_on_account_too(gateway, backend):
+    error = ApiError(401, "auth_failed", "Invalid API key")
+
+    async def answer(request, context):
+        await context.abort(error.grpc_code(), error.detail, trailing_metadata=error.trailing_metadata())
+
+    backend.account = answer
+    assert_error(requests.get(gateway.url + "/v1.0/account", timeout=10), 401, "auth_failed")
+
+
+def test_failure_outside_the_convention_leaks_nothing(gateway, backend):
+    async def answer(request, context):
+        raise RuntimeError("secret stack detail")
+
+    backend.removebg = answer
+    response = requests.post(gateway.url + "/v1.0/removebg", data={"size": "auto"}, timeout=10)
+    assert_error(response, 500, "internal_error")
+    assert "secret" not in response.text
+
+
+def test_account_prints_the_documented_json_byte_for_byte(gateway, backend):
+    async def answer(request, context):
+        return account_pb2.GetAccountResponse(
+            data=account_pb2.AccountData(
+                attributes=account_pb2.AccountAttributes(
+                    credits=account_pb2.Credits(total=50, subscription=45, payg=5, enterprise=0),
+                    api=account_pb2.ApiAllowance(free_calls=50, sizes="all"),
+                )
+            )
+        )
+
+    backend.account = answer
+    response = requests.get(gateway.url + "/v1.0/account", headers={"X-Api-Key": "k"}, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == (
+        b'{"data":{"attributes":{"credits":{"total":50,"subscription":45,"payg":5,"enterprise":0},'
+        b'"api":{"free_calls":50,"sizes":"all"}}}}'
+    )
+    assert backend.seen.metadata["x-api-key"] == "k"
+
+
+def test_fractional_credits_print_as_numbers(gateway, backend):
+    async def answer(request, context):
+        credits = account_pb2.Credits(total=12.5, subscription=12.25, payg=0.25, enterprise=0)
+        return account_pb2.GetAccountResponse(
+            data=account_pb2.AccountData(attributes=account_pb2.AccountAttributes(credits=credits))
+        )
+
+    backend.account = answer
+    body = requests.get(gateway.url + "/v1.0/account", timeout=10).json()
+    assert body["data"]["attributes"]["credits"] == {"total": 12.5, "subscription": 12.25, "payg": 0.25, "enterprise": 0}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1.0/unknown"), ("GET", "/"), ("DELETE", "/v1.0/account"), ("GET", "/v1.0/removebg")],
+)
+def test_unknown_endpoint_is_a_shaped_404(gateway, backend, method, path):
+    response = requests.request(method, gateway.url + path, timeout=10)
+    assert_error(response, 404, "not_found")
+    assert backend.seen.request is None
+
+
+def test_oversized_body_is_a_shaped_413(gateway, backend):
+    async def answer(request, context):
+        return http_body(b"unexpected", "text/plain")
+
+    backend.removebg = answer
+    response = requests.post(
+        gateway.url + "/v1.0/removebg",
+        data=b"x" * (41 * 1024 * 1024),
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=30,
+    )
+    assert_error(response, 413, "file_too_large")
+
+
+def test_body_at_the_documented_maximum_passes(gateway, backend):
+    async def answer(request, context):
+        return http_body(str(len(request.body.data)).encode(), "text/plain")
+
+    backend.removebg = answer
+    image = os.urandom(22 * 1024 * 1024)
+    response = requests.post(
+        gateway.url + "/v1.0/removebg", files={"image_file": ("big.jpg", image, "image/jpeg")}, timeout=60
+    )
+    assert response.status_code == 200, response.text[:300]
+    assert int(response.text) > len(image)
+
+
+def test_backend_down_is_a_shaped_503(gateway_without_backend):
+    response = requests.post(gateway_without_backend.url + "/v1.0/removebg", data={"size": "auto"}, timeout=10)
+    assert_error(response, 503, "service_unavailable")
+    assert_error(requests.get(gateway_without_backend.url + "/v1.0/account", timeout=10), 503, "service_unavailable")
+    assert_error(requests.get(gateway_without_backend.url + "/healthz", timeout=10), 503, "service_unavailable")
+
+
+def test_healthz_follows_the_grpc_health_service(gateway, backend):
+    response = requests.get(gateway.url + "/healthz", timeout=5)
+    assert response.status_code == 200
+    assert not [name for name in response.headers if name.lower().startswith(("grpc-", "x-envoy"))]
+    backend.set_health(NOT_SERVING)
+    wait_for_status(gateway.url + "/healthz", 503, timeout=5)
+    assert_error(requests.get(gateway.url + "/healthz", timeout=5), 503, "service_unavailable")
+    backend.set_health(SERVING)
+    wait_for_status(gateway.url + "/healthz", 200, timeout=5)
+
+
+def test_client_cannot_forge_its_ip(gateway, backend):
+    async def answer(request, context):
+        return http_body(b"ok", "text/plain")
+
+    backend.removebg = answer
+    response = requests.post(
+        gateway.url + "/v1.0/removebg",
+        data={"size": "preview"},
+        headers={"X-Clearbg-Client-Ip": "203.0.113.9", "X-Forwarded-For": "198.51.100.7"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert backend.seen.metadata["x-clearbg-client-ip"] == "127.0.0.1"
+
+
+def test_request_id_reaches_the_backend(gateway, backend):
+    async def answer(request, context):
+        return http_body(b"ok", "text/plain")
+
+    backend.removebg = answer
+    requests.post(gateway.url + "/v1.0/removebg", data={"size": "auto"}, timeout=10)
+    assert len(backend.seen.metadata["x-request-id"]) >= 16
+
+
+def test_native_grpc_passes_through_with_its_status(gateway, backend):
+    """Typed gRPC through the REST port keeps gRPC semantics (the Lua filter leaves it alone)."""
+    error = ApiError(402, "insufficient_credits", "No credits left")
+
+    async def answer(request, context):
+        await context.abort(error.grpc_code(), error.detail, trailing_metadata=error.trailing_metadata())
+
+    backend.removebg = answer
+    with grpc.insecure_channel(gateway.url.removeprefix("http://")) as channel:
+        stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.RemoveBackgroundHttp(removebg_pb2.RemoveBackgroundHttpRequest(), timeout=10)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.details() == "No credits left"
+    trailers = dict(info.value.trailing_metadata())
+    assert json.loads(trailers["x-error-body"])["errors"][0]["code"] == "insufficient_credits"
