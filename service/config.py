@@ -7,7 +7,6 @@ are read by `engine.pipeline.Engine.from_environment` itself, so they are not re
 from __future__ import annotations
 
 import os
-import pathlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -54,12 +53,3 @@ class Settings:
             engine_workers=_int(env, "CLEARBG_ENGINE_WORKERS", cls.engine_workers, 1),
             max_queue=_int(env, "CLEARBG_MAX_QUEUE", cls.max_queue, 0),
         )
-
-    def sqlite_path(self) -> pathlib.Path:
-        """The file behind a `sqlite:///PATH` URL; a relative PATH is relative to the cwd."""
-        prefix = "sqlite:///"
-        if not self.database_url.startswith(prefix):
-            raise ValueError(
-                f"CLEARBG_DATABASE_URL must look like sqlite:///PATH, got {self.database_url!r}"
-            )
-        return pathlib.Path(self.database_url[len(prefix):])
