@@ -1,7 +1,7 @@
 """Output formats: their size caps and their encoders (bytes + content type).
 
-Encoder settings favour speed: at 10 MP, PNG's default zlib level costs about a second more
-than level 1-2 for a few percent of size, and the response is downloaded once.
+Encoder settings favour speed: for a 10 MP cut-out, PNG level 2 takes 0.30 s for 3.3 MB where
+level 6 takes 0.73 s for 2.6 MB; the response is downloaded once.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", 
 PNG_COMPRESS_LEVEL = 2
 JPEG_QUALITY = 90
 WEBP_QUALITY = 90
+# At 10 MP: method 2 takes 0.69 s for 0.32 MB, method 4 (the default) 1.5 s for 0.31 MB.
+WEBP_METHOD = 2
 
 
 def fit(size: tuple[float, float], max_pixels: float, max_side: float = math.inf) -> tuple[int, int]:
@@ -57,7 +59,7 @@ def jpg(image: Image.Image) -> bytes:
 
 def webp(image: Image.Image) -> bytes:
     out = io.BytesIO()
-    image.save(out, "WEBP", quality=WEBP_QUALITY, method=3, **_icc(image))
+    image.save(out, "WEBP", quality=WEBP_QUALITY, method=WEBP_METHOD, **_icc(image))
     return out.getvalue()
 
 

@@ -99,6 +99,14 @@ def family(name: str) -> Family:
         raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
 
 
+def available_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's core count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class Segmenter:
     """One onnxruntime session for one checkpoint; `matte()` is safe to call from many threads.
 
@@ -113,7 +121,7 @@ class Segmenter:
         self.family = family(family_name)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = threads or available_cores()
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = False
         options.enable_mem_pattern = False
