@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from clearbg.v1 import account_pb2, removebg_pb2, removebg_pb2_grpc
-from conftest import NOT_SERVING, SERVING, http_body, wait_for_status
+from gateway_backend import NOT_SERVING, SERVING, http_body, wait_for_status
 from service.errors import ApiError
 
 ERROR_KEYS = ["title", "code", "detail"]
