@@ -1,0 +1,152 @@
+"""The segmentation network alone, per variant: latency at its input size, and mask quality.
+
+For each variant (fp32 as shipped, fp32 cleaned, int8; OpenVINO fp32/int8/bf16 when the
+installed onnxruntime offers it) prints the median and best latency after warm-up, as a ratio
+to fp32-as-shipped measured in the same run (the CPU is shared, so only ratios travel), then
+mask agreement on ../shared/quality per set: mean IoU at 0.5 and MAE against the cleaned fp32
+matte, and mean IoU against the ground truth (grabcut50's unlabelled band left out). Issue 6
+requires the variant in use within 0.005 mean IoU of fp32 against the truth on each set.
+
+    nice .venv/bin/python bench/speed_network.py [--limit N] [--runs 5] [--threads 2] [--variants a,b]
+
+OpenVINO needs the `onnxruntime-openvino` distribution, which replaces `onnxruntime` (they
+cannot share a venv): run this same file with that venv's python to measure it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from engine.models import providers, variants  # noqa: E402
+from engine.models.families import family  # noqa: E402
+from engine.models.fetch import ensure_checkpoint  # noqa: E402
+
+DEFAULT_QUALITY = pathlib.Path(__file__).resolve().parents[2] / "shared" / "quality"
+SETS = ("grabcut50", "alphamatting14")
+
+
+def variant_table(source: pathlib.Path) -> dict[str, tuple[pathlib.Path, str, str | None]]:
+    """name -> (model file, provider, OpenVINO precision hint)."""
+    fp32 = variants.prepare(source, "isnet", "fp32")
+    int8 = variants.prepare(source, "isnet", "int8")
+    table = {
+        "fp32-shipped": (source, providers.CPU, None),
+        "fp32": (fp32, providers.CPU, None),
+        "int8": (int8, providers.CPU, None),
+    }
+    import onnxruntime as ort
+
+    if providers.OPENVINO in ort.get_available_providers():
+        table |= {
+            "ov-fp32": (fp32, providers.OPENVINO, "f32"),
+            "ov-bf16": (fp32, providers.OPENVINO, "bf16"),
+            "ov-int8": (int8, providers.OPENVINO, None),
+        }
+    return table
+
+
+def session(path: pathlib.Path, provider: str, precision: str | None, threads: int):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), sess_options=providers.session_options(threads),
+                                providers=providers.provider_list(provider, threads, precision))
+
+
+def photos(quality: pathlib.Path, limit: int | None) -> dict[str, list[tuple[pathlib.Path, pathlib.Path, pathlib.Path | None]]]:
+    found = {}
+    for name in SETS:
+        root = quality / name
+        if not root.is_dir():
+            continue
+        items = []
+        for image in sorted((root / "images").iterdir()):
+            ignore = root / "ignore" / f"{image.stem}.png"
+            items.append((image, root / "masks" / f"{image.stem}.png", ignore if ignore.exists() else None))
+        found[name] = items[:limit] if limit else items
+    return found
+
+
+def matte(sess, fam, image: Image.Image) -> np.ndarray:
+    """The net's matte resized back to the photo, float32 in [0, 1]."""
+    size = sess.get_inputs()[0].shape[-1]
+    (out,) = sess.run(["output"], {sess.get_inputs()[0].name: fam.preprocess(image, size)})
+    small = fam.postprocess(out)
+    return np.asarray(Image.fromarray(small, mode="F").resize(image.size, Image.Resampling.BILINEAR))
+
+
+def iou(a: np.ndarray, b: np.ndarray, keep: np.ndarray) -> float:
+    union = ((a | b) & keep).sum()
+    return float((a & b & keep).sum() / union) if union else 1.0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=pathlib.Path, help="source ONNX (default: the default checkpoint)")
+    parser.add_argument("--quality", type=pathlib.Path, default=DEFAULT_QUALITY)
+    parser.add_argument("--limit", type=int, default=None, help="photos per set (default: all)")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per variant after 2 warm-ups")
+    parser.add_argument("--threads", type=int, default=providers.default_threads())
+    parser.add_argument("--variants", help="comma-separated subset of the variant names")
+    ns = parser.parse_args(argv)
+
+    source = ns.model or ensure_checkpoint()
+    table = variant_table(source)
+    if ns.variants:
+        table = {k: v for k, v in table.items() if k in ns.variants.split(",")}
+    fam = family("isnet")
+    sessions = {name: session(path, prov, prec, ns.threads) for name, (path, prov, prec) in table.items()}
+
+    # Latency: variants interleaved run by run, so a burst of load elsewhere hits them all alike.
+    side = next(iter(sessions.values())).get_inputs()[0].shape[-1]
+    probe = np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32) - 0.5
+    for sess in sessions.values():
+        for _ in range(2):
+            sess.run(["output"], {sess.get_inputs()[0].name: probe})
+    times = {name: [] for name in sessions}
+    for _ in range(ns.runs):
+        for name, sess in sessions.items():
+            started = time.perf_counter()
+            sess.run(["output"], {sess.get_inputs()[0].name: probe})
+            times[name].append(time.perf_counter() - started)
+    base = "fp32-shipped" if "fp32-shipped" in times else next(iter(times))
+    print(f"latency at {side}x{side}, {ns.threads} threads, {ns.runs} runs (ratio to {base} in this run)")
+    print(f"{'variant':14} {'median s':>9} {'best s':>7} {'x median':>9} {'x best':>7}")
+    for name, t in times.items():
+        print(f"{name:14} {np.median(t):9.3f} {min(t):7.3f} {np.median(t) / np.median(times[base]):9.2f} "
+              f"{min(t) / min(times[base]):7.2f}")
+
+    # Quality: the shipped file's matte equals the cleaned one's (same arithmetic, fp32): skip it.
+    scored = [name for name in sessions if name != "fp32-shipped"]
+    reference = "fp32" if "fp32" in sessions else scored[0]
+    for set_name, items in photos(ns.quality, ns.limit).items():
+        vs_ref = {name: [] for name in scored}
+        mae = {name: [] for name in scored}
+        vs_truth = {name: [] for name in scored}
+        for image_path, mask_path, ignore_path in items:
+            with Image.open(image_path) as opened:
+                image = opened.convert("RGB")
+            truth = np.asarray(Image.open(mask_path).convert("L")) > 127
+            keep = ~(np.asarray(Image.open(ignore_path).convert("L")) > 127) if ignore_path else np.ones_like(truth)
+            mattes = {name: matte(sessions[name], fam, image) for name in scored}
+            for name, m in mattes.items():
+                vs_ref[name].append(iou(m > 0.5, mattes[reference] > 0.5, np.ones_like(truth)))
+                mae[name].append(float(np.abs(m - mattes[reference]).mean()))
+                vs_truth[name].append(iou(m > 0.5, truth, keep))
+        print(f"\n{set_name}: {len(items)} photos (IoU/MAE vs {reference} matte; IoU vs ground truth)")
+        print(f"{'variant':14} {'IoU ref':>8} {'min':>6} {'MAE ref':>8} {'IoU truth':>10} {'delta':>7}")
+        for name in scored:
+            delta = np.mean(vs_truth[name]) - np.mean(vs_truth[reference])
+            print(f"{name:14} {np.mean(vs_ref[name]):8.4f} {min(vs_ref[name]):6.3f} {np.mean(mae[name]):8.4f} "
+                  f"{np.mean(vs_truth[name]):10.4f} {delta:+7.4f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

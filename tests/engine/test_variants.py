@@ -1,0 +1,149 @@
+"""Model variants: the cleaned graph's shape, int8 masks against fp32, and the verified cache.
+
+The real variants are prepared once (in the user's cache, as `make model` does: int8 takes a
+minute or two on a fresh cache, nothing after); cache behaviour is tested on the fp32 variant in
+a temporary cache, where rebuilding costs seconds.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from engine.models import providers, variants
+from engine.models.families import family
+from engine.models.fetch import ensure_checkpoint
+
+INT8_IOU_BOUND = 0.95  # measured 0.97-1.00 per photo on grabcut50 (bench/speed_network.py)
+
+
+@pytest.fixture(scope="session")
+def source():
+    return ensure_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def fp32_path(source):
+    return variants.prepare(source, "isnet", "fp32")
+
+
+@pytest.fixture(scope="session")
+def int8_path(source):
+    return variants.prepare(source, "isnet", "int8")
+
+
+def test_cleaned_graph_is_sorted_fp32_with_one_output(source, fp32_path):
+    shipped = onnx.load(str(source), load_external_data=False)
+    assert not variants.is_topologically_sorted(shipped.graph)  # what made shape inference fail
+    cleaned = onnx.load(str(fp32_path))
+    graph = cleaned.graph
+    assert variants.is_topologically_sorted(graph)
+    assert [o.name for o in graph.output] == ["output"]
+    assert all(i.data_type != TensorProto.FLOAT16 for i in graph.initializer)
+    float_casts = [n for n in graph.node if n.op_type == "Cast" and n.attribute[0].i in (TensorProto.FLOAT, TensorProto.FLOAT16)]
+    assert float_casts == []
+    onnx.checker.check_model(cleaned)
+
+
+def test_clean_keeps_the_arithmetic_of_a_small_fp16_graph():
+    """Out-of-order nodes, fp16 weights behind Casts, a side output: cleaned, same numbers."""
+    weight = numpy_helper.from_array(np.array([[1.5, -2.0], [0.25, 4.0]], dtype=np.float16), "w")
+    nodes = [
+        helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT),  # consumer listed first
+        helper.make_node("Relu", ["m"], ["h"]),
+        helper.make_node("MatMul", ["x16", "w"], ["m"]),
+        helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.FLOAT16),
+        helper.make_node("Cast", ["m"], ["side"], to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2]),
+         helper.make_tensor_value_info("side", TensorProto.FLOAT, [1, 2])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    cleaned = variants.clean(model, "y")
+    assert variants.is_topologically_sorted(cleaned.graph)
+    assert [o.name for o in cleaned.graph.output] == ["y"]
+    assert [n.op_type for n in cleaned.graph.node] == ["MatMul", "Relu"]
+
+    import onnxruntime as ort
+
+    x = np.array([[1.0, -3.0]], dtype=np.float32)
+    session = ort.InferenceSession(cleaned.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(["y"], {"x": x})
+    np.testing.assert_allclose(y, np.maximum(x @ numpy_helper.to_array(weight).astype(np.float32), 0))
+
+
+def test_int8_mask_agrees_with_fp32_on_a_real_photo(fp32_path, int8_path, grabcut):
+    data, truth, _ = grabcut("person1")
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    fam = family("isnet")
+    masks = []
+    for path in (fp32_path, int8_path):
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), sess_options=providers.session_options(2),
+                                       providers=[providers.CPU])
+        (out,) = session.run(["output"], {"input": fam.preprocess(image)})
+        masks.append(fam.postprocess(out) > 0.5)
+    fp32, int8 = masks
+    score = (fp32 & int8).sum() / (fp32 | int8).sum()
+    print(f"int8 vs fp32 IoU on person1: {score:.4f}")
+    assert fp32.mean() > 0.05  # a real subject was found, so the IoU means something
+    assert score >= INT8_IOU_BOUND
+
+
+def test_int8_record_names_its_calibration(source, int8_path):
+    import json
+
+    record = json.loads(int8_path.with_suffix(".json").read_text())
+    assert record["percentile"] == variants.CALIBRATION_PERCENTILE
+    assert record["calibration"]  # the public photos, never the research set
+    assert not any("GT" in name or name[0].isdigit() for name in record["calibration"])
+
+
+@pytest.fixture()
+def temp_cache(source, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLEARBG_CACHE_DIR", str(tmp_path))
+    return source
+
+
+def test_second_prepare_reuses_the_cache(temp_cache, monkeypatch):
+    first = variants.prepare(temp_cache, "isnet", "fp32")
+    stamp = first.stat().st_mtime_ns
+
+    def fail(*_args, **_kwargs):
+        raise AssertionError("the cached variant was rebuilt")
+
+    monkeypatch.setattr(variants, "clean", fail)
+    second = variants.prepare(temp_cache, "isnet", "fp32")
+    assert second == first and second.stat().st_mtime_ns == stamp
+
+
+def test_corrupted_variant_is_detected_and_rebuilt(temp_cache):
+    path = variants.prepare(temp_cache, "isnet", "fp32")
+    good = variants.sha256_file(path)
+    with path.open("r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        f.write(b"\x00corrupt\x00")
+    source_sha = variants.sha256_file(temp_cache)
+    assert variants.cached(source_sha, "fp32") is None
+    rebuilt = variants.prepare(temp_cache, "isnet", "fp32")
+    assert rebuilt == path and variants.sha256_file(rebuilt) == good
+
+
+def test_settings_are_checked(monkeypatch):
+    monkeypatch.setenv("CLEARBG_EXECUTION_PROVIDER", "no-such-provider")
+    with pytest.raises(providers.ProviderError, match="not available"):
+        providers.choose_provider()
+    monkeypatch.setenv("CLEARBG_EXECUTION_PROVIDER", "cpu")
+    assert providers.choose_provider() == providers.CPU
+    monkeypatch.setenv("CLEARBG_MODEL_VARIANT", "fp8")
+    with pytest.raises(providers.ProviderError, match="CLEARBG_MODEL_VARIANT"):
+        providers.variant_kind()
+    with pytest.raises(variants.VariantError, match="unknown variant"):
+        variants.prepare(__file__, "isnet", "fp8")
