@@ -1,0 +1,67 @@
+"""The real stack for end-to-end tests: `python -m service` (real model, temp SQLite, fixed
+development key) and the real Envoy, started by the launcher's own Stack on free ports."""
+
+from __future__ import annotations
+
+import pathlib
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from service.launcher import LaunchError, Stack
+
+QUALITY = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "quality"
+DEV_KEY = "e2e-dev-key-0123456789"
+START_TIMEOUT_S = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    rest_url: str
+    grpc_address: str
+    api_key: str
+    log: pathlib.Path
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[RunningStack]:
+    """Started once per session, stopped at the end even when a test (or the start) fails.
+    The development account is fresh, so it has the documented balance until charged."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    log = workdir / "stack.log"
+    env = dict(os.environ)
+    env.update(
+        CLEARBG_DATABASE_URL=f"sqlite:///{workdir / 'clearbg.db'}",
+        CLEARBG_DEV_API_KEY=DEV_KEY,
+        PYTHONUNBUFFERED="1",
+    )
+    with open(log, "w") as out:
+        running = Stack(http_port=free_port(), grpc_port=free_port(), env=env, out=out)
+        try:
+            running.start()
+            running.wait_healthy(START_TIMEOUT_S)
+        except LaunchError as exc:
+            running.stop()
+            out.flush()
+            pytest.fail(f"the stack did not start: {exc}\n--- stack output ---\n{log.read_text()[-4000:]}")
+        try:
+            yield RunningStack(running.rest_url, running.grpc_address, DEV_KEY, log)
+        finally:
+            running.stop()
+
+
+@pytest.fixture(scope="session")
+def quality() -> pathlib.Path:
+    """The research photos beside the repository (read in place, never copied)."""
+    if not (QUALITY / "grabcut50" / "images").is_dir():
+        pytest.fail(f"{QUALITY} is missing: the e2e tests read real photos from ../shared/quality")
+    return QUALITY
