@@ -29,6 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENVOY_TEMPLATE = ROOT / "gateway" / "envoy.yaml"
 DESCRIPTOR = ROOT / "build" / "clearbg.pb"
 STOP_GRACE_S = 15.0
+WAIT_NOTICE_S = 10.0
 
 
 class LaunchError(RuntimeError):
@@ -258,7 +259,7 @@ def main() -> int:
     code = 0
     try:
         ready = False
-        started = time.monotonic()
+        next_notice = time.monotonic() + WAIT_NOTICE_S
         while not stopping.is_set():
             dead = stack.dead()
             if dead is not None:
@@ -266,6 +267,7 @@ def main() -> int:
                     f"\n!!! clearbg: {dead.name} exited with code {dead.process.returncode};"
                     " stopping everything. See its output above. !!!\n",
                     file=sys.stderr,
+                    flush=True,
                 )
                 code = 1
                 break
@@ -273,10 +275,10 @@ def main() -> int:
                 ready = True
                 out.write(_banner(stack))
                 out.flush()
-            elif not ready and time.monotonic() - started > 5 and int(time.monotonic() - started) % 15 == 0:
+            elif not ready and time.monotonic() > next_notice:
+                next_notice += WAIT_NOTICE_S
                 out.write("clearbg: waiting for the model to load (GET /healthz is 503 until then)...\n")
                 out.flush()
-                time.sleep(1)
             stopping.wait(0.3)
     finally:
         out.write("clearbg: stopping...\n")

@@ -3,10 +3,10 @@ development key) and the real Envoy, started by the launcher's own Stack on free
 
 from __future__ import annotations
 
-import pathlib
 import os
+import pathlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -18,10 +18,16 @@ DEV_KEY = "e2e-dev-key-0123456789"
 START_TIMEOUT_S = 180.0
 
 
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """Returns a function giving a port nothing listens on right now."""
+    return _free_port
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ def stack(tmp_path_factory) -> Iterator[RunningStack]:
         PYTHONUNBUFFERED="1",
     )
     with open(log, "w") as out:
-        running = Stack(http_port=free_port(), grpc_port=free_port(), env=env, out=out)
+        running = Stack(http_port=_free_port(), grpc_port=_free_port(), env=env, out=out)
         try:
             running.start()
             running.wait_healthy(START_TIMEOUT_S)

@@ -236,3 +236,20 @@ def test_documented_sample_runs_as_written(stack, quality, tmp_path, sample, fil
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Error" not in run.stdout
     assert_real_cutout((tmp_path / "result.png").read_bytes(), quality)
+
+
+def test_accept_json_returns_the_result_as_base64(stack, quality):
+    with open(photo_path(quality), "rb") as file:
+        response = requests.post(
+            stack.rest_url + "/v1.0/removebg",
+            files={"image_file": file},
+            data={"size": "preview"},
+            headers={"X-Api-Key": stack.api_key, "Accept": "application/json"},
+            timeout=120,
+        )
+    assert response.status_code == 200, response.text[:300]
+    assert response.headers["content-type"].startswith("application/json")
+    data = response.json()["data"]
+    image = Image.open(io.BytesIO(base64.b64decode(data["result_b64"])))
+    assert (image.width, image.height) == (int(response.headers["x-width"]), int(response.headers["x-height"]))
+    assert data["foreground_width"] == int(response.headers["x-foreground-width"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import grpc
 import pytest
@@ -281,3 +282,22 @@ def test_native_grpc_passes_through_with_its_status(gateway, backend):
     assert info.value.details() == "No credits left"
     trailers = dict(info.value.trailing_metadata())
     assert json.loads(trailers["x-error-body"])["errors"][0]["code"] == "insufficient_credits"
+
+
+def test_curl_large_upload_with_expect_100_continue(gateway, backend, tmp_path):
+    """curl sends `Expect: 100-continue` for big -F uploads; Envoy must answer it itself."""
+    image = os.urandom(8 * 1024 * 1024)
+    (tmp_path / "photo.jpg").write_bytes(image)
+
+    async def answer(request, context):
+        return http_body(request.body.data[-64:], "application/octet-stream")
+
+    backend.removebg = answer
+    run = subprocess.run(
+        ["curl", "-sS", "-f", "-F", "image_file=@photo.jpg", "-F", "size=auto",
+         gateway.url + "/v1.0/removebg", "-o", "out.bin"],
+        cwd=tmp_path, capture_output=True, timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert image in backend.seen.request.body.data
+    assert (tmp_path / "out.bin").read_bytes() == backend.seen.request.body.data[-64:]

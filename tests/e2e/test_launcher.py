@@ -1,0 +1,116 @@
+"""`python -m service.launcher` as `make run` starts it: banner, key on the terminal, clean
+stop on SIGTERM, loud non-zero exit when a child dies (and the other child is stopped)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+class Launcher:
+    """The launcher in a subprocess, its output collected as it comes."""
+
+    def __init__(self, tmp_path: pathlib.Path, http_port: int, grpc_port: int):
+        self.http_port = http_port
+        env = dict(os.environ)
+        env.update(
+            CLEARBG_HTTP_PORT=str(http_port),
+            CLEARBG_GRPC_PORT=str(grpc_port),
+            CLEARBG_DATABASE_URL=f"sqlite:///{tmp_path / 'launcher.db'}",
+            PYTHONUNBUFFERED="1",
+        )
+        env.pop("CLEARBG_DEV_API_KEY", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service.launcher"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert self.process.poll() is None, f"launcher exited early:\n{self.output}"
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n{self.output}"
+            time.sleep(0.2)
+
+    def children(self) -> list[int]:
+        path = pathlib.Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def wait(self, timeout: float = 60.0) -> int:
+        code = self.process.wait(timeout)
+        self.reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            for pid in self.children():
+                os.kill(pid, signal.SIGKILL)
+            self.process.kill()
+            self.process.wait()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.fixture
+def launcher(tmp_path, free_port):
+    running = Launcher(tmp_path, free_port(), free_port())
+    yield running
+    running.kill()
+
+
+def test_prints_key_and_addresses_then_stops_cleanly_on_sigterm(launcher):
+    launcher.wait_for("ClearBG is ready.")
+    assert "Development API key: " in launcher.output
+    key = launcher.output.split("Development API key: ", 1)[1].split()[0]
+    assert f"http://127.0.0.1:{launcher.http_port}" in launcher.output
+    response = requests.get(
+        f"http://127.0.0.1:{launcher.http_port}/v1.0/account", headers={"X-Api-Key": key}, timeout=10
+    )
+    assert response.status_code == 200
+    children = launcher.children()
+    assert len(children) == 2
+    launcher.process.send_signal(signal.SIGTERM)
+    assert launcher.wait() == 0
+    assert all(gone(pid) for pid in children)
+
+
+def test_dies_loudly_when_a_child_dies(launcher):
+    launcher.wait_for("ClearBG is ready.")
+    server, envoy = launcher.children()
+    os.kill(server, signal.SIGKILL)
+    assert launcher.wait() == 1
+    assert "server exited with code -9" in launcher.output
+    assert gone(envoy)
