@@ -1,9 +1,10 @@
 """Prints the engine's speed and memory on this machine (figures, not pass/fail).
 
-    python -m engine.benchmark [--threads 2] [--runs 3] [--photo PATH]
+    python -m engine.benchmark [--threads 2] [--runs 3] [--photo PATH] [--concurrency N]
 
 Inference alone at the net's resolution, then whole `remove()` calls (decode, inference, matte,
-compose, PNG encode) for a ~1 MP and a ~12 MP JPEG made from one photo, then the peak RSS.
+compose, encode) for a ~1 MP and a ~12 MP JPEG made from one photo, then the peak RSS, and
+optionally the throughput and memory of N threads sharing one Engine.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pathlib
 import resource
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--photo", type=pathlib.Path, default=DEFAULT_PHOTO)
+    parser.add_argument("--concurrency", type=int, default=1, help="then N threads sharing the engine")
     ns = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -66,7 +69,20 @@ def main(argv: list[str] | None = None) -> None:
             print(f"remove() {label} {size[0]}x{size[1]} -> {fmt} {result.width}x{result.height}: "
                   f"{seconds:.3f} s, {len(result.data) / 1e6:.2f} MB")
 
-    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"peak RSS: {_peak_rss_mb():.0f} MB")
+
+    if ns.concurrency > 1:
+        data = _jpeg_of(photo, (4000, 3000))
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=ns.concurrency) as pool:
+            list(pool.map(lambda _: engine.remove(data, RemovalOptions()), range(ns.concurrency * 2)))
+        seconds = time.perf_counter() - start
+        print(f"{ns.concurrency * 2} x remove() 12 MP -> png, {ns.concurrency} threads: {seconds:.2f} s "
+              f"({ns.concurrency * 2 / seconds * 60:.0f}/min); peak RSS {_peak_rss_mb():.0f} MB")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

@@ -88,8 +88,9 @@ class Engine:
         classify: Classifier | None = None,
         estimate_foreground: compose.ForegroundEstimator = compose.keep_source_colour,
         max_input_pixels: int = DEFAULT_MAX_PIXELS,
+        concurrent_inferences: int = 1,
     ):
-        self.segmenter = Segmenter(model_path, family, threads)
+        self.segmenter = Segmenter(model_path, family, threads, concurrent_inferences)
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
         self.max_input_pixels = max_input_pixels
