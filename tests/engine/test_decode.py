@@ -170,6 +170,12 @@ def test_16_bit_grey_is_scaled_not_clipped():
         assert list(np.asarray(image)[0, :, 0]) == [0, 1, 128, 255]
 
 
+def test_16_bit_big_endian_grey():
+    values = np.array([[0, 65535]], dtype=">u2")
+    image = to_rgb_or_rgba(Image.frombytes("I;16B", (2, 1), values.tobytes()))
+    assert [image.getpixel((x, 0)) for x in range(2)] == [(0, 0, 0), (255, 255, 255)]
+
+
 def test_16_bit_rgb_png():
     pixels = np.zeros((2, 3, 3), dtype=">u2")
     pixels[:, 0] = (65535, 0, 0)

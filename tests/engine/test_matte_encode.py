@@ -91,6 +91,17 @@ def test_flatten_and_backgrounds():
     assert on_picture.size == (40, 30) and on_picture.getpixel((0, 0)) == (0, 0, 255)
 
 
+def test_transparent_background_image_keeps_alpha():
+    colour, alpha = photo_and_alpha()
+    backdrop = Image.new("RGBA", (40, 30), (0, 0, 255, 0))
+    backdrop.paste((0, 0, 255, 255), (0, 0, 5, 30))  # an opaque strip on the left
+    result = compose.over_image(colour, alpha, backdrop)
+    assert result.mode == "RGBA"
+    assert result.getpixel((2, 2)) == (0, 0, 255, 255)
+    assert result.getpixel((35, 2))[3] == 0
+    assert result.getpixel((15, 15)) == (200, 120, 40, 255)
+
+
 def test_cover_fills_and_centres():
     backdrop = Image.new("RGB", (100, 100), (0, 0, 0))
     backdrop.paste((255, 255, 255), (0, 25, 100, 75))  # white middle band
