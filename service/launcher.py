@@ -5,6 +5,10 @@ children with their output on this terminal (the server prints the development A
 there on first start), waits for GET /healthz to say 200 (model loaded), prints where to
 call, and stops both on Ctrl-C / SIGTERM. If either child dies, the other is stopped and the
 launcher exits non-zero, so a half-running stack never looks healthy.
+
+Settings: CLEARBG_HTTP_PORT (8080), CLEARBG_GRPC_PORT (50051), CLEARBG_HTTP_HOST (127.0.0.1;
+0.0.0.0 publishes the REST port, the gRPC server always stays on loopback) and
+CLEARBG_ENVOY_ADMIN_PORT (0: ephemeral; Envoy's admin interface is loopback only).
 """
 
 from __future__ import annotations
@@ -75,8 +79,13 @@ def check_descriptor(descriptor: pathlib.Path = DESCRIPTOR) -> pathlib.Path:
     return descriptor
 
 
-def envoy_command(envoy: os.PathLike | str, config_path: os.PathLike | str, log_level: str = "warn") -> list[str]:
-    return [
+def envoy_command(
+    envoy: os.PathLike | str,
+    config_path: os.PathLike | str,
+    log_level: str = "warn",
+    admin_address_path: os.PathLike | str | None = None,
+) -> list[str]:
+    command = [
         str(envoy),
         "--config-path", str(config_path),
         "--log-level", log_level,
@@ -84,6 +93,10 @@ def envoy_command(envoy: os.PathLike | str, config_path: os.PathLike | str, log_
         # Several Envoys (tests, other checkouts) may run on one machine.
         "--use-dynamic-base-id",
     ]
+    if admin_address_path is not None:
+        # With an ephemeral admin port this is the only way to learn which one it got.
+        command += ["--admin-address-path", str(admin_address_path)]
+    return command
 
 
 def _pump(stream, prefix: str, out: TextIO) -> None:
@@ -155,6 +168,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     out: TextIO | None = sys.stdout
     http_host: str = "127.0.0.1"
+    admin_port: int = 0
     envoy_log_level: str = "warn"
     children: list[Child] = field(default_factory=list)
     workdir: pathlib.Path | None = None
@@ -168,13 +182,23 @@ class Stack:
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    @property
+    def admin_address(self) -> str | None:
+        """Envoy's admin interface (loopback only), once Envoy has bound it."""
+        path = self.workdir / "admin-address" if self.workdir is not None else None
+        if path is None or not path.is_file():
+            return None
+        return path.read_text().strip() or None
+
     def start(self) -> None:
         envoy = find_envoy()
         descriptor = check_descriptor()
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="clearbg-envoy-"))
         config = self.workdir / "envoy.yaml"
         config.write_text(
-            render_envoy_config(self.http_port, self.grpc_port, descriptor=descriptor, http_host=self.http_host)
+            render_envoy_config(
+                self.http_port, self.grpc_port, self.admin_port, descriptor=descriptor, http_host=self.http_host
+            )
         )
         env = dict(self.env)
         env["CLEARBG_GRPC_PORT"] = str(self.grpc_port)
@@ -182,7 +206,12 @@ class Stack:
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.children.append(Child.start("server", [sys.executable, "-m", "service"], env, self.out))
         self.children.append(
-            Child.start("envoy", envoy_command(envoy, config, self.envoy_log_level), env, self.out)
+            Child.start(
+                "envoy",
+                envoy_command(envoy, config, self.envoy_log_level, self.workdir / "admin-address"),
+                env,
+                self.out,
+            )
         )
 
     def dead(self) -> Child | None:
@@ -225,6 +254,7 @@ def _banner(stack: Stack) -> str:
         f"  REST  {url}  (POST /v1.0/removebg, GET /v1.0/account, GET /healthz)\n"
         f"  gRPC  {stack.grpc_address}  (clearbg.v1.RemoveBgService, clearbg.v1.AccountService;"
         " also through the REST port with h2c)\n"
+        f"  Envoy admin  http://{stack.admin_address or '127.0.0.1:?'}  (loopback only)\n"
         "Try:\n"
         f"  curl -H 'X-Api-Key: YOUR_API_KEY' {url}/v1.0/account\n"
         f"  curl -H 'X-Api-Key: YOUR_API_KEY' -F 'image_file=@photo.jpg' -F 'size=auto'"
@@ -241,6 +271,7 @@ def main() -> int:
             http_port=_port(env, "CLEARBG_HTTP_PORT", 8080),
             grpc_port=_port(env, "CLEARBG_GRPC_PORT", 50051),
             http_host=env.get("CLEARBG_HTTP_HOST", "").strip() or "127.0.0.1",
+            admin_port=_port(env, "CLEARBG_ENVOY_ADMIN_PORT", 0),
             env=env,
             out=out,
         )

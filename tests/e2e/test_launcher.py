@@ -100,6 +100,9 @@ def test_prints_key_and_addresses_then_stops_cleanly_on_sigterm(launcher):
         f"http://127.0.0.1:{launcher.http_port}/v1.0/account", headers={"X-Api-Key": key}, timeout=10
     )
     assert response.status_code == 200
+    admin = launcher.output.split("Envoy admin  http://", 1)[1].split()[0]
+    assert admin.startswith("127.0.0.1:") and admin != "127.0.0.1:?"
+    assert requests.get(f"http://{admin}/ready", timeout=5).text.strip() == "LIVE"
     children = launcher.children()
     assert len(children) == 2
     launcher.process.send_signal(signal.SIGTERM)

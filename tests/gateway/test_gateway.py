@@ -153,6 +153,28 @@ def test_failure_outside_the_convention_leaks_nothing(gateway, backend):
     assert "secret" not in response.text
 
 
+def test_bare_unavailable_is_a_shaped_503(gateway, backend):
+    """E.g. a server shutting down refuses calls with UNAVAILABLE and no error body."""
+
+    async def answer(request, context):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "secret shutdown detail")
+
+    backend.account = answer
+    response = requests.get(gateway.url + "/v1.0/account", timeout=10)
+    assert_error(response, 503, "service_unavailable")
+    assert "secret" not in response.text
+
+
+def test_unknown_query_parameters_are_ignored(gateway, backend):
+    async def answer(request, context):
+        return account_pb2.GetAccountResponse()
+
+    backend.account = answer
+    response = requests.get(gateway.url + "/v1.0/account?nocache=123&x=y", timeout=10)
+    assert response.status_code == 200
+    assert response.json() == {}
+
+
 def test_account_prints_the_documented_json_byte_for_byte(gateway, backend):
     async def answer(request, context):
         return account_pb2.GetAccountResponse(
