@@ -3,7 +3,8 @@
 Geometry, in the order remove.bg applies it: the requested `size` (max_output_pixels) scales the
 whole upright image first ("sized" pixels: every box, crop and margin below is in them); `roi`
 limits what the net looks at (outside is background); `crop` shrinks the canvas to the
-foreground box plus margins; the format's own cap scales the canvas last. Colour and alpha are
+foreground box plus margins; `scale` / `position` size and move the subject within that canvas;
+the format's own cap scales the canvas last. Colour and alpha are
 each resampled once, straight from the decoded photo and from the net's matte, to the final
 pixels, so no full-size intermediate is made that the output does not need.
 
@@ -152,7 +153,16 @@ class Engine:
         view = self._net_view(image, region, to_image, net)
         matte = self.segmenter.matte(view)
 
-        canvas = (self._crop_canvas(matte, region, options) if options.crop else None) or full
+        # canvas: the picture's frame (sized pixels); source: the sized-pixel rectangle drawn
+        # into it (the same, unless scale/position move the subject within the frame).
+        canvas = source = full
+        placed = options.crop or options.scale_percent is not None or options.position is not None
+        subject = self._subject_box(matte, region) if placed else None
+        if subject is not None:
+            if options.crop:
+                canvas = source = self._crop(subject, options)
+            if options.scale_percent is not None or options.position is not None:
+                source = self._place_subject(subject, canvas, options)
 
         cap_format = self._format_for_cap(options)
         canvas_w, canvas_h = canvas[2] - canvas[0], canvas[3] - canvas[1]
@@ -161,7 +171,8 @@ class Engine:
             min(encode.FORMAT_MAX_PIXELS[cap_format], options.max_output_pixels or math.inf),
             encode.FORMAT_MAX_SIDE[cap_format],
         )
-        scale = (out[0] / canvas_w, out[1] / canvas_h)
+        scale = (out[0] / (source[2] - source[0]), out[1] / (source[3] - source[1]))
+        canvas = source
 
         alpha = self._render_alpha(matte, region, canvas, scale, out)
         colour, source_alpha = self._render_colour(image, to_image, full, canvas, scale, out)
@@ -205,8 +216,12 @@ class Engine:
         return view
 
     @staticmethod
-    def _crop_canvas(matte: np.ndarray, region: Rect, options: RemovalOptions) -> Rect | None:
-        """Foreground box (exact, in sized pixels) grown by the margins; None if there is no foreground."""
+    def _subject_box(matte: np.ndarray, region: Rect) -> Rect | None:
+        """Foreground box, exact in sized pixels (alpha above the threshold); None if there is none.
+
+        Found from the net's matte first, then refined by resampling only that area, so a
+        full-size alpha is never made just to measure it.
+        """
         rough = coarse_box(matte)
         if rough is None:
             return None
@@ -232,14 +247,37 @@ class Engine:
         if found.width == 0:
             return None
         left, top = x0 + found.left, y0 + found.top
-        right, bottom = left + found.width, top + found.height
+        return (float(left), float(top), float(left + found.width), float(top + found.height))
+
+    @staticmethod
+    def _crop(subject: Rect, options: RemovalOptions) -> Rect:
+        """The subject's box grown by crop_margin (px, or % of the subject's size)."""
+        width, height = subject[2] - subject[0], subject[3] - subject[1]
         m_top, m_right, m_bottom, m_left = options.crop_margin
         return (
-            float(left - round(m_left.resolve(found.width))),
-            float(top - round(m_top.resolve(found.height))),
-            float(right + round(m_right.resolve(found.width))),
-            float(bottom + round(m_bottom.resolve(found.height))),
+            subject[0] - round(m_left.resolve(width)),
+            subject[1] - round(m_top.resolve(height)),
+            subject[2] + round(m_right.resolve(width)),
+            subject[3] + round(m_bottom.resolve(height)),
         )
+
+    @staticmethod
+    def _place_subject(subject: Rect, canvas: Rect, options: RemovalOptions) -> Rect:
+        """The sized-pixel rectangle that maps onto the canvas once the subject is scaled/moved.
+
+        `scale` sizes the subject's box to that percentage of the canvas (its tighter side);
+        `position` puts it at (h, v) percent of the free space (50, 50: centred, the default).
+        """
+        canvas_w, canvas_h = canvas[2] - canvas[0], canvas[3] - canvas[1]
+        width, height = subject[2] - subject[0], subject[3] - subject[1]
+        zoom = 1.0
+        if options.scale_percent is not None:
+            zoom = options.scale_percent / 100.0 * min(canvas_w / width, canvas_h / height)
+        horizontal, vertical = options.position if options.position is not None else (50.0, 50.0)
+        left = horizontal / 100.0 * (canvas_w - width * zoom)  # canvas pixels before the subject
+        top = vertical / 100.0 * (canvas_h - height * zoom)
+        origin_x, origin_y = subject[0] - left / zoom, subject[1] - top / zoom
+        return (origin_x, origin_y, origin_x + canvas_w / zoom, origin_y + canvas_h / zoom)
 
     @staticmethod
     def _render_alpha(matte: np.ndarray, region: Rect, canvas: Rect, scale: tuple[float, float], out: tuple[int, int]) -> np.ndarray:

@@ -244,3 +244,15 @@ def test_embedded_colour_profile_is_carried_through(engine, person):
     tagged = jpeg(decode(person[0]), icc_profile=profile)
     result = engine.remove(tagged, RemovalOptions(output_format="webp", max_output_pixels=100_000))
     assert open_bytes(result.data).info.get("icc_profile") == profile
+
+
+def test_scale_and_position_move_the_subject(engine, person, default_result):
+    box = default_result.foreground  # the subject where it stands in the photo
+    result = engine.remove(person[0], RemovalOptions(scale_percent=50, position=(0.0, 100.0)))
+    assert (result.width, result.height) == (600, 450)  # the canvas keeps its size
+    zoom = 0.5 * min(600 / box.width, 450 / box.height)
+    moved = result.foreground
+    assert abs(moved.width - box.width * zoom) <= 2 and abs(moved.height - box.height * zoom) <= 2
+    assert moved.left <= 1 and abs(moved.top + moved.height - 450) <= 1  # bottom-left corner
+    alpha = np.asarray(open_bytes(result.data).getchannel("A"))
+    assert alpha[:, moved.left + moved.width + 2 :].max() <= 12  # nothing else was drawn
