@@ -156,6 +156,22 @@ def test_typed_grpc_streams_a_10_mb_image_in_chunks(stack, quality):
     assert dict(call.initial_metadata())["x-width"] == str(size[0])
 
 
+def test_rest_upload_of_10_mb_reaches_the_model(stack, quality):
+    """Past gRPC's 4 MiB default message size and Envoy's 1 MiB default buffers."""
+    data, size = big_png(quality)
+    response = requests.post(
+        stack.rest_url + "/v1.0/removebg",
+        files={"image_file": ("big.png", data, "image/png")},
+        data={"size": "preview"},
+        headers={"X-Api-Key": stack.api_key},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text[:300]
+    image = Image.open(io.BytesIO(response.content))
+    assert image.width * image.height <= 250_000
+    assert abs(image.width / image.height - size[0] / size[1]) < 0.01
+
+
 # The documented samples, formatted as on the page (whose text export lost line breaks);
 # each is checked against the page below, then run with only host, key and path changed.
 CURL_SAMPLE = """curl -H 'X-Api-Key: YOUR_API_KEY' \\
