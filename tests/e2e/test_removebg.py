@@ -126,7 +126,10 @@ def big_png(quality: pathlib.Path, target_bytes: int = 10 * 1024 * 1024) -> tupl
     return out.getvalue(), size
 
 
-def test_typed_grpc_streams_a_10_mb_image_in_chunks(stack, quality):
+@pytest.mark.parametrize("through", ["grpc_port", "gateway"])
+def test_typed_grpc_streams_a_10_mb_image_in_chunks(stack, quality, through):
+    """Directly, and through Envoy's public port (h2c passthrough) as a remote caller would."""
+    address = stack.grpc_address if through == "grpc_port" else stack.rest_url.removeprefix("http://")
     data, size = big_png(quality)
     assert len(data) >= 10 * 1024 * 1024 - 65536
     chunk = 1024 * 1024
@@ -141,7 +144,7 @@ def test_typed_grpc_streams_a_10_mb_image_in_chunks(stack, quality):
             yield removebg_pb2.RemoveBackgroundRequest(image_chunk=data[start : start + chunk])
 
     options = [("grpc.max_receive_message_length", 200 * 1024 * 1024)]
-    with grpc.insecure_channel(stack.grpc_address, options=options) as channel:
+    with grpc.insecure_channel(address, options=options) as channel:
         stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
         response, call = stub.RemoveBackground.with_call(
             messages(), metadata=(("x-api-key", stack.api_key),), timeout=300
