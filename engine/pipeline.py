@@ -26,7 +26,7 @@ from engine import compose, encode
 from engine.decode import DEFAULT_MAX_PIXELS, decode, probe
 from engine.matte import coarse_box, foreground_box, upsample
 from engine.models.families import Segmenter
-from engine.types import Box, EngineError, ForegroundType, ImageInfo, Length, RemovalOptions, RemovalResult
+from engine.types import EngineError, ForegroundType, ImageInfo, Length, RemovalOptions, RemovalResult
 
 Rect = tuple[float, float, float, float]  # x0, y0, x1, y1
 
