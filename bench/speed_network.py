@@ -60,9 +60,9 @@ def session(path: pathlib.Path, provider: str, precision: str | None, threads: i
                                 providers=providers.provider_list(provider, threads, precision))
 
 
-def photos(quality: pathlib.Path, limit: int | None) -> dict[str, list[tuple[pathlib.Path, pathlib.Path, pathlib.Path | None]]]:
+def photos(quality: pathlib.Path, limit: int | None, sets: list[str]) -> dict[str, list[tuple[pathlib.Path, pathlib.Path, pathlib.Path | None]]]:
     found = {}
-    for name in SETS:
+    for name in sets:
         root = quality / name
         if not root.is_dir():
             continue
@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per variant after 2 warm-ups")
     parser.add_argument("--threads", type=int, default=providers.default_threads())
     parser.add_argument("--variants", help="comma-separated subset of the variant names")
+    parser.add_argument("--sets", default=",".join(SETS), help="comma-separated subset of the photo sets")
+    parser.add_argument("-v", "--verbose", action="store_true", help="a row per photo")
     ns = parser.parse_args(argv)
 
     source = ns.model or ensure_checkpoint()
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     # Quality: the shipped file's matte equals the cleaned one's (same arithmetic, fp32): skip it.
     scored = [name for name in sessions if name != "fp32-shipped"]
     reference = "fp32" if "fp32" in sessions else scored[0]
-    for set_name, items in photos(ns.quality, ns.limit).items():
+    for set_name, items in photos(ns.quality, ns.limit, ns.sets.split(",")).items():
         vs_ref = {name: [] for name in scored}
         mae = {name: [] for name in scored}
         vs_truth = {name: [] for name in scored}
@@ -140,6 +142,9 @@ def main(argv: list[str] | None = None) -> None:
                 vs_ref[name].append(iou(m > 0.5, mattes[reference] > 0.5, np.ones_like(truth)))
                 mae[name].append(float(np.abs(m - mattes[reference]).mean()))
                 vs_truth[name].append(iou(m > 0.5, truth, keep))
+            if ns.verbose:
+                print(f"{set_name}/{image_path.stem}: " + "  ".join(
+                    f"{name} ref {vs_ref[name][-1]:.3f} truth {vs_truth[name][-1]:.3f}" for name in scored))
         print(f"\n{set_name}: {len(items)} photos (IoU/MAE vs {reference} matte; IoU vs ground truth)")
         print(f"{'variant':14} {'IoU ref':>8} {'min':>6} {'MAE ref':>8} {'IoU truth':>10} {'delta':>7}")
         for name in scored:
