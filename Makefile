@@ -11,7 +11,7 @@ TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 
-.PHONY: run test deps gen model lint-proto clean
+.PHONY: run test deps gen model lint-proto clean bench-quality
 
 run: deps
 	$(PY) -m service.launcher
@@ -45,6 +45,11 @@ $(BUF):
 
 lint-proto: $(BUF) $(GEN)/.stamp
 	$(BUF) lint '$(DESCRIPTOR)#format=binpb' --path clearbg
+
+# Cut-out quality vs rembg on ../shared/quality, plus the colour check (issue 5): bench-results/quality.md.
+# Extra flags through BENCH_ARGS, e.g. make bench-quality BENCH_ARGS="--limit 3 --sets grabcut50".
+bench-quality: $(VENV)/.installed model
+	nice -n 10 $(PY) -m bench.quality $(BENCH_ARGS)
 
 clean:
 	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV)

@@ -1,0 +1,83 @@
+"""The quality benchmark's colour score, set loading and table marking, on tiny inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.quality import datasets, report, synthetic
+
+
+def _case() -> synthetic.ColourCase:
+    alpha = np.array([[0, 51, 204, 255]], dtype=np.uint8)  # band: the middle two
+    fg, bg = (200, 100, 0), (0, 100, 200)
+    a = alpha[..., None] / 255.0
+    photo = np.round(a * np.array(fg) + (1 - a) * np.array(bg)).astype(np.uint8)
+    return synthetic.ColourCase("t", fg, bg, photo, alpha)
+
+
+def test_colour_error_of_a_perfect_and_of_a_photo_coloured_cutout():
+    case = _case()
+    perfect = np.tile(np.array(case.foreground, np.uint8), (1, 4, 1))
+    kept = np.ones((1, 4), dtype=np.float32)
+    assert synthetic.colour_error(case, kept, perfect)["error"] == 0.0
+    # Keeping the photo's colour: alpha 0.2 -> |R - 200| = 160, |B - 0| = 160 (G equal): mean 320/3;
+    # alpha 0.8 -> 40, 40: mean 80/3; over both: 400/6.
+    result = synthetic.colour_error(case, kept, case.photo)
+    assert result["error"] == pytest.approx(400 / 6)
+    assert result["photo"] == pytest.approx(400 / 6) and result["kept"] == 1.0
+    dropped = kept.copy()
+    dropped[0, 1] = 0.0  # the faint pixel is not kept: only alpha 0.8 counts
+    result = synthetic.colour_error(case, dropped, case.photo)
+    assert result["error"] == pytest.approx(80 / 3) and result["kept"] == 0.5
+
+
+def test_synthetic_photos_are_the_stated_blend():
+    case = synthetic.make_cases(size=96)[0]
+    band = case.band
+    assert band.any() and (case.alpha == 255).any() and (case.alpha == 0).any()
+    a = case.alpha[band][:, None] / 255.0
+    expected = a * np.array(case.foreground) + (1 - a) * np.array(case.background)
+    assert np.abs(case.photo[band] - expected).max() <= 0.5 + 1e-6
+
+
+def test_sets_load_categories_ignore_band_and_two_people_group(tmp_path):
+    base = tmp_path / "grabcut50"
+    for folder in ("images", "masks", "ignore"):
+        (base / folder).mkdir(parents=True)
+    (base / "meta.csv").write_text(
+        "stem,image,mask,category,subject\n"
+        "a,images/a.png,masks/a.png,animal,cat\n"
+        "person4,images/person4.png,masks/person4.png,person,one of two\n"
+    )
+    mask = np.zeros((4, 4), dtype=np.uint8)
+    mask[1:3, 1:3] = 255
+    for stem in ("a", "person4"):
+        Image.fromarray(mask).save(base / "masks" / f"{stem}.png")
+    ignore = np.zeros((4, 4), dtype=np.uint8)
+    ignore[0, 0] = 255
+    Image.fromarray(ignore).save(base / "ignore" / "a.png")
+
+    samples = datasets.load(tmp_path, "grabcut50")
+    assert [(s.stem, s.category) for s in samples] == [("a", "animal"), ("person4", datasets.TWO_PEOPLE_GROUP)]
+    assert samples[0].truth().sum() == 4.0
+    assert samples[0].valid().sum() == 15 and samples[1].valid() is None
+    assert len(datasets.load(tmp_path, "grabcut50", limit=1)) == 1
+    with pytest.raises(FileNotFoundError):
+        datasets.load(tmp_path, "alphamatting14")
+
+
+def test_table_marks_the_best_per_metric_and_keeps_two_people_apart():
+    good = {"IoU": 0.9, "MAE": 0.01, "SAD": 1.0, "MSE": 1.0, "Grad": 1.0, "BF": 0.8}
+    bad = {"IoU": 0.5, "MAE": 0.10, "SAD": 9.0, "MSE": 9.0, "Grad": 9.0, "BF": 0.3}
+    result = report.SetResult("s", ["ours", "rembg"])
+    result.rows.append(("x", "animal", {"ours": good, "rembg": bad}))
+    result.rows.append(("y", datasets.TWO_PEOPLE_GROUP, {"ours": bad, "rembg": good}))
+    groups = dict(result.groups())
+    assert len(groups["all but two-people"]) == 1 and len(groups[datasets.TWO_PEOPLE_GROUP]) == 1
+    table = report.set_table(result)
+    assert "| all but two-people | 1 | IoU | **0.9000** | 0.5000 |" in table
+    assert "| all but two-people | 1 | MAE | **0.0100** | 0.1000 |" in table
+    assert f"| {datasets.TWO_PEOPLE_GROUP} | 1 | BF | 0.3000 | **0.8000** |" in table
+    assert report.best({"a": 1.0, "b": 1.0}, True) == {"a", "b"}
