@@ -44,12 +44,11 @@ FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp", "zip": "zi
 CHANNELS = ("rgba", "alpha")
 
 # Not implemented yet. Answered with 400 `unsupported_parameter` unless the value is the one
-# that changes nothing (so clients that always send the defaults keep working).
+# that changes nothing (so clients that always send the defaults keep working):
+# semitransparency=true is remove.bg's default (soft regions stay soft, as they do here).
 UNSUPPORTED: dict[str, frozenset[str]] = {
-    "scale": frozenset({"original"}),
-    "position": frozenset({"original"}),
-    "semitransparency": frozenset(),
-    "add_shadow": frozenset({"false"}),
+    "semitransparency": frozenset({"true", "1"}),
+    "add_shadow": frozenset({"false", "0"}),
     "shadow_type": frozenset(),
     "shadow_opacity": frozenset(),
     "bg_image_url": frozenset(),
@@ -59,6 +58,8 @@ UNSUPPORTED: dict[str, frozenset[str]] = {
 _LENGTH = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(px|%)?", re.IGNORECASE)
 MAX_MARGIN_PX = 500
 MAX_MARGIN_PERCENT = 50
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*%")
+MIN_SCALE_PERCENT, MAX_SCALE_PERCENT = 10, 100
 _HEX = re.compile(r"#?([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 _DATA_URL = re.compile(r"data:[\w.+/-]*(;[\w=.+-]*)*;base64,", re.IGNORECASE)
 
@@ -69,6 +70,7 @@ class RemovalRequest:
     size: str  # canonical: auto, preview, small, medium, hd, full, 50MP
     report_type: bool  # False for type_level=none: no X-Type
     options: RemovalOptions  # max_output_pixels is set once `size` is resolved
+    fine_type: bool = False  # type_level=2/latest: X-Type names the finer class where known
 
 
 def _mb(n: int) -> str:
@@ -188,6 +190,37 @@ def parse_crop_margin(value: str) -> tuple[Length, Length, Length, Length]:
     return (top, right, bottom, left)
 
 
+def parse_scale(value: str) -> float | None:
+    """`original` (None) or 10%..100%: the subject's size relative to the canvas."""
+    if value.lower() == "original":
+        return None
+    match = _PERCENT.fullmatch(value)
+    if match is None or not MIN_SCALE_PERCENT <= float(match.group(1)) <= MAX_SCALE_PERCENT:
+        raise bad_request(
+            "invalid_scale",
+            f"scale {shown(value)} is not 'original' or a percentage from {MIN_SCALE_PERCENT}% to {MAX_SCALE_PERCENT}%.",
+        )
+    return float(match.group(1))
+
+
+def parse_position(value: str) -> tuple[float, float] | None:
+    """`original` (None), `center`, or one (both axes) or two (horizontal vertical) percentages."""
+    lowered = value.lower()
+    if lowered == "original":
+        return None
+    if lowered in ("center", "centre"):
+        return (50.0, 50.0)
+    parts = value.replace(",", " ").split()
+    matches = [_PERCENT.fullmatch(part) for part in parts]
+    if len(parts) not in (1, 2) or not all(matches) or any(float(m.group(1)) > 100 for m in matches):  # type: ignore[union-attr]
+        raise bad_request(
+            "invalid_position",
+            f"position {shown(value)} is not 'original', 'center' or one or two percentages (0% to 100%), e.g. '50% 70%'.",
+        )
+    values = [float(m.group(1)) for m in matches]  # type: ignore[union-attr]
+    return (values[0], values[-1])
+
+
 def _decode_b64(value: str | bytes, max_file_bytes: int) -> bytes:
     text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
     text = _DATA_URL.sub("", text.strip(), count=1)
@@ -239,13 +272,15 @@ def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> Remo
     output_format = _choice(fields, "format", FORMATS, "png")
     channels = _choice(fields, "channels", {c: c for c in CHANNELS}, "rgba")
     type_level = _choice(fields, "type_level", {"1": "1", "none": "none", "2": "2", "latest": "latest"}, "1")
-    if type_level in ("2", "latest"):
-        raise bad_request("unsupported_parameter", f"type_level {type_level!r} is not supported by this server yet.")
     crop = parse_bool(fields, "crop")
     roi_text = _text(fields, "roi")
     roi = parse_roi(roi_text) if roi_text is not None else None
     margin_text = _text(fields, "crop_margin")
     crop_margin = parse_crop_margin(margin_text) if margin_text is not None else RemovalOptions().crop_margin
+    scale_text = _text(fields, "scale")
+    scale = parse_scale(scale_text) if scale_text is not None else None
+    position_text = _text(fields, "position")
+    position = parse_position(position_text) if position_text is not None else None
     bg_text = _text(fields, "bg_color")
     bg_color = parse_color(bg_text) if bg_text is not None else None
     if sources == ["image_url"]:
@@ -275,5 +310,9 @@ def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> Remo
         crop=crop,
         crop_margin=crop_margin,
         roi=roi,
+        scale_percent=scale,  # the engine centres a scaled subject unless `position` says otherwise
+        position=position,
     )
-    return RemovalRequest(image=image, size=size, report_type=type_level != "none", options=options)
+    return RemovalRequest(
+        image=image, size=size, report_type=type_level != "none", options=options, fine_type=type_level in ("2", "latest")
+    )

@@ -39,9 +39,13 @@ _FORMATS = {
     removebg_pb2.OUTPUT_FORMAT_AUTO: "auto",
 }
 _CHANNELS = {removebg_pb2.CHANNELS_RGBA: "rgba", removebg_pb2.CHANNELS_ALPHA: "alpha"}
-# Typed-only fields with no REST spelling of their own; any value reaches the same
-# `unsupported_parameter` answer as the REST field would.
-_SET_MARKER = "(set)"
+
+
+def _position(position: removebg_pb2.Position) -> str | None:
+    kind = position.WhichOneof("placement")
+    if kind == "point":
+        return f"{position.point.horizontal:g}% {position.point.vertical:g}%"
+    return "original" if kind == "original" else None
 
 
 def _length(length: removebg_pb2.Length, default: str) -> str:
@@ -84,8 +88,8 @@ def typed_fields(options: removebg_pb2.RemoveBackgroundOptions, image: bytes) ->
         )
         if options.HasField("crop_margin")
         else None,
-        "scale": f"{options.scale_percent}%" if options.HasField("scale_percent") else None,
-        "position": _SET_MARKER if options.HasField("position") else None,
+        "scale": f"{options.scale_percent:g}%" if options.HasField("scale_percent") else None,
+        "position": _position(options.position) if options.HasField("position") else None,
         "image_file": image or None,
     }
     if options.HasField("bg_color"):

@@ -76,9 +76,7 @@ def test_file_too_large_names_both_numbers():
 @pytest.mark.parametrize(
     "name, value",
     [("image_url", "http://example.com/a.jpg"), ("bg_image_url", "http://example.com/b.jpg"),
-     ("scale", "50%"), ("position", "center"),
-     ("semitransparency", "true"), ("add_shadow", "true"), ("shadow_type", "car"), ("shadow_opacity", "50"),
-     ("type_level", "2"), ("type_level", "latest")],
+     ("semitransparency", "false"), ("add_shadow", "true"), ("shadow_type", "car"), ("shadow_opacity", "50")],
 )
 def test_unimplemented_parameters_are_refused_by_name(name, value):
     fields = {"image_file": IMAGE, name: value} if name != "image_url" else {name: value}
@@ -90,7 +88,7 @@ def test_unimplemented_parameters_are_refused_by_name(name, value):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("scale", "original"), ("position", "original"), ("add_shadow", "false")],
+    [("add_shadow", "false"), ("semitransparency", "true")],
 )
 def test_default_values_of_unimplemented_parameters_pass(name, value):
     assert parse_fields({"image_file": IMAGE, name: value}, CAP).image == IMAGE
@@ -138,11 +136,45 @@ def test_typed_options_go_through_the_same_validation():
     assert request.report_type is False
 
 
-def test_typed_unsupported_and_bad_values():
-    with_scale = removebg_pb2.RemoveBackgroundOptions(scale_percent=50)
-    assert error_code(typed_fields(with_scale, IMAGE)) == "unsupported_parameter"
-    with_position = removebg_pb2.RemoveBackgroundOptions(position=removebg_pb2.Position(original=True))
-    assert error_code(typed_fields(with_position, IMAGE)) == "unsupported_parameter"
+@pytest.mark.parametrize(
+    "fields, scale, position",
+    [({"scale": "original"}, None, None), ({"scale": "50%"}, 50.0, None), ({"scale": "10 %"}, 10.0, None),
+     ({"position": "original"}, None, None), ({"position": "center"}, None, (50.0, 50.0)),
+     ({"position": "20%"}, None, (20.0, 20.0)), ({"position": "0% 100%"}, None, (0.0, 100.0)),
+     ({"scale": "80%", "position": "25% 75%"}, 80.0, (25.0, 75.0))],
+)
+def test_scale_and_position(fields, scale, position):
+    options = parse_fields({"image_file": IMAGE, **fields}, CAP).options
+    assert (options.scale_percent, options.position) == (scale, position)
+
+
+@pytest.mark.parametrize(
+    "fields, code",
+    [({"scale": "5%"}, "invalid_scale"), ({"scale": "101%"}, "invalid_scale"), ({"scale": "50"}, "invalid_scale"),
+     ({"scale": "big"}, "invalid_scale"), ({"position": "left"}, "invalid_position"),
+     ({"position": "120%"}, "invalid_position"), ({"position": "10% 20% 30%"}, "invalid_position"),
+     ({"position": "-5%"}, "invalid_position")],
+)
+def test_scale_and_position_errors(fields, code):
+    assert error_code({"image_file": IMAGE, **fields}) == code
+
+
+@pytest.mark.parametrize("level, report, fine", [("1", True, False), ("none", False, False), ("2", True, True),
+                                                 ("latest", True, True)])
+def test_type_levels(level, report, fine):
+    request = parse_fields({"image_file": IMAGE, "type_level": level}, CAP)
+    assert (request.report_type, request.fine_type) == (report, fine)
+
+
+def test_typed_scale_position_and_bad_values():
+    placed = removebg_pb2.RemoveBackgroundOptions(
+        scale_percent=50, position=removebg_pb2.Position(point=removebg_pb2.PercentPoint(horizontal=10, vertical=90))
+    )
+    options = parse_fields(typed_fields(placed, IMAGE), CAP).options
+    assert (options.scale_percent, options.position) == (50.0, (10.0, 90.0))
+    kept = removebg_pb2.RemoveBackgroundOptions(position=removebg_pb2.Position(original=True))
+    assert parse_fields(typed_fields(kept, IMAGE), CAP).options.position is None
+    assert error_code(typed_fields(removebg_pb2.RemoveBackgroundOptions(scale_percent=5), IMAGE)) == "invalid_scale"
     with pytest.raises(ApiError) as caught:
         typed_fields(removebg_pb2.RemoveBackgroundOptions(bg_color=removebg_pb2.Color(red=256)), IMAGE)
     assert caught.value.code == "invalid_bg_color"
