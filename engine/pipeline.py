@@ -32,7 +32,7 @@ Rect = tuple[float, float, float, float]  # x0, y0, x1, y1
 
 # (the region of the photo the net saw, RGB, longest side <= 1024; the net's float32 matte of
 # that region in [0, 1], at the net's square resolution) -> "person" | "product" | "animal" |
-# "car" | "other".
+# "car" | "other", optionally followed by "-" and a finer class ("animal-dog"; type_level 2).
 Classifier = Callable[[Image.Image, np.ndarray], str]
 
 _CLASSIFIER_VIEW = 1024
@@ -116,7 +116,7 @@ class Engine:
         if "classify" not in kwargs:  # X-Type from the detector + classifier (engine/classify)
             from engine.classify import ForegroundClassifier
 
-            engine.classify = ForegroundClassifier.from_cache().classify
+            engine.classify = ForegroundClassifier.from_cache().label
         return engine
 
     def warm_up(self) -> None:
@@ -179,7 +179,7 @@ class Engine:
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
         box = foreground_box(alpha)
-        kind = self._foreground_type(options, image, region, to_image, matte)
+        kind, label = self._foreground_type(options, image, region, to_image, matte)
 
         data_out, content_type = self._encode(colour, alpha, options, out)
         return RemovalResult(
@@ -190,6 +190,7 @@ class Engine:
             foreground_type=kind,  # type: ignore[arg-type]
             foreground=box,
             input=info,
+            foreground_label=label,
         )
 
     # -- steps --------------------------------------------------------------------------------
@@ -333,16 +334,20 @@ class Engine:
 
     def _foreground_type(
         self, options: RemovalOptions, image: Image.Image, region: Rect, to_image: tuple[float, float], matte: np.ndarray
-    ) -> ForegroundType:
+    ) -> tuple[ForegroundType, str]:
+        """(X-Type, finer label): the given type for both, or what the classifier names."""
         if options.foreground_type != "auto":
-            return options.foreground_type
+            return options.foreground_type, options.foreground_type
         box = (region[0] * to_image[0], region[1] * to_image[1], region[2] * to_image[0], region[3] * to_image[1])
         size = encode.fit((box[2] - box[0], box[3] - box[1]), math.inf, _CLASSIFIER_VIEW)
         view = image.resize(size, Image.Resampling.BILINEAR, box=box)
         if view.mode != "RGB":
             view = view.convert("RGB")
-        kind = self.classify(view, matte)
-        return kind if kind in _FOREGROUND_TYPES else "other"  # type: ignore[return-value]
+        label = self.classify(view, matte)
+        kind = label.split("-", 1)[0]
+        if kind not in _FOREGROUND_TYPES:
+            return "other", "other"
+        return kind, label  # type: ignore[return-value]
 
     def _encode(self, colour: Image.Image, alpha: np.ndarray, options: RemovalOptions, out: tuple[int, int]) -> tuple[bytes, str]:
         fmt = options.output_format

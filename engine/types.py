@@ -76,6 +76,9 @@ class RemovalResult:
     foreground_type: ForegroundType  # never "auto": what was detected or given
     foreground: Box
     input: ImageInfo
+    # type_level 2: the finer class where the detector names one ("animal-dog", "car-truck",
+    # "product-cup"), else the type itself; the given type when the caller set one.
+    foreground_label: str = ""
 
 
 class EngineError(Exception):

@@ -137,7 +137,7 @@ class RemovalService:
             height=result.height,
             credits_charged=format_credits(charged),
         )
-        return self._deliver(result, charged, after.total, request.report_type, accept_json)
+        return self._deliver(result, charged, after.total, request.report_type, accept_json, request.fine_type)
 
     def _probe(self, data: bytes) -> ImageInfo:
         try:
@@ -153,7 +153,8 @@ class RemovalService:
 
     @staticmethod
     def _deliver(
-        result: RemovalResult, charged: Decimal, remaining: Decimal, report_type: bool, accept_json: bool
+        result: RemovalResult, charged: Decimal, remaining: Decimal, report_type: bool, accept_json: bool,
+        fine_type: bool = False,
     ) -> Delivery:
         box = result.foreground
         headers = [
@@ -167,7 +168,8 @@ class RemovalService:
             ("x-foreground-height", str(box.height)),
         ]
         if report_type:
-            headers.insert(2, ("x-type", result.foreground_type))
+            kind = (result.foreground_label or result.foreground_type) if fine_type else result.foreground_type
+            headers.insert(2, ("x-type", kind))
         if accept_json:
             document = {
                 "data": {

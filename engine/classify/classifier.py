@@ -182,6 +182,13 @@ class ForegroundClassifier:
     def classify(self, image_rgb: Image.Image, matte: np.ndarray) -> str:
         return self.predict(image_rgb, matte).type
 
+    def label(self, image_rgb: Image.Image, matte: np.ndarray) -> str:
+        """The type with the detector's finer class where it has one ("animal-dog"): the
+        engine's classifier hook, which reports both type_level 1 and 2 from one prediction."""
+        prediction = self.predict(image_rgb, matte)
+        coco = labels.COCO_LABELS[prediction.detection.label] if prediction.detection is not None else None
+        return labels.fine_label(prediction.type, coco)
+
     @staticmethod
     def _detection_stands(d: Detection, views: np.ndarray) -> bool:
         """Whether to believe the detector over the classifier.

@@ -74,3 +74,14 @@ def imagenet_type(index: int) -> str:
     if index in IMAGENET_OTHER:
         return "other"
     return "product"
+
+
+def fine_label(kind: str, coco_label: str | None) -> str:
+    """X-Type at type_level 2: "<type>-<COCO class>" where the detector named the foreground
+    ("animal-dog", "car-truck", "product-cell_phone"), else the type alone. A class equal to
+    its type ("person", "car") is not repeated. ImageNet-only decisions stay at the type: the
+    classifier's 1000 classes are too fine-grained and too often wrong to show."""
+    if coco_label is None:
+        return kind
+    name = coco_label.replace(" ", "_")
+    return kind if name == kind else f"{kind}-{name}"

@@ -162,3 +162,14 @@ def test_the_engine_from_the_environment_uses_the_classifier() -> None:
     image, matte = Image.new("RGB", (32, 32)), np.zeros((32, 32), np.float32)
     assert engine.classify(image, matte) in TYPES
     assert Engine.from_environment(threads=1, classify=lambda i, m: "car").classify(image, matte) == "car"
+
+
+@pytest.mark.parametrize(
+    "kind, coco, label",
+    [("animal", "dog", "animal-dog"), ("person", "person", "person"), ("car", "car", "car"),
+     ("car", "truck", "car-truck"), ("product", "cell phone", "product-cell_phone"), ("other", None, "other")],
+)
+def test_fine_label_for_type_level_2(kind, coco, label):
+    from engine.classify.labels import fine_label
+
+    assert fine_label(kind, coco) == label

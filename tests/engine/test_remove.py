@@ -87,7 +87,7 @@ def test_classifier_hook_and_given_type(engine, person):
 
     def classify(image, matte):
         seen.update(mode=image.mode, size=image.size, dtype=matte.dtype, shape=matte.shape)
-        return "person"
+        return "person-test"  # type, then the finer class (type_level 2)
 
     engine.classify = classify
     try:
@@ -95,9 +95,9 @@ def test_classifier_hook_and_given_type(engine, person):
         given = engine.remove(person[0], RemovalOptions(foreground_type="car", channels="alpha"))
     finally:
         engine.classify = classify_other
-    assert result.foreground_type == "person"
+    assert (result.foreground_type, result.foreground_label) == ("person", "person-test")
     assert seen == {"mode": "RGB", "size": (600, 450), "dtype": np.float32, "shape": (1024, 1024)}
-    assert given.foreground_type == "car"
+    assert (given.foreground_type, given.foreground_label) == ("car", "car")
 
     flat = open_bytes(result.data)
     assert result.content_type == "image/jpeg" and flat.mode == "RGB" and flat.size == (600, 450)

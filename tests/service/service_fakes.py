@@ -53,6 +53,7 @@ class FakeEngine:
             foreground_type="person" if options.foreground_type == "auto" else options.foreground_type,
             foreground=Box(top=1, left=2, width=width - 2, height=height - 1),
             input=info,
+            foreground_label="person-fake" if options.foreground_type == "auto" else options.foreground_type,
         )
 
 

@@ -121,6 +121,12 @@ def test_type_level_none_has_no_type_header(removal):
     assert "x-type" not in dict(delivery.headers)
 
 
+@pytest.mark.parametrize("level, x_type", [("1", "person"), ("2", "person-fake"), ("latest", "person-fake")])
+def test_type_level_2_reports_the_finer_label(removal, level, x_type):
+    delivery = remove(removal, {"image_file": png_bytes(64, 64), "type_level": level})
+    assert dict(delivery.headers)["x-type"] == x_type
+
+
 def test_not_ready_engine_is_503(storage, settings, account):
     service = RemovalService(storage, None, settings)
     error = api_error(run, service.remove(DEV_KEY, "r", {"image_file": png_bytes(8, 8)}))
