@@ -28,7 +28,7 @@ import pathlib
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import onnx
@@ -198,7 +198,7 @@ class _LazyReader:
     """ORT CalibrationDataReader over a generator factory, with the set_range ORT's strided
     collection calls so each collect_data() pass sees exactly one image."""
 
-    def __init__(self, input_name: str, count: int, make: callable):
+    def __init__(self, input_name: str, count: int, make: Callable[[], Iterator[np.ndarray]]):
         self.input_name, self.count = input_name, count
         self._source = make()
         self._left = 0
@@ -226,21 +226,26 @@ def quantise(fp32_path: pathlib.Path, target: pathlib.Path, family_name: str, ph
     size = model_input.type.tensor_type.shape.dim[-1].dim_value or 1024
     count = 3 * len(photos)
     reader = _LazyReader(model_input.name, count, lambda: calibration_tensors(family_name, photos, size))
-    with contextlib.redirect_stdout(io.StringIO()):  # ORT prints a line per calibration pass
-        quantize_static(
-            str(fp32_path),
-            str(target),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            calibrate_method=CalibrationMethod.Percentile,
-            extra_options={
-                "CalibPercentile": CALIBRATION_PERCENTILE,
-                "CalibStridedMinMax": 1,  # one image per collection pass: histograms grow, memory doesn't
-            },
-        )
+    # ORT prints a line per calibration pass and advises pre-processing (clean() already did what matters).
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(
+                str(fp32_path),
+                str(target),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={
+                    "CalibPercentile": CALIBRATION_PERCENTILE,
+                    "CalibStridedMinMax": 1,  # one image per collection pass: histograms grow, memory doesn't
+                },
+            )
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 # --- cache -------------------------------------------------------------------------------------

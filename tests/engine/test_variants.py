@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from engine.models import providers, variants
+from engine.models.calibration import PHOTOS
 from engine.models.families import family
 from engine.models.fetch import ensure_checkpoint
 
@@ -102,8 +103,7 @@ def test_int8_record_names_its_calibration(source, int8_path):
 
     record = json.loads(int8_path.with_suffix(".json").read_text())
     assert record["percentile"] == variants.CALIBRATION_PERCENTILE
-    assert record["calibration"]  # the public photos, never the research set
-    assert not any("GT" in name or name[0].isdigit() for name in record["calibration"])
+    assert record["calibration"] == sorted(PHOTOS)  # the public photos, never the research set
 
 
 @pytest.fixture()
@@ -147,3 +147,11 @@ def test_settings_are_checked(monkeypatch):
         providers.variant_kind()
     with pytest.raises(variants.VariantError, match="unknown variant"):
         variants.prepare(__file__, "isnet", "fp8")
+
+
+def test_open_session_loads_the_chosen_variant(source, fp32_path, monkeypatch):
+    monkeypatch.setenv("CLEARBG_EXECUTION_PROVIDER", "cpu")
+    monkeypatch.setenv("CLEARBG_MODEL_VARIANT", "fp32")
+    choice = providers.open_session(source, "isnet", threads=2)
+    assert choice.model_path == fp32_path and choice.provider == providers.CPU
+    assert [o.name for o in choice.session.get_outputs()] == ["output"]
