@@ -208,3 +208,24 @@ def test_unreachable_redis_is_limiter_unavailable_quickly():
     with pytest.raises(LimiterUnavailable):
         run(go())
     assert time.monotonic() - started < 5
+
+
+def test_services_rule_skips_locally_and_fails_in_ci(monkeypatch):
+    from tests.conftest_services import services_required
+
+    def down():
+        raise ConnectionRefusedError("nothing listens")
+
+    for name in ("CI", "CLEARBG_REQUIRE_SERVICES"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="redis-server --daemonize yes"):
+        require_service("Redis", down, REDIS_START)
+    require_service("Redis", lambda: True, REDIS_START)  # reachable: nothing happens
+    for env in ({"CI": "true"}, {"CLEARBG_REQUIRE_SERVICES": "1"}):
+        assert services_required(env)
+        with monkeypatch.context() as m:
+            for name, value in env.items():
+                m.setenv(name, value)
+            with pytest.raises(pytest.fail.Exception, match="Start it with: redis-server"):
+                require_service("Redis", down, REDIS_START)
+    assert not services_required({"CI": "false", "CLEARBG_REQUIRE_SERVICES": "0"})
