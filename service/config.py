@@ -26,6 +26,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise ValueError(f"{name} must be more than 0 and at most 3600, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     http_port: int = 8080
@@ -39,6 +52,12 @@ class Settings:
     # the server answers 503 instead of queueing without bound.
     engine_workers: int = 1
     max_queue: int = 16
+    # image_url / bg_image_url downloads: the whole download's time cap (DNS, redirects, body),
+    # how many run at once (503 beyond), and hosts exempt from the address checks (for tests
+    # and trusted internal sources; empty by default: loopback and private addresses refused).
+    url_fetch_timeout_s: float = 10.0
+    url_fetch_concurrency: int = 8
+    url_fetch_allow_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -52,4 +71,9 @@ class Settings:
             max_file_bytes=_int(env, "CLEARBG_MAX_FILE_MB", cls.max_file_bytes // MIB, 1) * MIB,
             engine_workers=_int(env, "CLEARBG_ENGINE_WORKERS", cls.engine_workers, 1),
             max_queue=_int(env, "CLEARBG_MAX_QUEUE", cls.max_queue, 0),
+            url_fetch_timeout_s=_seconds(env, "CLEARBG_URL_FETCH_TIMEOUT_S", cls.url_fetch_timeout_s),
+            url_fetch_concurrency=_int(env, "CLEARBG_URL_FETCH_CONCURRENCY", cls.url_fetch_concurrency, 1),
+            url_fetch_allow_hosts=tuple(
+                h.strip() for h in env.get("CLEARBG_URL_FETCH_ALLOW_HOSTS", "").split(",") if h.strip()
+            ),
         )

@@ -51,7 +51,6 @@ UNSUPPORTED: dict[str, frozenset[str]] = {
     "add_shadow": frozenset({"false", "0"}),
     "shadow_type": frozenset(),
     "shadow_opacity": frozenset(),
-    "bg_image_url": frozenset(),
 }
 
 # A unitless number counts as pixels ("0" is the usual way to write no margin).
@@ -71,6 +70,10 @@ class RemovalRequest:
     report_type: bool  # False for type_level=none: no X-Type
     options: RemovalOptions  # max_output_pixels is set once `size` is resolved
     fine_type: bool = False  # type_level=2/latest: X-Type names the finer class where known
+    # Set when the caller gave URLs: `image` (empty until then) and `options.bg_image` are
+    # downloaded by the caller of parse_fields (service.fetching), after these cheap checks.
+    image_url: str | None = None
+    bg_image_url: str | None = None
 
 
 def _mb(n: int) -> str:
@@ -283,8 +286,6 @@ def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> Remo
     position = parse_position(position_text) if position_text is not None else None
     bg_text = _text(fields, "bg_color")
     bg_color = parse_color(bg_text) if bg_text is not None else None
-    if sources == ["image_url"]:
-        raise bad_request("unsupported_parameter", "The parameter 'image_url' is not supported by this server yet.")
     _check_unsupported(fields)
 
     bg_image = present(fields, "bg_image_file")
@@ -293,7 +294,10 @@ def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> Remo
     if bg_image is not None:
         check_file_size(len(bg_image), max_file_bytes)
 
-    if sources == ["image_file"]:
+    image_url = _text(fields, "image_url")
+    if image_url is not None:
+        image = b""
+    elif sources == ["image_file"]:
         image = present(fields, "image_file")
         if isinstance(image, str):  # a form field rather than a file part
             image = image.encode("utf-8")
@@ -314,5 +318,11 @@ def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> Remo
         position=position,
     )
     return RemovalRequest(
-        image=image, size=size, report_type=type_level != "none", options=options, fine_type=type_level in ("2", "latest")
+        image=image,
+        size=size,
+        report_type=type_level != "none",
+        options=options,
+        fine_type=type_level in ("2", "latest"),
+        image_url=image_url,
+        bg_image_url=_text(fields, "bg_image_url"),
     )

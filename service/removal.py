@@ -20,6 +20,7 @@ from engine.types import EngineError, ImageInfo, RemovalOptions, RemovalResult
 from service import params
 from service.config import Settings
 from service.errors import ApiError, bad_request
+from service.fetching.remote_images import RemoteImages
 from service.logging import get_logger
 from service.storage import Account, ApiKey, InsufficientCredits, InsufficientFreeCalls, Storage
 
@@ -69,12 +70,14 @@ class RemovalService:
         self.engine = engine
         self.settings = settings
         self._executor = ThreadPoolExecutor(max_workers=settings.engine_workers, thread_name_prefix="engine")
+        self.remote_images = RemoteImages(settings)  # image_url / bg_image_url, on threads of its own
         # Calls running or waiting for an engine thread (one event loop, so a plain counter);
         # beyond the cap the answer is 503, not an ever-growing queue.
         self._waiting = 0
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self.remote_images.shutdown()
 
     async def _db(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
@@ -103,6 +106,7 @@ class RemovalService:
     async def remove(self, api_key: str | None, request_id: str, fields: dict, accept_json: bool = False) -> Delivery:
         caller = await self.authenticate(api_key)
         request = params.parse_fields(fields, self.settings.max_file_bytes)
+        request = await self._download_sources(request)
         info = await self._run(self._probe, request.image)
 
         account = caller.account
@@ -138,6 +142,15 @@ class RemovalService:
             credits_charged=format_credits(charged),
         )
         return self._deliver(result, charged, after.total, request.report_type, accept_json, request.fine_type)
+
+    async def _download_sources(self, request: params.RemovalRequest) -> params.RemovalRequest:
+        """image_url / bg_image_url, fetched after the cheap checks and before the probe."""
+        if request.image_url is not None:
+            request = dataclasses.replace(request, image=await self.remote_images.fetch("image_url", request.image_url))
+        if request.bg_image_url is not None:
+            background = await self.remote_images.fetch("bg_image_url", request.bg_image_url)
+            request = dataclasses.replace(request, options=dataclasses.replace(request.options, bg_image=background))
+        return request
 
     def _probe(self, data: bytes) -> ImageInfo:
         try:

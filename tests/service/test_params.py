@@ -75,15 +75,22 @@ def test_file_too_large_names_both_numbers():
 
 @pytest.mark.parametrize(
     "name, value",
-    [("image_url", "http://example.com/a.jpg"), ("bg_image_url", "http://example.com/b.jpg"),
-     ("semitransparency", "false"), ("add_shadow", "true"), ("shadow_type", "car"), ("shadow_opacity", "50")],
+    [("semitransparency", "false"), ("add_shadow", "true"), ("shadow_type", "car"), ("shadow_opacity", "50")],
 )
 def test_unimplemented_parameters_are_refused_by_name(name, value):
-    fields = {"image_file": IMAGE, name: value} if name != "image_url" else {name: value}
+    fields = {"image_file": IMAGE, name: value}
     with pytest.raises(ApiError) as caught:
         parse_fields(fields, CAP)
     assert caught.value.code == "unsupported_parameter"
     assert name in caught.value.detail
+
+
+def test_urls_are_kept_for_the_download_and_checked_like_other_sources():
+    request = parse_fields({"image_url": " http://example.com/a.jpg ", "bg_image_url": "http://example.com/b.jpg"}, CAP)
+    assert (request.image, request.image_url, request.bg_image_url) == (b"", "http://example.com/a.jpg", "http://example.com/b.jpg")
+    with pytest.raises(ApiError) as caught:
+        parse_fields({"image_file": IMAGE, "bg_color": "red", "bg_image_url": "http://example.com/b.jpg"}, CAP)
+    assert caught.value.code == "multiple_bg_sources"
 
 
 @pytest.mark.parametrize(
