@@ -5,6 +5,12 @@ Use `RateLimits(limiter_from_url(os.environ.get("CLEARBG_REDIS_URL")), preview_l
 """
 
 from service.limits.base import LimiterUnavailable, RateLimiter
+from service.limits.errors import (
+    limiter_unavailable,
+    preview_ip_limited,
+    rate_limited,
+    with_rate_limit_headers,
+)
 from service.limits.gcra import Decision, cost_for_pixels
 from service.limits.headers import rate_limit_metadata
 from service.limits.memory import InProcessLimiter
@@ -12,6 +18,7 @@ from service.limits.policy import (
     DEFAULT_KEY_LIMIT_PER_MINUTE,
     DEFAULT_PREVIEW_IP_LIMIT_PER_MINUTE,
     RateLimits,
+    client_ip,
     limiter_from_url,
 )
 
@@ -23,7 +30,12 @@ __all__ = [
     "LimiterUnavailable",
     "RateLimiter",
     "RateLimits",
+    "client_ip",
     "cost_for_pixels",
     "limiter_from_url",
+    "limiter_unavailable",
+    "preview_ip_limited",
     "rate_limit_metadata",
+    "rate_limited",
+    "with_rate_limit_headers",
 ]

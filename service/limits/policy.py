@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import hashlib
 
-from service.limits.base import RateLimiter
+from service.limits.base import LimiterUnavailable, RateLimiter
+from service.limits.errors import limiter_unavailable
 from service.limits.gcra import Decision
 from service.limits.memory import InProcessLimiter
+from service.logging import get_logger
+
+log = get_logger(__name__)
 
 DEFAULT_KEY_LIMIT_PER_MINUTE = 500  # accounts carry their own (storage: rate_limit_per_minute)
 DEFAULT_PREVIEW_IP_LIMIT_PER_MINUTE = 50
@@ -22,6 +26,23 @@ def limiter_from_url(url: str | None) -> RateLimiter:
     from service.limits.redis_limiter import RedisLimiter
 
     return RedisLimiter(url.strip())
+
+
+def client_ip(gateway_header: str | None, peer: str | None) -> str:
+    """The address previews are counted against: x-clearbg-client-ip, which Envoy overwrites
+    with the downstream address (so a client can't choose it), else the gRPC peer for calls
+    that reach the server directly ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678" -> the address).
+    The direct gRPC port must stay private (it trusts that metadata)."""
+    if gateway_header and gateway_header.strip():
+        return gateway_header.strip()
+    if not peer:
+        return "unknown"
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6" and rest.startswith("["):
+        return rest[1:].split("]", 1)[0]
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    return peer
 
 
 def _digest(value: str) -> str:
@@ -42,12 +63,22 @@ class RateLimits:
         self.preview_ip_limit = preview_ip_limit_per_minute
 
     async def for_key(self, api_key: str, cost: int, limit_per_minute: int) -> Decision:
-        """Charge a request's megapixel cost to its API key (denied -> 429 with Retry-After)."""
-        return await self.limiter.acquire("key:" + _digest(api_key), cost, limit_per_minute)
+        """Charge a request's megapixel cost to its API key (denied -> `rate_limited`, 429).
+
+        Raises the 503 ApiError `limiter_unavailable` when the shared store is down."""
+        return await self._acquire("key:" + _digest(api_key), cost, limit_per_minute)
 
     async def for_preview_ip(self, client_ip: str) -> Decision:
-        """Charge one preview to the client IP from x-clearbg-client-ip (denied -> 403)."""
-        return await self.limiter.acquire("ip:" + _digest(client_ip), 1, self.preview_ip_limit)
+        """Charge one preview to the client IP from x-clearbg-client-ip (denied ->
+        `preview_ip_limited`, 403). Same 503 as `for_key` when the store is down."""
+        return await self._acquire("ip:" + _digest(client_ip), 1, self.preview_ip_limit)
+
+    async def _acquire(self, key: str, cost: int, limit: int) -> Decision:
+        try:
+            return await self.limiter.acquire(key, cost, limit)
+        except LimiterUnavailable:
+            log.warning("rate_limiter_unavailable")
+            raise limiter_unavailable() from None
 
     async def aclose(self) -> None:
         await self.limiter.aclose()

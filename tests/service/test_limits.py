@@ -267,3 +267,72 @@ def test_headers_on_success_and_on_denial():
     denied = Decision(allowed=False, limit=20, remaining=0, reset=1800000060, retry_after=12)
     assert rate_limit_metadata(denied)[-1] == ("retry-after", "12")
     assert all(name == name.lower() for name, _ in rate_limit_metadata(denied))
+
+
+def test_errors_carry_status_code_and_headers():
+    from service.errors import ApiError
+    from service.limits import (
+        limiter_unavailable,
+        preview_ip_limited,
+        rate_limited,
+        with_rate_limit_headers,
+    )
+
+    denied = Decision(allowed=False, limit=20, remaining=0, reset=1800000060, retry_after=12)
+    error = rate_limited(denied)
+    assert (error.status, error.code) == (429, "rate_limit_exceeded")
+    assert error.grpc_code().name == "RESOURCE_EXHAUSTED"
+    assert dict(error.trailing_metadata())["retry-after"] == "12"
+    assert dict(error.trailing_metadata())["x-ratelimit-limit"] == "20"
+
+    ok = Decision(allowed=True, limit=500, remaining=499, reset=1800000001, retry_after=0)
+    ip_error = preview_ip_limited(denied, rate_limit_metadata(ok))
+    meta = dict(ip_error.trailing_metadata())
+    assert (ip_error.status, ip_error.grpc_code().name) == (403, "PERMISSION_DENIED")
+    assert meta["x-ratelimit-limit"] == "500" and meta["retry-after"] == "12"
+
+    unavailable = limiter_unavailable()
+    assert unavailable.status == 503 and dict(unavailable.headers)["retry-after"] == "1"
+
+    later = with_rate_limit_headers(ApiError(503, "overloaded", "busy", headers=[("retry-after", "2")]), ok)
+    assert dict(later.headers) == {
+        "retry-after": "2",  # the error's own Retry-After is kept
+        "x-ratelimit-limit": "500",
+        "x-ratelimit-remaining": "499",
+        "x-ratelimit-reset": "1800000001",
+    }
+
+
+def test_backend_down_becomes_a_503_api_error():
+    from service.errors import ApiError
+    from service.limits import LimiterUnavailable
+
+    class DownLimiter:  # stands in for an unreachable Redis (the real one: test_limits_redis)
+        async def acquire(self, key, cost, limit_per_minute):
+            raise LimiterUnavailable("down")
+
+        async def aclose(self):
+            return None
+
+    limits = RateLimits(DownLimiter())
+    for call in (limits.for_key("k", 1, 500), limits.for_preview_ip("192.0.2.1")):
+        with pytest.raises(ApiError) as caught:
+            run(call)
+        assert caught.value.status == 503 and caught.value.code == "rate_limiter_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("header", "peer", "ip"),
+    [
+        ("203.0.113.9", "ipv4:127.0.0.1:5000", "203.0.113.9"),  # the gateway's wins
+        (" 2001:db8::1 ", None, "2001:db8::1"),
+        (None, "ipv4:198.51.100.2:40000", "198.51.100.2"),
+        ("", "ipv6:[2001:db8::2]:40000", "2001:db8::2"),
+        (None, "unix:/tmp/s", "unix:/tmp/s"),
+        (None, None, "unknown"),
+    ],
+)
+def test_client_ip_prefers_the_gateway_header_then_the_peer(header, peer, ip):
+    from service.limits import client_ip
+
+    assert client_ip(header, peer) == ip
