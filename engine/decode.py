@@ -16,6 +16,10 @@ from PIL import Image, ImageCms, ImageOps
 from engine.types import EngineError, ImageInfo
 
 DEFAULT_MAX_PIXELS = 50_000_000
+# Pillow's own bomb guard refuses giant headers before we can read their size, so the caller
+# would get no numbers; `probe`/`decode` check every header against the caller's cap (with the
+# numbers) before any pixel is decoded, which makes Pillow's process-wide guard redundant.
+Image.MAX_IMAGE_PIXELS = None
 
 # Only formats a photo service is asked for. Naming them also keeps Pillow from trying its
 # riskier or external-tool plugins (EPS runs Ghostscript) on hostile bytes.

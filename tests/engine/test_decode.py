@@ -271,6 +271,7 @@ def test_decompression_bomb_refused_from_header(width, height):
         with pytest.raises(EngineError) as caught:
             call(data)
         assert caught.value.code == "resolution_too_high"
+        assert f"{width}x{height}" in caught.value.detail, "the numbers, even past Pillow's own guard"
     with pytest.raises(EngineError) as caught:
         probe(png_chunks(10_000, 5_001, 8, 0, b""))
     assert "10000x5001" in caught.value.detail and "50" in caught.value.detail
