@@ -21,8 +21,11 @@ class RateLimiter(Protocol):
     server's acquires. A request is charged once, when it is admitted, whatever happens next.
     """
 
-    async def acquire(self, key: str, cost: int, limit_per_minute: int) -> Decision:
-        """Charge `cost` units to `key` if they fit; cost 0 only reports the state."""
+    async def acquire(
+        self, key: str, cost: int, limit_per_minute: int, *, charge: bool = True
+    ) -> Decision:
+        """Charge `cost` units to `key` if they fit. With charge=False (or cost 0) only
+        report what would happen; nothing is stored."""
         ...
 
     async def aclose(self) -> None:

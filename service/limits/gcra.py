@@ -53,8 +53,11 @@ def cost_for_pixels(width: int, height: int) -> int:
     return max(1, -(-(width * height) // 1_000_000))
 
 
-def step(tat_us: float | None, now_us: float, cost: int, limit: int) -> Step:
+def step(tat_us: float | None, now_us: float, cost: int, limit: int, charge: bool = True) -> Step:
     """Decide one request of `cost` units against `limit` units per minute.
+
+    `charge=False` asks "would it pass now?" and stores nothing: the service's cheap gate
+    before it downloads or decodes anything for a key whose bucket is already empty.
 
     `cost` above `limit` is charged as `limit`: such a request would otherwise never pass, while
     the documented table (50 MP at 10/min) only promises it a full bucket. Cost 0 is a peek: it
@@ -79,5 +82,5 @@ def step(tat_us: float | None, now_us: float, cost: int, limit: int) -> Step:
         retry_after = max(1, math.ceil((allow_at - now_us - slack) / MICROS))
     remaining = max(0, min(limit, math.floor((WINDOW_US - ahead + slack) / interval)))
     reset = math.ceil((now_us + ahead) / MICROS)
-    stored = new_tat if allowed and cost > 0 else None
+    stored = new_tat if allowed and charge and cost > 0 else None
     return Step(Decision(allowed, limit, remaining, reset, retry_after), stored)

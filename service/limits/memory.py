@@ -30,10 +30,12 @@ class InProcessLimiter:
         self._lock = threading.Lock()
         self._writes = 0
 
-    async def acquire(self, key: str, cost: int, limit_per_minute: int) -> Decision:
+    async def acquire(
+        self, key: str, cost: int, limit_per_minute: int, *, charge: bool = True
+    ) -> Decision:
         with self._lock:
             now_us = self._clock() * MICROS
-            result = step(self._tats.get(key), now_us, cost, limit_per_minute)
+            result = step(self._tats.get(key), now_us, cost, limit_per_minute, charge)
             if result.tat_us is not None:
                 self._tats[key] = result.tat_us
                 self._writes += 1

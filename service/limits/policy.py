@@ -62,6 +62,11 @@ class RateLimits:
         self.limiter = limiter
         self.preview_ip_limit = preview_ip_limit_per_minute
 
+    async def check_key(self, api_key: str, limit_per_minute: int) -> Decision:
+        """Would a 1-unit request pass now? Charges nothing: the gate before any work (download,
+        decode) so that a key with an empty bucket costs the server almost nothing."""
+        return await self._acquire("key:" + _digest(api_key), 1, limit_per_minute, charge=False)
+
     async def for_key(self, api_key: str, cost: int, limit_per_minute: int) -> Decision:
         """Charge a request's megapixel cost to its API key (denied -> `rate_limited`, 429).
 
@@ -73,9 +78,9 @@ class RateLimits:
         `preview_ip_limited`, 403). Same 503 as `for_key` when the store is down."""
         return await self._acquire("ip:" + _digest(client_ip), 1, self.preview_ip_limit)
 
-    async def _acquire(self, key: str, cost: int, limit: int) -> Decision:
+    async def _acquire(self, key: str, cost: int, limit: int, charge: bool = True) -> Decision:
         try:
-            return await self.limiter.acquire(key, cost, limit)
+            return await self.limiter.acquire(key, cost, limit, charge=charge)
         except LimiterUnavailable:
             log.warning("rate_limiter_unavailable")
             raise limiter_unavailable() from None

@@ -17,12 +17,13 @@ from redis.exceptions import RedisError
 from service.limits.base import LimiterUnavailable
 from service.limits.gcra import MICROS, Decision
 
-# service/limits/gcra.py:step, line for line (see its docstring). ARGV[3], when given, replaces
-# Redis's TIME; only tests pass it, to run the gcra.py scenarios through this script.
+# service/limits/gcra.py:step, line for line (see its docstring). ARGV: cost, limit, charge
+# ('1'/'0'), and optionally a time in microseconds that replaces Redis's TIME: only tests pass
+# it, to run the gcra.py scenarios through this script.
 GCRA_LUA = """
 local now
-if ARGV[3] and ARGV[3] ~= '' then
-  now = tonumber(ARGV[3])
+if ARGV[4] and ARGV[4] ~= '' then
+  now = tonumber(ARGV[4])
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -41,7 +42,7 @@ local allow_at = new_tat - window
 local allowed, ahead, retry_after
 if allow_at - now <= slack then
   allowed, ahead, retry_after = 1, new_tat - now, 0
-  if cost > 0 then
+  if ARGV[3] == '1' and cost > 0 then
     redis.call('SET', KEYS[1], string.format('%.17g', new_tat),
                'PX', math.max(1, math.ceil(ahead / 1000)))
   end
@@ -76,12 +77,14 @@ class RedisLimiter:
         self._prefix = prefix
         self._clock = clock  # tests only; None means Redis's own TIME
 
-    async def acquire(self, key: str, cost: int, limit_per_minute: int) -> Decision:
+    async def acquire(
+        self, key: str, cost: int, limit_per_minute: int, *, charge: bool = True
+    ) -> Decision:
         if limit_per_minute < 1:
             raise ValueError(f"limit must be at least 1 per minute, got {limit_per_minute}")
         if cost < 0:
             raise ValueError(f"cost must not be negative, got {cost}")
-        args: list[object] = [cost, limit_per_minute]
+        args: list[object] = [cost, limit_per_minute, "1" if charge else "0"]
         if self._clock is not None:
             args.append(repr(self._clock() * MICROS))
         try:

@@ -308,14 +308,14 @@ def test_backend_down_becomes_a_503_api_error():
     from service.limits import LimiterUnavailable
 
     class DownLimiter:  # stands in for an unreachable Redis (the real one: test_limits_redis)
-        async def acquire(self, key, cost, limit_per_minute):
+        async def acquire(self, key, cost, limit_per_minute, *, charge=True):
             raise LimiterUnavailable("down")
 
         async def aclose(self):
             return None
 
     limits = RateLimits(DownLimiter())
-    for call in (limits.for_key("k", 1, 500), limits.for_preview_ip("192.0.2.1")):
+    for call in (limits.check_key("k", 500), limits.for_key("k", 1, 500), limits.for_preview_ip("192.0.2.1")):
         with pytest.raises(ApiError) as caught:
             run(call)
         assert caught.value.status == 503 and caught.value.code == "rate_limiter_unavailable"
@@ -336,3 +336,17 @@ def test_client_ip_prefers_the_gateway_header_then_the_peer(header, peer, ip):
     from service.limits import client_ip
 
     assert client_ip(header, peer) == ip
+
+
+def test_check_key_charges_nothing_and_is_denied_once_the_bucket_is_empty():
+    clock = FakeClock()
+    limits = RateLimits(InProcessLimiter(clock))
+    for _ in range(30):
+        assert run(limits.check_key("k", 20)).allowed
+    decisions = [run(limits.for_key("k", 4, 20)) for _ in range(5)]
+    assert all(d.allowed for d in decisions)
+    gate = run(limits.check_key("k", 20))
+    assert not gate.allowed and gate.retry_after == 3 and gate.remaining == 0
+    clock.advance(3)
+    assert run(limits.check_key("k", 20)).allowed  # one unit is back...
+    assert not run(limits.for_key("k", 4, 20)).allowed  # ...not the four this request costs

@@ -46,7 +46,7 @@ def run(coro):
     return asyncio.run(coro)
 
 
-# (seconds to advance the clock before the request, cost, limit per minute)
+# (seconds to advance the clock before the request, cost, limit per minute[, charge])
 SCENARIO = (
     [(0, 1, 20)] * 21
     + [(2.999, 1, 20), (0.001, 1, 20), (0, 1, 20)]
@@ -57,14 +57,15 @@ SCENARIO = (
     + [(200, 50, 20), (59.5, 25, 20), (0.5, 25, 20)]
     + [(100, 25, 500)] + [(0, 25, 500)] * 20
     + [(0.123456, 3, 333)] * 40
+    + [(100, 1, 2, False)] * 3 + [(0, 2, 2), (0, 1, 2, False), (30, 1, 2, False), (0, 1, 2)]
 )
 
 
 async def _play(limiter, clock: FakeClock, key: str):
     out = []
-    for advance, cost, limit in SCENARIO:
+    for advance, cost, limit, *charge in SCENARIO:
         clock.now += advance
-        out.append(await limiter.acquire(key, cost, limit))
+        out.append(await limiter.acquire(key, cost, limit, charge=charge[0] if charge else True))
     return out
 
 
