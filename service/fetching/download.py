@@ -181,7 +181,7 @@ class _Attempt:
         except FetchRefused:
             raise
         except UrlRefused as exc:
-            raise FetchRefused(self._redirected(exc.reason)) from None
+            raise FetchRefused(exc.reason) from None
         except Exception as exc:  # noqa: BLE001 - every failure becomes a reason the caller may read
             if deadline.expired or time.monotonic() >= deadline.end or isinstance(exc, TimeoutError):
                 raise FetchRefused(f"timed out after {self.policy.timeout_s:g} s") from None
@@ -214,7 +214,10 @@ class _Attempt:
                 if response.status in REDIRECT_STATUSES:
                     if hop == self.policy.max_redirects:
                         raise FetchRefused(f"more than {self.policy.max_redirects} redirects")
-                    self.target = redirect_target(self.target, response.getheader("Location") or "")
+                    try:
+                        self.target = redirect_target(self.target, response.getheader("Location") or "")
+                    except UrlRefused as exc:
+                        raise FetchRefused(f"after a redirect: {exc.reason}") from None
                     continue
                 if response.status != 200:
                     raise FetchRefused(self._redirected(f"{self.target.origin} answered HTTP {response.status}"))
