@@ -21,6 +21,16 @@ from service import params
 from service.config import Settings
 from service.errors import ApiError, bad_request
 from service.fetching.remote_images import RemoteImages
+from service.limits import (
+    Decision,
+    InProcessLimiter,
+    RateLimits,
+    cost_for_pixels,
+    preview_ip_limited,
+    rate_limit_metadata,
+    rate_limited,
+    with_rate_limit_headers,
+)
 from service.logging import get_logger
 from service.storage import Account, ApiKey, InsufficientCredits, InsufficientFreeCalls, Storage
 
@@ -65,8 +75,13 @@ def resolve_size(requested: str, account: Account) -> str:
 
 
 class RemovalService:
-    def __init__(self, storage: Storage, engine: EngineLike | None, settings: Settings):
+    def __init__(
+        self, storage: Storage, engine: EngineLike | None, settings: Settings, limits: RateLimits | None = None
+    ):
         self.storage = storage
+        # Megapixel-images per minute per key, previews per client IP (service/limits); in
+        # process unless the server passes a shared (Redis) one.
+        self.limits = limits or RateLimits(InProcessLimiter())
         self.engine = engine
         self.settings = settings
         self._executor = ThreadPoolExecutor(max_workers=settings.engine_workers, thread_name_prefix="engine")
@@ -103,17 +118,46 @@ class RemovalService:
         finally:
             self._waiting -= 1
 
-    async def remove(self, api_key: str | None, request_id: str, fields: dict, accept_json: bool = False) -> Delivery:
+    async def remove(
+        self, api_key: str | None, request_id: str, fields: dict, accept_json: bool = False,
+        client_ip: str | None = None,
+    ) -> Delivery:
+        """Rate limits around the call: a free gate before any work, then the request's
+        megapixel cost once its size is known. Every answer after authentication carries the
+        limit headers; nothing is refunded (see service/limits/base.py)."""
         caller = await self.authenticate(api_key)
-        request = params.parse_fields(fields, self.settings.max_file_bytes)
-        request = await self._download_sources(request)
-        info = await self._run(self._probe, request.image)
+        rate_key, rate_limit = str(caller.key.id), caller.account.rate_limit_per_minute
+        gate = await self.limits.check_key(rate_key, rate_limit)
+        if not gate.allowed:
+            raise rate_limited(gate)
+        try:
+            request = params.parse_fields(fields, self.settings.max_file_bytes)
+            request = await self._download_sources(request)
+            info = await self._run(self._probe, request.image)
+        except ApiError as exc:  # refused before its size is known: the attempt costs one unit
+            raise with_rate_limit_headers(exc, await self.limits.for_key(rate_key, 1, rate_limit))
+        decision = await self.limits.for_key(rate_key, cost_for_pixels(info.width, info.height), rate_limit)
+        if not decision.allowed:
+            raise rate_limited(decision)
+        try:
+            delivery = await self._remove_admitted(caller, request, info, request_id, accept_json, client_ip, decision)
+        except ApiError as exc:
+            raise with_rate_limit_headers(exc, decision)
+        return dataclasses.replace(delivery, headers=delivery.headers + rate_limit_metadata(decision))
 
+    async def _remove_admitted(
+        self, caller: Caller, request: params.RemovalRequest, info: ImageInfo, request_id: str,
+        accept_json: bool, client_ip: str | None, decision: Decision,
+    ) -> Delivery:
         account = caller.account
         size = resolve_size(request.size, account)
         if size == "preview":
             if account.free_calls_left() <= 0:
                 raise _no_free_calls()
+            if client_ip is not None:  # the servicer always passes one; plain unit calls may not
+                by_ip = await self.limits.for_preview_ip(client_ip)
+                if not by_ip.allowed:
+                    raise preview_ip_limited(by_ip, rate_limit_metadata(decision))
         elif account.total < PRICE:
             raise _no_credits(account)
 

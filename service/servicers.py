@@ -11,6 +11,7 @@ from google.api import httpbody_pb2
 from clearbg.v1 import account_pb2, account_pb2_grpc, common_pb2, removebg_pb2, removebg_pb2_grpc
 from service import params
 from service.errors import ApiError, abort, bad_request, internal_error
+from service.limits import client_ip
 from service.logging import get_logger, request_scope
 from service.removal import RemovalService
 from service.rest_request import parse_body
@@ -52,6 +53,7 @@ class RemoveBgServicer(removebg_pb2_grpc.RemoveBgServiceServicer):
                     request_id,
                     fields,
                     accept_json="application/json" in metadata.get("accept", "").lower(),
+                    client_ip=client_ip(metadata.get("x-clearbg-client-ip"), context.peer()),
                 )
             except Exception as exc:  # noqa: BLE001 - every error leaves as an API error
                 await _fail(context, exc)
@@ -64,7 +66,10 @@ class RemoveBgServicer(removebg_pb2_grpc.RemoveBgServiceServicer):
         with _call(context, "RemoveBackground") as (metadata, request_id):
             try:
                 options, image = await self._read_stream(request_iterator)
-                delivery = await self.removal.remove(metadata.get("x-api-key"), request_id, typed_fields(options, image))
+                delivery = await self.removal.remove(
+                    metadata.get("x-api-key"), request_id, typed_fields(options, image),
+                    client_ip=client_ip(metadata.get("x-clearbg-client-ip"), context.peer()),
+                )
             except Exception as exc:  # noqa: BLE001
                 await _fail(context, exc)
             await context.send_initial_metadata(delivery.headers)

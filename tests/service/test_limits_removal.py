@@ -1,0 +1,124 @@
+"""Rate limits inside the removal use case (fake engine, fake clock): where they are checked,
+what they cost, and the headers on every answer after authentication."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from service.errors import ApiError
+from service.limits import InProcessLimiter, RateLimits
+from service.removal import RemovalService
+from service_fakes import png_bytes
+
+KEY = "cbg_rate_limited_key"
+FOUR_MP = None  # built once, lazily: a 2000 x 2000 PNG
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def four_mp() -> bytes:
+    global FOUR_MP
+    if FOUR_MP is None:
+        FOUR_MP = png_bytes(2000, 2000)
+    return FOUR_MP
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def service(storage, engine, settings, clock):
+    account = storage.create_account(
+        "limited", subscription=Decimal(100), free_calls=100, rate_limit_per_minute=20
+    )
+    storage.add_api_key(account.id, KEY)
+    limits = RateLimits(InProcessLimiter(clock), preview_ip_limit_per_minute=2)
+    service = RemovalService(storage, engine, settings, limits)
+    service.account_id = account.id
+    yield service
+    service.shutdown()
+
+
+def call(service, fields, client_ip="203.0.113.5"):
+    return asyncio.run(service.remove(KEY, "req", fields, client_ip=client_ip))
+
+
+def refused(service, fields, client_ip="203.0.113.5") -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        call(service, fields, client_ip)
+    return caught.value
+
+
+def test_four_megapixel_images_five_per_minute_at_limit_20(service, storage, engine, clock):
+    fields = {"image_file": four_mp(), "size": "hd"}
+    remaining = [dict(call(service, fields).headers)["x-ratelimit-remaining"] for _ in range(5)]
+    assert remaining == ["16", "12", "8", "4", "0"]
+    # The bucket is empty: the free gate refuses before the image is even read, so its
+    # Retry-After is the wait for one unit (3 s); refusals cost nothing.
+    error = refused(service, fields)
+    headers = dict(error.headers)
+    assert (error.status, error.code) == (429, "rate_limit_exceeded")
+    assert headers["retry-after"] == "3" and headers["x-ratelimit-limit"] == "20"
+    clock.now += 3
+    # One unit is back, the size is known now: the rest of this request's four units take 9 s.
+    assert dict(refused(service, fields).headers)["retry-after"] == "9"
+    assert len(engine.calls) == 5  # the refused calls never reached the engine
+    assert storage.get_account(service.account_id).subscription == Decimal(95)  # nor were they charged
+    clock.now += 9
+    assert dict(call(service, fields).headers)["x-ratelimit-remaining"] == "0"
+
+
+def test_success_carries_the_limit_headers(service, clock):
+    headers = dict(call(service, {"image_file": png_bytes(1000, 800), "size": "medium"}).headers)
+    assert headers["x-ratelimit-limit"] == "20"
+    assert headers["x-ratelimit-remaining"] == "19"
+    assert headers["x-ratelimit-reset"] == str(int(clock.now) + 3)
+    assert "retry-after" not in headers
+
+
+def test_refused_before_the_size_is_known_costs_one_and_carries_headers(service):
+    error = refused(service, {"image_file": b"not an image"})
+    assert error.status == 400
+    assert dict(error.headers)["x-ratelimit-remaining"] == "19"
+
+
+def test_error_after_admission_carries_the_headers_of_the_charge(service, storage):
+    broke = storage.create_account("broke", rate_limit_per_minute=20)
+    storage.add_api_key(broke.id, "cbg_broke_key")
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(service.remove("cbg_broke_key", "req", {"image_file": four_mp(), "size": "hd"}))
+    assert caught.value.status == 402
+    assert dict(caught.value.headers)["x-ratelimit-remaining"] == "16"
+
+
+def test_empty_bucket_refuses_before_any_work(service, engine):
+    for _ in range(5):
+        call(service, {"image_file": four_mp(), "size": "hd"})
+    # Even an unparseable request gets the 429 now: the gate comes before parsing and probing.
+    error = refused(service, {"image_file": b"not an image"})
+    assert error.status == 429 and dict(error.headers)["retry-after"] == "3"
+
+
+def test_previews_are_limited_per_client_ip(service, storage):
+    preview = {"image_file": png_bytes(600, 400), "size": "preview"}
+    call(service, preview, client_ip="198.51.100.1")
+    call(service, preview, client_ip="198.51.100.1")
+    error = refused(service, preview, client_ip="198.51.100.1")
+    headers = dict(error.headers)
+    assert (error.status, error.code) == (403, "ip_rate_limit_exceeded")
+    assert headers["retry-after"] == "30"  # 2 per minute
+    assert headers["x-ratelimit-limit"] == "20"  # the key's own limit headers
+    assert storage.get_account(service.account_id).free_calls_left() == 98  # the 403 used none
+    call(service, preview, client_ip="198.51.100.2")  # another address is unaffected
+    call(service, {"image_file": png_bytes(600, 400), "size": "small"}, client_ip="198.51.100.1")
