@@ -48,6 +48,8 @@ def stack(tmp_path_factory) -> Iterator[RunningStack]:
     env.update(
         CLEARBG_DATABASE_URL=f"sqlite:///{workdir / 'clearbg.db'}",
         CLEARBG_DEV_API_KEY=DEV_KEY,
+        # image_url tests serve their images from 127.0.0.1, refused without this allow-list.
+        CLEARBG_URL_FETCH_ALLOW_HOSTS="127.0.0.1",
         PYTHONUNBUFFERED="1",
     )
     with open(log, "w") as out:
