@@ -58,6 +58,10 @@ class Settings:
     url_fetch_timeout_s: float = 10.0
     url_fetch_concurrency: int = 8
     url_fetch_allow_hosts: tuple[str, ...] = ()
+    # Rate limits (service/limits): shared through Redis when set (several servers, one limit),
+    # in process otherwise; and the free previews per client IP per minute (403 beyond).
+    redis_url: str | None = None
+    preview_ip_limit: int = 50
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -76,4 +80,6 @@ class Settings:
             url_fetch_allow_hosts=tuple(
                 h.strip() for h in env.get("CLEARBG_URL_FETCH_ALLOW_HOSTS", "").split(",") if h.strip()
             ),
+            redis_url=env.get("CLEARBG_REDIS_URL", "").strip() or None,
+            preview_ip_limit=_int(env, "CLEARBG_PREVIEW_IP_LIMIT", cls.preview_ip_limit, 1),
         )

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from clearbg.v1 import account_pb2, account_pb2_grpc, removebg_pb2, removebg_pb2_grpc
 from service.bootstrap import ensure_dev_account
 from service.config import Settings
+from service.limits import RateLimits, limiter_from_url
 from service.logging import get_logger
 from service.removal import EngineLike, RemovalService
 from service.servicers import AccountServicer, RemoveBgServicer
@@ -56,7 +57,8 @@ class Server:
         self.settings = settings
         self.storage = storage or open_storage(settings.database_url)
         self.engine_factory = engine_factory
-        self.removal = RemovalService(self.storage, None, settings)
+        limits = RateLimits(limiter_from_url(settings.redis_url), settings.preview_ip_limit)
+        self.removal = RemovalService(self.storage, None, settings, limits)
         self.health = health_aio.HealthServicer()
         max_message = max(MAX_MESSAGE_BYTES, 3 * settings.max_file_bytes)
         self.grpc = grpc.aio.server(
@@ -105,6 +107,7 @@ class Server:
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(grace)
         self.removal.shutdown()
+        await self.removal.limits.aclose()
         self.storage.close()
         log.info("stopped")
 

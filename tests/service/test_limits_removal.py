@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import grpc
 import pytest
 
+from clearbg.v1 import removebg_pb2, removebg_pb2_grpc
+from google.api import httpbody_pb2
+from service.config import Settings
 from service.errors import ApiError
 from service.limits import InProcessLimiter, RateLimits
 from service.removal import RemovalService
@@ -30,6 +34,11 @@ def four_mp() -> bytes:
     if FOUR_MP is None:
         FOUR_MP = png_bytes(2000, 2000)
     return FOUR_MP
+
+
+@pytest.fixture
+def settings() -> Settings:  # overrides tests/service/conftest.py's: a small per-IP limit
+    return Settings(grpc_port=0, engine_workers=2, max_queue=64, preview_ip_limit=2)
 
 
 @pytest.fixture
@@ -122,3 +131,51 @@ def test_previews_are_limited_per_client_ip(service, storage):
     assert storage.get_account(service.account_id).free_calls_left() == 98  # the 403 used none
     call(service, preview, client_ip="198.51.100.2")  # another address is unaffected
     call(service, {"image_file": png_bytes(600, 400), "size": "small"}, client_ip="198.51.100.1")
+
+
+def test_settings_read_the_limit_variables():
+    assert Settings.from_environ({}).redis_url is None
+    assert Settings.from_environ({}).preview_ip_limit == 50
+    env = {"CLEARBG_REDIS_URL": " redis://127.0.0.1:6379/3 ", "CLEARBG_PREVIEW_IP_LIMIT": "7"}
+    settings = Settings.from_environ(env)
+    assert (settings.redis_url, settings.preview_ip_limit) == ("redis://127.0.0.1:6379/3", 7)
+    with pytest.raises(ValueError, match="CLEARBG_PREVIEW_IP_LIMIT"):
+        Settings.from_environ({"CLEARBG_PREVIEW_IP_LIMIT": "0"})
+
+
+def _preview_call(stub, metadata):
+    from service_fakes import DEV_KEY
+
+    boundary = "b0undary"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"size\"\r\n\r\npreview\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image_file\"; filename=\"a.png\"\r\n"
+        f"Content-Type: image/png\r\n\r\n"
+    ).encode() + png_bytes(60, 40) + f"\r\n--{boundary}--\r\n".encode()
+    request = removebg_pb2.RemoveBackgroundHttpRequest(
+        body=httpbody_pb2.HttpBody(content_type=f"multipart/form-data; boundary={boundary}", data=body)
+    )
+    return stub.RemoveBackgroundHttp.with_call(request, metadata=[("x-api-key", DEV_KEY), *metadata])
+
+
+def test_grpc_headers_and_the_per_ip_403_through_the_server(grpc_server, account):
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_server.port}") as channel:
+        stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+        gateway_ip = [("x-clearbg-client-ip", "203.0.113.77")]
+        for expected_remaining in ("499", "498"):
+            _, call = _preview_call(stub, gateway_ip)
+            headers = dict(call.initial_metadata())
+            assert headers["x-ratelimit-limit"] == "500"  # the dev account's default
+            assert headers["x-ratelimit-remaining"] == expected_remaining
+        with pytest.raises(grpc.RpcError) as caught:
+            _preview_call(stub, gateway_ip)
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        trailers = dict(caught.value.trailing_metadata())
+        assert trailers["x-http-status"] == "403" and trailers["retry-after"] == "30"
+        assert trailers["x-ratelimit-limit"] == "500"
+        assert not caught.value.initial_metadata()  # trailers-only, as the gateway expects
+        # Without the gateway's header the peer address counts: 127.0.0.1 has its own two.
+        _preview_call(stub, [])
+        _preview_call(stub, [])
+        with pytest.raises(grpc.RpcError):
+            _preview_call(stub, [])
