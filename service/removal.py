@@ -1,8 +1,8 @@
-"""The background-removal use case: authenticate, parse, probe, price, run, charge.
+"""The background-removal use case: authenticate, parse, probe, reserve credits, run.
 
 No gRPC here: callers pass plain values and get a `Delivery` (body, content type, the REST
-response headers) or an `ApiError`. Credits move only after the engine produced a result,
-so a failed call charges nothing.
+response headers) or an `ApiError`. Credits are reserved before the engine runs and given
+back if the call fails before delivery (service/credits.py), so a failed call charges nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Protocol
 from engine.types import EngineError, ImageInfo, RemovalOptions, RemovalResult
 from service import params
 from service.config import Settings
+from service.credits import format_credits, paid_call
 from service.errors import ApiError, bad_request
 from service.fetching.remote_images import RemoteImages
 from service.limits import (
@@ -32,11 +33,9 @@ from service.limits import (
     with_rate_limit_headers,
 )
 from service.logging import get_logger
-from service.storage import Account, ApiKey, InsufficientCredits, InsufficientFreeCalls, Storage
+from service.storage import Account, ApiKey, Storage
 
 log = get_logger(__name__)
-
-PRICE = Decimal(1)  # every paid size costs one credit
 
 
 class EngineLike(Protocol):
@@ -60,18 +59,6 @@ class Delivery:
     charged: Decimal
     remaining: Decimal
     report_type: bool
-
-
-def format_credits(amount: Decimal) -> str:
-    """'1', '0', '44.5': no exponent, no trailing zeros."""
-    text = format(amount.normalize(), "f")
-    return text if text != "-0" else "0"
-
-
-def resolve_size(requested: str, account: Account) -> str:
-    if requested != "auto":
-        return requested
-    return params.AUTO_SIZE if account.total >= PRICE else "preview"
 
 
 class RemovalService:
@@ -106,10 +93,19 @@ class RemovalService:
         account, key = found
         return Caller(account, key)
 
-    async def _run(self, fn, *args):
-        """Runs engine work on the bounded pool, answering 503 when too many calls wait."""
+    def _check_ready(self) -> None:
         if self.engine is None:
             raise ApiError(503, "not_ready", "The model is still loading; try again shortly.", headers=[("retry-after", "5")])
+
+    async def _probe_header(self, data: bytes) -> ImageInfo:
+        """The header only (no decode), so it runs beside inferences instead of queueing
+        behind them: a call refused for its rate or its credits answers at once."""
+        self._check_ready()
+        return await asyncio.to_thread(self._probe, data)
+
+    async def _run(self, fn, *args):
+        """Runs engine work on the bounded pool, answering 503 when too many calls wait."""
+        self._check_ready()
         if self._waiting >= self.settings.engine_workers + self.settings.max_queue:
             raise ApiError(503, "overloaded", "Too many requests are queued; try again shortly.", headers=[("retry-after", "2")])
         self._waiting += 1
@@ -133,7 +129,7 @@ class RemovalService:
         try:
             request = params.parse_fields(fields, self.settings.max_file_bytes)
             request = await self._download_sources(request)
-            info = await self._run(self._probe, request.image)
+            info = await self._probe_header(request.image)
         except ApiError as exc:  # refused before its size is known: the attempt costs one unit
             raise with_rate_limit_headers(exc, await self.limits.for_key(rate_key, 1, rate_limit))
         decision = await self.limits.for_key(rate_key, cost_for_pixels(info.width, info.height), rate_limit)
@@ -149,43 +145,29 @@ class RemovalService:
         self, caller: Caller, request: params.RemovalRequest, info: ImageInfo, request_id: str,
         accept_json: bool, client_ip: str | None, decision: Decision,
     ) -> Delivery:
-        account = caller.account
-        size = resolve_size(request.size, account)
-        if size == "preview":
-            if account.free_calls_left() <= 0:
-                raise _no_free_calls()
-            if client_ip is not None:  # the servicer always passes one; plain unit calls may not
+        # Paid for before the engine runs (402 at once when the account cannot pay), given back
+        # if anything fails before the result is delivered (service/credits.py).
+        async with paid_call(self.storage, caller.account.id, caller.key.id, request_id, request.size) as paid:
+            if paid.size == "preview" and client_ip is not None:  # the servicer always passes one
                 by_ip = await self.limits.for_preview_ip(client_ip)
                 if not by_ip.allowed:
                     raise preview_ip_limited(by_ip, rate_limit_metadata(decision))
-        elif account.total < PRICE:
-            raise _no_credits(account)
-
-        options = dataclasses.replace(request.options, max_output_pixels=params.SIZE_PIXELS[size])
-        result = await self._run(self._remove, request.image, options)
-
-        try:
-            if size == "preview":
-                after = await self._db(self.storage.use_free_call, account.id, caller.key.id, request_id)
-                charged = Decimal(0)
-            else:
-                after = await self._db(self.storage.charge, account.id, caller.key.id, request_id, PRICE)
-                charged = PRICE
-        except InsufficientFreeCalls:
-            raise _no_free_calls() from None
-        except InsufficientCredits as exc:
-            raise _no_credits(exc.account) from None
+            options = dataclasses.replace(request.options, max_output_pixels=params.SIZE_PIXELS[paid.size])
+            result = await self._run(self._remove, request.image, options)
+            delivery = self._deliver(
+                result, paid.charged, paid.remaining, request.report_type, accept_json, request.fine_type
+            )
         log.info(
             "removed",
-            account_id=account.id,
-            size=size,
+            account_id=caller.account.id,
+            size=paid.size,
             input_width=info.width,
             input_height=info.height,
             width=result.width,
             height=result.height,
-            credits_charged=format_credits(charged),
+            credits_charged=format_credits(paid.charged),
         )
-        return self._deliver(result, charged, after.total, request.report_type, accept_json, request.fine_type)
+        return delivery
 
     async def _download_sources(self, request: params.RemovalRequest) -> params.RemovalRequest:
         """image_url / bg_image_url, fetched after the cheap checks and before the probe."""
@@ -241,16 +223,3 @@ class RemovalService:
         else:
             body, content_type = result.data, result.content_type
         return Delivery(body, content_type, tuple(headers), result, charged, remaining, report_type)
-
-
-def _no_credits(account: Account) -> ApiError:
-    return ApiError(
-        402,
-        "insufficient_credits",
-        f"This call costs {format_credits(PRICE)} credit and the account has {format_credits(account.total)}; "
-        "use size=preview (free) or add credits.",
-    )
-
-
-def _no_free_calls() -> ApiError:
-    return ApiError(402, "insufficient_free_calls", "No free preview calls are left this month.")

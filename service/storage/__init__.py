@@ -7,17 +7,26 @@ from service.storage.base import (
     InsufficientFreeCalls,
     KeyExists,
     LedgerEntry,
+    Reservation,
     Storage,
+    UnknownAccount,
 )
 
 
 def open_storage(database_url: str) -> Storage:
-    """The backend for a CLEARBG_DATABASE_URL (only sqlite:///PATH for now)."""
+    """The backend for a CLEARBG_DATABASE_URL: sqlite:///PATH (the default) or
+    postgresql://... (also postgres://), a libpq URL passed to psycopg as it is."""
     if database_url.startswith("sqlite:///"):
         from service.storage.sqlite import SqliteStorage
 
         return SqliteStorage(database_url[len("sqlite:///"):])
-    raise ValueError(f"unsupported CLEARBG_DATABASE_URL {database_url!r}: use sqlite:///PATH")
+    if database_url.startswith(("postgresql://", "postgres://")):
+        from service.storage.postgres import PostgresStorage  # psycopg only when used
+
+        return PostgresStorage(database_url)
+    raise ValueError(
+        f"unsupported CLEARBG_DATABASE_URL {database_url!r}: use sqlite:///PATH or postgresql://..."
+    )
 
 
 __all__ = [
@@ -27,6 +36,8 @@ __all__ = [
     "InsufficientFreeCalls",
     "KeyExists",
     "LedgerEntry",
+    "Reservation",
     "Storage",
+    "UnknownAccount",
     "open_storage",
 ]

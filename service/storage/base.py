@@ -1,14 +1,17 @@
 """The storage interface and its records. Amounts are Decimal here; how a backend stores
-them (SQLite: integer micro-credits) is its own business."""
+them (SQLite: integer micro-credits, PostgreSQL: NUMERIC) is its own business."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
+
+N = TypeVar("N", int, Decimal)
 
 KEY_PREFIX = "cbg_"
 # Shown in listings so a person can tell keys apart without the key itself.
@@ -61,19 +64,59 @@ class ApiKey:
     revoked_at: str | None
 
 
+LedgerKind = Literal["charge", "free_call", "refund", "credit"]
+
+
 @dataclass(frozen=True)
 class LedgerEntry:
+    """One change to an account. The signed per-source changes make every row reversible
+    exactly: a refund puts back what its charge took, to the same sources."""
+
     id: int
     account_id: int
     key_id: int | None
     request_id: str
+    # Credits charged (charge), given back (refund) or added by an operator (credit, negative
+    # when taken away); 0 for a free call and its refund.
     amount: Decimal
-    kind: Literal["charge", "refund", "free_call"]
+    kind: LedgerKind
     subscription_after: Decimal
     payg_after: Decimal
     enterprise_after: Decimal
     free_calls_used_after: int
     created_at: str
+    subscription_change: Decimal
+    payg_change: Decimal
+    enterprise_change: Decimal
+    free_calls_change: int
+    reverses: int | None  # the charge or free call a refund gives back
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Credits (or a free call) taken before the engine runs. They stay taken when the
+    result is delivered; `Storage.refund` gives them back if anything fails first."""
+
+    entry_id: int
+    account: Account  # the balances after the reservation
+    amount: Decimal  # credits taken; 0 when a free call was used
+    free_call: bool
+
+    @property
+    def paid(self) -> bool:
+        return not self.free_call
+
+
+def split_debit(balances: Sequence[N], amount: N) -> tuple[N, ...]:
+    """How much of `amount` each source gives, in the documented order (subscription, then
+    payg, then enterprise). The caller has checked that the sum of `balances` covers it."""
+    taken = []
+    left = amount
+    for balance in balances:
+        part = min(balance, left)
+        taken.append(part)
+        left -= part
+    return tuple(taken)
 
 
 class KeyExists(ValueError):
@@ -93,8 +136,13 @@ class InsufficientFreeCalls(Exception):
         self.account = account
 
 
+class UnknownAccount(LookupError):
+    """No account with that id."""
+
+
 class Storage(Protocol):
-    """All methods are blocking and thread-safe; async callers run them in a thread."""
+    """All methods are blocking and thread-safe; async callers run them in a thread. Every
+    change and its ledger row are one transaction; balances never go below zero."""
 
     def create_account(
         self,
@@ -109,6 +157,19 @@ class Storage(Protocol):
 
     def get_account(self, account_id: int) -> Account | None: ...
 
+    def list_accounts(self) -> list[Account]: ...
+
+    def update_account(
+        self,
+        account_id: int,
+        *,
+        name: str | None = None,
+        free_calls: int | None = None,
+        rate_limit_per_minute: int | None = None,
+    ) -> Account:
+        """Changes the given settings (None: unchanged); UnknownAccount if there is none."""
+        ...
+
     def count_accounts(self) -> int: ...
 
     def first_account(self) -> Account | None:
@@ -116,26 +177,56 @@ class Storage(Protocol):
         ...
 
     def add_api_key(self, account_id: int, key: str) -> ApiKey:
-        """Stores `key` hashed; the caller shows the clear key once. KeyExists if known."""
+        """Stores `key` hashed; the caller shows the clear key once. KeyExists if known,
+        UnknownAccount if there is no such account."""
         ...
 
     def find_key(self, key: str) -> tuple[Account, ApiKey] | None:
-        """The account behind a live (not revoked) key."""
+        """The account behind a live (not revoked) key, read from the database on every
+        call: no cache, so a revoked key fails at once on every server."""
         ...
 
-    def revoke_key(self, key_id: int) -> None: ...
+    def list_keys(self, account_id: int) -> list[ApiKey]: ...
 
-    def charge(self, account_id: int, key_id: int | None, request_id: str, amount: Decimal) -> Account:
-        """Takes `amount` (subscription, then payg, then enterprise) and writes the ledger
-        row in one transaction; raises InsufficientCredits and changes nothing if the total
-        is short. Returns the balances after."""
+    def revoke_key(self, key_id: int) -> bool:
+        """True if a live key was revoked now; False if unknown or already revoked."""
         ...
 
-    def use_free_call(self, account_id: int, key_id: int | None, request_id: str) -> Account:
+    def add_credits(
+        self,
+        account_id: int,
+        request_id: str,
+        *,
+        subscription: Decimal = Decimal(0),
+        payg: Decimal = Decimal(0),
+        enterprise: Decimal = Decimal(0),
+    ) -> Account:
+        """An operator's top-up (negative amounts take credits away, never below zero:
+        ValueError), written to the ledger as kind `credit`."""
+        ...
+
+    def reserve(
+        self, account_id: int, key_id: int | None, request_id: str, amount: Decimal, *, or_free_call: bool = False
+    ) -> Reservation:
+        """Takes `amount` (subscription, then payg, then enterprise) and writes a `charge` row
+        in one transaction. If the total is short: with `or_free_call`, uses one of this
+        month's free calls instead (size=auto falling back to preview, decided under the same
+        lock, so two racing calls cannot both pay with one credit left); otherwise raises
+        InsufficientCredits and changes nothing."""
+        ...
+
+    def reserve_free_call(self, account_id: int, key_id: int | None, request_id: str) -> Reservation:
         """Counts one preview against this month's allowance (ledger row kind free_call);
         raises InsufficientFreeCalls when none is left."""
         ...
 
-    def ledger(self, account_id: int) -> list[LedgerEntry]: ...
+    def refund(self, entry_id: int, request_id: str) -> Account:
+        """Gives back what the charge or free call `entry_id` took, to the same sources, with
+        a `refund` row; at most once per entry (a second call changes nothing)."""
+        ...
+
+    def ledger(self, account_id: int, limit: int | None = None) -> list[LedgerEntry]:
+        """Oldest first; with `limit`, the newest `limit` rows."""
+        ...
 
     def close(self) -> None: ...

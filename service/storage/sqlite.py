@@ -1,6 +1,6 @@
-"""SQLite backend: WAL, one connection per thread, `BEGIN IMMEDIATE` around every change so
-concurrent charges (from threads or from other server processes on the same file) are
-serialised by SQLite itself.
+"""SQLite backend (the default, zero setup): WAL, one connection per thread, and
+`BEGIN IMMEDIATE` around every change, so concurrent charges (from threads, or from other
+server processes on the same file) are serialised by SQLite's write lock.
 
 Credits are stored as integer micro-credits: exact, and comparable in SQL.
 """
@@ -8,7 +8,6 @@ Credits are stored as integer micro-credits: exact, and comparable in SQL.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import pathlib
 import sqlite3
 import threading
@@ -16,21 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from service.storage.base import (
-    DISPLAY_PREFIX_LENGTH,
-    Account,
-    ApiKey,
-    InsufficientCredits,
-    InsufficientFreeCalls,
-    KeyExists,
-    LedgerEntry,
-    current_period,
-    hash_key,
-)
+from service.storage.sql import SqlStorage
 
 MICROS = Decimal(1_000_000)
 
-# Each entry moves the schema from version i to i + 1 (PRAGMA user_version).
+# Each entry moves the schema from version i to i + 1 (PRAGMA user_version), in one
+# transaction with the version bump.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE accounts (
@@ -69,6 +59,42 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX ledger_account ON ledger(account_id, id);
     """,
+    # 2: the column names both backends share (still micro-credits here), and ledger rows that
+    # can be reversed exactly (signed per-source changes; a refund names what it reverses,
+    # once) or record an operator's top-up (kind credit). Rows from version 1 were final
+    # charges and free calls: their per-source changes are unknown and left at 0.
+    """
+    ALTER TABLE accounts RENAME COLUMN subscription_micros TO subscription;
+    ALTER TABLE accounts RENAME COLUMN payg_micros TO payg;
+    ALTER TABLE accounts RENAME COLUMN enterprise_micros TO enterprise;
+    CREATE TABLE ledger_v2 (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        key_id INTEGER REFERENCES api_keys(id),
+        request_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('charge', 'free_call', 'refund', 'credit')),
+        amount INTEGER NOT NULL,
+        subscription_change INTEGER NOT NULL DEFAULT 0,
+        payg_change INTEGER NOT NULL DEFAULT 0,
+        enterprise_change INTEGER NOT NULL DEFAULT 0,
+        free_calls_change INTEGER NOT NULL DEFAULT 0,
+        subscription_after INTEGER NOT NULL,
+        payg_after INTEGER NOT NULL,
+        enterprise_after INTEGER NOT NULL,
+        free_calls_used_after INTEGER NOT NULL,
+        reverses INTEGER UNIQUE REFERENCES ledger_v2(id),
+        created_at TEXT NOT NULL
+    );
+    INSERT INTO ledger_v2 (id, account_id, key_id, request_id, kind, amount, free_calls_change,
+        subscription_after, payg_after, enterprise_after, free_calls_used_after, created_at)
+    SELECT id, account_id, key_id, request_id, kind, amount_micros,
+        CASE kind WHEN 'free_call' THEN 1 ELSE 0 END,
+        subscription_after_micros, payg_after_micros, enterprise_after_micros, free_calls_used_after, created_at
+    FROM ledger;
+    DROP TABLE ledger;
+    ALTER TABLE ledger_v2 RENAME TO ledger;
+    CREATE INDEX ledger_account ON ledger(account_id, id);
+    """,
 )
 
 
@@ -80,31 +106,9 @@ def from_micros(micros: int) -> Decimal:
     return Decimal(micros) / MICROS
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+class SqliteStorage(SqlStorage):
+    UNIQUE_VIOLATION = sqlite3.IntegrityError
 
-
-_ACCOUNT_COLUMNS = (
-    "id, name, subscription_micros, payg_micros, enterprise_micros, free_calls_allowance, "
-    "free_calls_used, free_calls_period, rate_limit_per_minute"
-)
-
-
-def _account(row: tuple) -> Account:
-    return Account(
-        id=row[0],
-        name=row[1],
-        subscription=from_micros(row[2]),
-        payg=from_micros(row[3]),
-        enterprise=from_micros(row[4]),
-        free_calls_allowance=row[5],
-        free_calls_used=row[6],
-        free_calls_period=row[7],
-        rate_limit_per_minute=row[8],
-    )
-
-
-class SqliteStorage:
     def __init__(self, path: str | pathlib.Path, busy_timeout_s: float = 10.0):
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,13 +148,27 @@ class SqliteStorage:
             raise
         conn.execute("COMMIT")
 
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        yield self._connection()
+
     def _migrate(self) -> None:
-        with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
+        conn = self._connection()
+        # Foreign keys are checked per statement; rebuilding a table needs them off (they
+        # cannot change inside a transaction), and foreign_key_check proves nothing broke.
+        conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with self._write() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                    for statement in filter(str.strip, script.split(";")):
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {number}")
+                broken = db.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration broke foreign keys: {broken[:3]}")
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
 
     def close(self) -> None:
         with self._all_lock:
@@ -159,162 +177,16 @@ class SqliteStorage:
             self._all.clear()
         self._local = threading.local()
 
-    # -- accounts and keys -------------------------------------------------------------
+    # -- representation ------------------------------------------------------------------
 
-    def create_account(
-        self,
-        name: str,
-        *,
-        subscription: Decimal = Decimal(0),
-        payg: Decimal = Decimal(0),
-        enterprise: Decimal = Decimal(0),
-        free_calls: int = 0,
-        rate_limit_per_minute: int = 500,
-    ) -> Account:
-        with self._write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO accounts (name, subscription_micros, payg_micros, enterprise_micros, "
-                "free_calls_allowance, free_calls_used, free_calls_period, rate_limit_per_minute, "
-                "created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                (
-                    name,
-                    to_micros(subscription),
-                    to_micros(payg),
-                    to_micros(enterprise),
-                    free_calls,
-                    current_period(),
-                    rate_limit_per_minute,
-                    _now(),
-                ),
-            )
-            return self._get_account(conn, cursor.lastrowid)
+    def _to_db(self, amount: Decimal) -> int:
+        return to_micros(amount)
 
-    @staticmethod
-    def _get_account(conn: sqlite3.Connection, account_id: int) -> Account | None:
-        row = conn.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)).fetchone()
-        return _account(row) if row else None
+    def _from_db(self, value: int) -> Decimal:
+        return from_micros(value)
 
-    def get_account(self, account_id: int) -> Account | None:
-        return self._get_account(self._connection(), account_id)
+    def _time_to_db(self, when: dt.datetime) -> str:
+        return when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
 
-    def count_accounts(self) -> int:
-        return self._connection().execute("SELECT count(*) FROM accounts").fetchone()[0]
-
-    def first_account(self) -> Account | None:
-        row = self._connection().execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY id LIMIT 1").fetchone()
-        return _account(row) if row else None
-
-    def add_api_key(self, account_id: int, key: str) -> ApiKey:
-        created = _now()
-        with self._write() as conn:
-            try:
-                cursor = conn.execute(
-                    "INSERT INTO api_keys (account_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?)",
-                    (account_id, hash_key(key), key[:DISPLAY_PREFIX_LENGTH], created),
-                )
-            except sqlite3.IntegrityError:
-                raise KeyExists("this API key is already registered") from None
-            return ApiKey(cursor.lastrowid, account_id, key[:DISPLAY_PREFIX_LENGTH], created, None)
-
-    def find_key(self, key: str) -> tuple[Account, ApiKey] | None:
-        digest = hash_key(key)
-        conn = self._connection()
-        row = conn.execute(
-            "SELECT id, account_id, key_hash, prefix, created_at, revoked_at FROM api_keys "
-            "WHERE key_hash = ? AND revoked_at IS NULL",
-            (digest,),
-        ).fetchone()
-        if row is None or not hmac.compare_digest(row[2], digest):
-            return None
-        account = self._get_account(conn, row[1])
-        if account is None:
-            return None
-        return account, ApiKey(row[0], row[1], row[3], row[4], row[5])
-
-    def revoke_key(self, key_id: int) -> None:
-        with self._write() as conn:
-            conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (_now(), key_id))
-
-    # -- money -------------------------------------------------------------------------
-
-    def charge(self, account_id: int, key_id: int | None, request_id: str, amount: Decimal) -> Account:
-        wanted = to_micros(amount)
-        if wanted <= 0:
-            raise ValueError("a charge must be positive")
-        with self._write() as conn:
-            account = self._get_account(conn, account_id)
-            if account is None:
-                raise KeyError(account_id)
-            balances = [to_micros(account.subscription), to_micros(account.payg), to_micros(account.enterprise)]
-            if sum(balances) < wanted:
-                raise InsufficientCredits(account, Decimal(amount))
-            left = wanted
-            for i, balance in enumerate(balances):  # subscription, then payg, then enterprise
-                taken = min(balance, left)
-                balances[i] -= taken
-                left -= taken
-            conn.execute(
-                "UPDATE accounts SET subscription_micros = ?, payg_micros = ?, enterprise_micros = ? WHERE id = ?",
-                (*balances, account_id),
-            )
-            self._append_ledger(conn, account_id, key_id, request_id, wanted, "charge", balances, account.free_calls_used)
-            return self._get_account(conn, account_id)
-
-    def use_free_call(self, account_id: int, key_id: int | None, request_id: str) -> Account:
-        period = current_period()
-        with self._write() as conn:
-            account = self._get_account(conn, account_id)
-            if account is None:
-                raise KeyError(account_id)
-            if account.free_calls_left(period) <= 0:
-                raise InsufficientFreeCalls(account)
-            used = (account.free_calls_used if account.free_calls_period == period else 0) + 1
-            conn.execute(
-                "UPDATE accounts SET free_calls_used = ?, free_calls_period = ? WHERE id = ?",
-                (used, period, account_id),
-            )
-            balances = [to_micros(account.subscription), to_micros(account.payg), to_micros(account.enterprise)]
-            self._append_ledger(conn, account_id, key_id, request_id, 0, "free_call", balances, used)
-            return self._get_account(conn, account_id)
-
-    @staticmethod
-    def _append_ledger(
-        conn: sqlite3.Connection,
-        account_id: int,
-        key_id: int | None,
-        request_id: str,
-        amount_micros: int,
-        kind: str,
-        balances: list[int],
-        free_calls_used: int,
-    ) -> None:
-        conn.execute(
-            "INSERT INTO ledger (account_id, key_id, request_id, amount_micros, kind, subscription_after_micros, "
-            "payg_after_micros, enterprise_after_micros, free_calls_used_after, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (account_id, key_id, request_id, amount_micros, kind, *balances, free_calls_used, _now()),
-        )
-
-    def ledger(self, account_id: int) -> list[LedgerEntry]:
-        rows = self._connection().execute(
-            "SELECT id, account_id, key_id, request_id, amount_micros, kind, subscription_after_micros, "
-            "payg_after_micros, enterprise_after_micros, free_calls_used_after, created_at "
-            "FROM ledger WHERE account_id = ? ORDER BY id",
-            (account_id,),
-        ).fetchall()
-        return [
-            LedgerEntry(
-                id=r[0],
-                account_id=r[1],
-                key_id=r[2],
-                request_id=r[3],
-                amount=from_micros(r[4]),
-                kind=r[5],
-                subscription_after=from_micros(r[6]),
-                payg_after=from_micros(r[7]),
-                enterprise_after=from_micros(r[8]),
-                free_calls_used_after=r[9],
-                created_at=r[10],
-            )
-            for r in rows
-        ]
+    def _time_from_db(self, value: str) -> str:
+        return value

@@ -91,8 +91,50 @@ def test_nothing_is_charged_when_the_engine_fails(removal, engine, storage, acco
     else:
         with pytest.raises(RuntimeError):
             remove(removal, {"image_file": png_bytes(64, 64), "size": "hd"})
+    # Reserved before the engine ran, then given back exactly.
     assert storage.get_account(account[0].id).total == Decimal(50)
-    assert storage.ledger(account[0].id) == []
+    charge, refund = storage.ledger(account[0].id)
+    assert (charge.kind, refund.kind, refund.reverses, refund.amount) == ("charge", "refund", charge.id, Decimal(1))
+
+
+def test_a_call_the_account_cannot_pay_is_refused_before_the_engine(storage, engine, settings):
+    broke = storage.create_account("broke", payg=Decimal("0.5"))
+    storage.add_api_key(broke.id, "cbg_broke")
+    service = RemovalService(storage, engine, settings)
+    error = api_error(run, service.remove("cbg_broke", "r", {"image_file": png_bytes(64, 64), "size": "full"}))
+    service.shutdown()
+    assert (error.status, error.code) == (402, "insufficient_credits")
+    assert "0.5" in error.detail
+    assert engine.calls == [] and storage.ledger(broke.id) == []
+
+
+def test_a_cancelled_call_gives_its_credit_back(storage, settings, account):
+    """The client went away while the engine ran: the reservation is refunded."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    class SlowEngine(FakeEngine):
+        def remove(self, data, options):
+            started.set()
+            release.wait(10)
+            return super().remove(data, options)
+
+    service = RemovalService(storage, SlowEngine(), settings)
+
+    async def scenario():
+        call = asyncio.ensure_future(service.remove(DEV_KEY, "gone", {"image_file": png_bytes(8, 8), "size": "hd"}))
+        await asyncio.to_thread(started.wait, 10)
+        assert storage.get_account(account[0].id).total == Decimal(49)  # reserved while running
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        release.set()
+
+    run(scenario())
+    service.shutdown()
+    assert storage.get_account(account[0].id).total == Decimal(50)
+    assert [e.kind for e in storage.ledger(account[0].id)] == ["charge", "refund"]
 
 
 def test_authentication_errors(removal):

@@ -1,0 +1,96 @@
+"""Paying for a removal: credits (or a free preview call) are reserved before the engine runs
+and given back if the call fails before its result is delivered.
+
+Reserving first means a call the account cannot pay for is refused at once (402) instead of
+after an inference, and two racing calls cannot both be served with one credit left: the
+storage decides under the account's row lock, including what size=auto becomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+
+from service import params
+from service.errors import ApiError
+from service.logging import get_logger
+from service.storage import Account, InsufficientCredits, InsufficientFreeCalls, Reservation, Storage
+
+log = get_logger(__name__)
+
+PRICE = Decimal(1)  # every paid size costs one credit
+
+
+@dataclass(frozen=True)
+class Paid:
+    """What a call reserved: the size it runs at and the balances after the reservation."""
+
+    size: str
+    reservation: Reservation
+
+    @property
+    def charged(self) -> Decimal:
+        return self.reservation.amount
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.reservation.account.total
+
+
+def format_credits(amount: Decimal) -> str:
+    """'1', '0', '44.5': no exponent, no trailing zeros."""
+    text = format(amount.normalize(), "f")
+    return text if text != "-0" else "0"
+
+
+def _reserve(storage: Storage, account_id: int, key_id: int | None, request_id: str, size: str) -> Paid:
+    try:
+        if size == "preview":
+            return Paid("preview", storage.reserve_free_call(account_id, key_id, request_id))
+        reservation = storage.reserve(account_id, key_id, request_id, PRICE, or_free_call=size == "auto")
+    except InsufficientFreeCalls:
+        raise no_free_calls() from None
+    except InsufficientCredits as exc:
+        raise no_credits(exc.account) from None
+    if size == "auto":
+        size = params.AUTO_SIZE if reservation.paid else "preview"
+    return Paid(size, reservation)
+
+
+@asynccontextmanager
+async def paid_call(
+    storage: Storage, account_id: int, key_id: int | None, request_id: str, size: str
+) -> AsyncIterator[Paid]:
+    """Reserves for `size` (preview, auto or a paid size) on entry: ApiError 402 if the account
+    cannot pay. If the block raises (or is cancelled: the client went away), the reservation is
+    refunded, even if the task is cancelled again meanwhile, and the error goes on."""
+    paid = await asyncio.to_thread(_reserve, storage, account_id, key_id, request_id, size)
+    try:
+        yield paid
+    except BaseException:
+        refund = asyncio.ensure_future(
+            asyncio.to_thread(storage.refund, paid.reservation.entry_id, request_id)
+        )
+        try:
+            await asyncio.shield(refund)
+        except asyncio.CancelledError:
+            pass  # the refund goes on in its thread; the original error is what matters
+        except Exception:  # noqa: BLE001 - the call's own error is the one to report
+            log.error("refund_failed", entry_id=paid.reservation.entry_id, exc_info=True)
+        raise
+
+
+def no_credits(account: Account) -> ApiError:
+    return ApiError(
+        402,
+        "insufficient_credits",
+        f"This call costs {format_credits(PRICE)} credit and the account has {format_credits(account.total)}; "
+        "use size=preview (free) or add credits.",
+    )
+
+
+def no_free_calls() -> ApiError:
+    return ApiError(402, "insufficient_free_calls", "No free preview calls are left this month.")

@@ -1,0 +1,137 @@
+"""PostgreSQL backend (CLEARBG_DATABASE_URL=postgresql://...): psycopg 3 with a
+psycopg_pool connection pool, NUMERIC credits, and `SELECT ... FOR UPDATE` on the account row
+inside each change, so any number of server processes can share one database.
+
+The schema is migrated at start under a transaction-scoped advisory lock (servers starting
+together wait for each other; PostgreSQL's DDL is transactional, so a failed migration leaves
+nothing half-done). The schema lives in the connection's search_path, so a URL such as
+`postgresql://host/db?options=-csearch_path%3Dclearbg` keeps it in its own schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from service.storage.sql import SqlStorage
+
+SCALE = Decimal("0.000001")  # NUMERIC(20, 6): the same micro-credit precision as SQLite
+MICROS = Decimal(1_000_000)
+
+# Each entry moves the schema from version i to i + 1 (the clearbg_schema table).
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE accounts (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name TEXT NOT NULL,
+        subscription NUMERIC(20, 6) NOT NULL DEFAULT 0 CHECK (subscription >= 0),
+        payg NUMERIC(20, 6) NOT NULL DEFAULT 0 CHECK (payg >= 0),
+        enterprise NUMERIC(20, 6) NOT NULL DEFAULT 0 CHECK (enterprise >= 0),
+        free_calls_allowance INTEGER NOT NULL DEFAULT 0 CHECK (free_calls_allowance >= 0),
+        free_calls_used INTEGER NOT NULL DEFAULT 0,
+        free_calls_period TEXT NOT NULL,
+        rate_limit_per_minute INTEGER NOT NULL DEFAULT 500 CHECK (rate_limit_per_minute >= 1),
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES accounts(id),
+        key_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        revoked_at TIMESTAMPTZ
+    );
+    CREATE INDEX api_keys_account ON api_keys(account_id);
+    CREATE TABLE ledger (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES accounts(id),
+        key_id BIGINT REFERENCES api_keys(id),
+        request_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('charge', 'free_call', 'refund', 'credit')),
+        amount NUMERIC(20, 6) NOT NULL,
+        subscription_change NUMERIC(20, 6) NOT NULL DEFAULT 0,
+        payg_change NUMERIC(20, 6) NOT NULL DEFAULT 0,
+        enterprise_change NUMERIC(20, 6) NOT NULL DEFAULT 0,
+        free_calls_change INTEGER NOT NULL DEFAULT 0,
+        subscription_after NUMERIC(20, 6) NOT NULL,
+        payg_after NUMERIC(20, 6) NOT NULL,
+        enterprise_after NUMERIC(20, 6) NOT NULL,
+        free_calls_used_after INTEGER NOT NULL,
+        reverses BIGINT UNIQUE REFERENCES ledger(id),
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX ledger_account ON ledger(account_id, id);
+    """,
+)
+MIGRATION_LOCK = 0x636C_6267  # pg_advisory_xact_lock key ("clbg")
+
+
+class _Db:
+    """A connection inside a transaction, taking the `?` placeholders the shared SQL uses."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        return self.conn.execute(sql.replace("?", "%s"), params)
+
+
+class PostgresStorage(SqlStorage):
+    LOCK_ROW = " FOR UPDATE"
+    UNIQUE_VIOLATION = psycopg.errors.UniqueViolation
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0):
+        self.url = url
+        self.pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, timeout=timeout_s, open=False, name="clearbg"
+        )
+        self.pool.open(wait=True, timeout=timeout_s)
+        try:
+            self._migrate()
+        except BaseException:
+            self.pool.close()
+            raise
+
+    @contextmanager
+    def _write(self) -> Iterator[_Db]:
+        # The pool's context commits on success and rolls back on any exception.
+        with self.pool.connection() as conn:
+            yield _Db(conn)
+
+    _read = _write
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+            db.execute("CREATE TABLE IF NOT EXISTS clearbg_schema (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM clearbg_schema").fetchone()
+            if row is None:
+                db.execute("INSERT INTO clearbg_schema (version) VALUES (0)")
+            version = row[0] if row else 0
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                db.conn.execute(script)
+                db.execute("UPDATE clearbg_schema SET version = ?", (number,))
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # -- representation ------------------------------------------------------------------
+
+    def _to_db(self, amount: Decimal) -> Decimal:
+        return Decimal(amount).quantize(SCALE, rounding=ROUND_HALF_EVEN)
+
+    def _from_db(self, value: Decimal) -> Decimal:
+        # Drop NUMERIC's trailing zeros ('1.500000' -> '1.5') so both backends give equal-looking values.
+        return Decimal(int(value * MICROS)) / MICROS
+
+    def _time_to_db(self, when: dt.datetime) -> dt.datetime:
+        return when
+
+    def _time_from_db(self, value: dt.datetime) -> str:
+        return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,384 @@
+"""The accounts, keys and ledger logic, written once in the SQL both backends share.
+
+A backend (sqlite.py, postgres.py) supplies connections and transactions, how amounts are
+stored (`_to_db` / `_from_db`), how a write transaction locks an account row (`LOCK_ROW`),
+and which exception a unique index raises. Statements use `?` placeholders; the PostgreSQL
+backend translates them.
+
+Every change reads the account row under a lock (SQLite: the database write lock taken by
+BEGIN IMMEDIATE; PostgreSQL: SELECT ... FOR UPDATE), decides, updates it and appends its
+ledger row in the same transaction, so two servers racing for the last credit cannot both
+get it, and a balance never moves without its ledger row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from decimal import Decimal
+from typing import Any, Protocol
+
+from service.storage.base import (
+    DISPLAY_PREFIX_LENGTH,
+    Account,
+    ApiKey,
+    InsufficientCredits,
+    InsufficientFreeCalls,
+    KeyExists,
+    LedgerEntry,
+    Reservation,
+    UnknownAccount,
+    current_period,
+    hash_key,
+    split_debit,
+)
+
+ACCOUNT_COLUMNS = (
+    "id, name, subscription, payg, enterprise, free_calls_allowance, free_calls_used, "
+    "free_calls_period, rate_limit_per_minute"
+)
+KEY_COLUMNS = "id, account_id, prefix, created_at, revoked_at"
+LEDGER_COLUMNS = (
+    "id, account_id, key_id, request_id, amount, kind, subscription_after, payg_after, enterprise_after, "
+    "free_calls_used_after, created_at, subscription_change, payg_change, enterprise_change, "
+    "free_calls_change, reverses"
+)
+REFUNDABLE = ("charge", "free_call")
+
+
+class Db(Protocol):
+    """What the shared logic needs of a connection inside a transaction."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class SqlStorage(ABC):
+    # Appended to the SELECT that reads an account before changing it.
+    LOCK_ROW = ""
+    # The driver's exception for a duplicate in a unique index.
+    UNIQUE_VIOLATION: type[Exception] = Exception
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Db]:
+        """A transaction that commits on success and rolls back on any exception."""
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Db]:
+        """A connection for reads that need no lock."""
+
+    @abstractmethod
+    def _to_db(self, amount: Decimal) -> Any:
+        """Credits as stored; exact, and rounded the same way on both backends."""
+
+    @abstractmethod
+    def _from_db(self, value: Any) -> Decimal: ...
+
+    @abstractmethod
+    def _time_to_db(self, when: dt.datetime) -> Any: ...
+
+    @abstractmethod
+    def _time_from_db(self, value: Any) -> str:
+        """ISO 8601 in UTC."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- rows ----------------------------------------------------------------------------
+
+    def _account(self, row: Sequence[Any]) -> Account:
+        return Account(
+            id=row[0],
+            name=row[1],
+            subscription=self._from_db(row[2]),
+            payg=self._from_db(row[3]),
+            enterprise=self._from_db(row[4]),
+            free_calls_allowance=row[5],
+            free_calls_used=row[6],
+            free_calls_period=row[7],
+            rate_limit_per_minute=row[8],
+        )
+
+    def _key(self, row: Sequence[Any]) -> ApiKey:
+        revoked = self._time_from_db(row[4]) if row[4] is not None else None
+        return ApiKey(row[0], row[1], row[2], self._time_from_db(row[3]), revoked)
+
+    def _entry(self, r: Sequence[Any]) -> LedgerEntry:
+        return LedgerEntry(
+            id=r[0],
+            account_id=r[1],
+            key_id=r[2],
+            request_id=r[3],
+            amount=self._from_db(r[4]),
+            kind=r[5],
+            subscription_after=self._from_db(r[6]),
+            payg_after=self._from_db(r[7]),
+            enterprise_after=self._from_db(r[8]),
+            free_calls_used_after=r[9],
+            created_at=self._time_from_db(r[10]),
+            subscription_change=self._from_db(r[11]),
+            payg_change=self._from_db(r[12]),
+            enterprise_change=self._from_db(r[13]),
+            free_calls_change=r[14],
+            reverses=r[15],
+        )
+
+    def _locked_account(self, db: Db, account_id: int) -> tuple[Any, ...]:
+        row = db.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?{self.LOCK_ROW}", (account_id,)).fetchone()
+        if row is None:
+            raise UnknownAccount(f"no account {account_id}")
+        return tuple(row)
+
+    def _select_account(self, db: Db, account_id: int) -> Account:
+        row = db.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        if row is None:
+            raise UnknownAccount(f"no account {account_id}")
+        return self._account(row)
+
+    def _apply(
+        self,
+        db: Db,
+        row: tuple[Any, ...],
+        *,
+        kind: str,
+        key_id: int | None,
+        request_id: str,
+        amount: Any,
+        changes: Sequence[Any],
+        free_calls_used: int,
+        free_calls_change: int = 0,
+        period: str | None = None,
+        reverses: int | None = None,
+    ) -> tuple[int, Account]:
+        """Writes the account's new balances and the ledger row that explains them."""
+        account_id = row[0]
+        after = tuple(balance + change for balance, change in zip(row[2:5], changes))
+        if min(after) < 0:
+            raise ValueError("a balance cannot go below zero")
+        db.execute(
+            "UPDATE accounts SET subscription = ?, payg = ?, enterprise = ?, free_calls_used = ?, "
+            "free_calls_period = ? WHERE id = ?",
+            (*after, free_calls_used, period or row[7], account_id),
+        )
+        entry_id = db.execute(
+            "INSERT INTO ledger (account_id, key_id, request_id, amount, kind, subscription_change, payg_change, "
+            "enterprise_change, free_calls_change, subscription_after, payg_after, enterprise_after, "
+            "free_calls_used_after, reverses, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "RETURNING id",
+            (
+                account_id, key_id, request_id, amount, kind, *changes, free_calls_change, *after,
+                free_calls_used, reverses, self._time_to_db(utc_now()),
+            ),
+        ).fetchone()[0]
+        return entry_id, self._select_account(db, account_id)
+
+    # -- accounts --------------------------------------------------------------------------
+
+    def create_account(
+        self,
+        name: str,
+        *,
+        subscription: Decimal = Decimal(0),
+        payg: Decimal = Decimal(0),
+        enterprise: Decimal = Decimal(0),
+        free_calls: int = 0,
+        rate_limit_per_minute: int = 500,
+    ) -> Account:
+        if min(subscription, payg, enterprise) < 0 or free_calls < 0 or rate_limit_per_minute < 1:
+            raise ValueError("balances and free calls must be >= 0, the rate limit >= 1")
+        with self._write() as db:
+            account_id = db.execute(
+                "INSERT INTO accounts (name, subscription, payg, enterprise, free_calls_allowance, free_calls_used, "
+                "free_calls_period, rate_limit_per_minute, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id",
+                (
+                    name,
+                    self._to_db(subscription),
+                    self._to_db(payg),
+                    self._to_db(enterprise),
+                    free_calls,
+                    current_period(),
+                    rate_limit_per_minute,
+                    self._time_to_db(utc_now()),
+                ),
+            ).fetchone()[0]
+            return self._select_account(db, account_id)
+
+    def get_account(self, account_id: int) -> Account | None:
+        with self._read() as db:
+            row = db.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            return self._account(row) if row else None
+
+    def list_accounts(self) -> list[Account]:
+        with self._read() as db:
+            return [self._account(r) for r in db.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id").fetchall()]
+
+    def update_account(
+        self,
+        account_id: int,
+        *,
+        name: str | None = None,
+        free_calls: int | None = None,
+        rate_limit_per_minute: int | None = None,
+    ) -> Account:
+        if (free_calls is not None and free_calls < 0) or (rate_limit_per_minute is not None and rate_limit_per_minute < 1):
+            raise ValueError("free calls must be >= 0, the rate limit >= 1")
+        with self._write() as db:
+            row = self._locked_account(db, account_id)
+            db.execute(
+                "UPDATE accounts SET name = ?, free_calls_allowance = ?, rate_limit_per_minute = ? WHERE id = ?",
+                (
+                    row[1] if name is None else name,
+                    row[5] if free_calls is None else free_calls,
+                    row[8] if rate_limit_per_minute is None else rate_limit_per_minute,
+                    account_id,
+                ),
+            )
+            return self._select_account(db, account_id)
+
+    def count_accounts(self) -> int:
+        with self._read() as db:
+            return db.execute("SELECT count(*) FROM accounts").fetchone()[0]
+
+    def first_account(self) -> Account | None:
+        with self._read() as db:
+            row = db.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id LIMIT 1").fetchone()
+            return self._account(row) if row else None
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def add_api_key(self, account_id: int, key: str) -> ApiKey:
+        with self._write() as db:
+            self._select_account(db, account_id)
+            try:
+                row = db.execute(
+                    f"INSERT INTO api_keys (account_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?) "
+                    f"RETURNING {KEY_COLUMNS}",
+                    (account_id, hash_key(key), key[:DISPLAY_PREFIX_LENGTH], self._time_to_db(utc_now())),
+                ).fetchone()
+            except self.UNIQUE_VIOLATION:
+                raise KeyExists("this API key is already registered") from None
+            return self._key(row)
+
+    def find_key(self, key: str) -> tuple[Account, ApiKey] | None:
+        # The look-up is by the key's SHA-256 through a unique index: its time does not
+        # depend on how much of a guessed key matches a real one.
+        prefixed = ", ".join(f"a.{c.strip()}" for c in ACCOUNT_COLUMNS.split(","))
+        keyed = ", ".join(f"k.{c.strip()}" for c in KEY_COLUMNS.split(","))
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {keyed}, {prefixed} FROM api_keys k JOIN accounts a ON a.id = k.account_id "
+                "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+                (hash_key(key),),
+            ).fetchone()
+        if row is None:
+            return None
+        return self._account(row[5:]), self._key(row[:5])
+
+    def list_keys(self, account_id: int) -> list[ApiKey]:
+        with self._read() as db:
+            rows = db.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = ? ORDER BY id", (account_id,))
+            return [self._key(r) for r in rows.fetchall()]
+
+    def revoke_key(self, key_id: int) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (self._time_to_db(utc_now()), key_id),
+            )
+            return cursor.rowcount == 1
+
+    # -- money -------------------------------------------------------------------------------
+
+    def add_credits(
+        self,
+        account_id: int,
+        request_id: str,
+        *,
+        subscription: Decimal = Decimal(0),
+        payg: Decimal = Decimal(0),
+        enterprise: Decimal = Decimal(0),
+    ) -> Account:
+        changes = tuple(self._to_db(Decimal(x)) for x in (subscription, payg, enterprise))
+        if not any(changes):
+            raise ValueError("nothing to add")
+        with self._write() as db:
+            row = self._locked_account(db, account_id)
+            _, account = self._apply(
+                db, row, kind="credit", key_id=None, request_id=request_id, amount=sum(changes),
+                changes=changes, free_calls_used=row[6],
+            )
+            return account
+
+    def reserve(
+        self, account_id: int, key_id: int | None, request_id: str, amount: Decimal, *, or_free_call: bool = False
+    ) -> Reservation:
+        wanted = self._to_db(Decimal(amount))
+        if wanted <= 0:
+            raise ValueError("a charge must be positive")
+        with self._write() as db:
+            row = self._locked_account(db, account_id)
+            balances = row[2:5]
+            if sum(balances) >= wanted:
+                taken = split_debit(balances, wanted)
+                entry_id, after = self._apply(
+                    db, row, kind="charge", key_id=key_id, request_id=request_id, amount=wanted,
+                    changes=tuple(-t for t in taken), free_calls_used=row[6],
+                )
+                return Reservation(entry_id, after, self._from_db(wanted), free_call=False)
+            if not or_free_call:
+                raise InsufficientCredits(self._account(row), Decimal(amount))
+            return self._take_free_call(db, row, key_id, request_id)
+
+    def reserve_free_call(self, account_id: int, key_id: int | None, request_id: str) -> Reservation:
+        with self._write() as db:
+            return self._take_free_call(db, self._locked_account(db, account_id), key_id, request_id)
+
+    def _take_free_call(self, db: Db, row: tuple[Any, ...], key_id: int | None, request_id: str) -> Reservation:
+        period = current_period()
+        account = self._account(row)
+        if account.free_calls_left(period) <= 0:
+            raise InsufficientFreeCalls(account)
+        used = (account.free_calls_used if account.free_calls_period == period else 0) + 1
+        zero = self._to_db(Decimal(0))
+        entry_id, after = self._apply(
+            db, row, kind="free_call", key_id=key_id, request_id=request_id, amount=zero,
+            changes=(zero, zero, zero), free_calls_used=used, free_calls_change=1, period=period,
+        )
+        return Reservation(entry_id, after, Decimal(0), free_call=True)
+
+    def refund(self, entry_id: int, request_id: str) -> Account:
+        with self._write() as db:
+            entry = db.execute(f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE id = ?", (entry_id,)).fetchone()
+            if entry is None or entry[5] not in REFUNDABLE:
+                raise ValueError(f"ledger entry {entry_id} is not a charge or free call")
+            charge = self._entry(entry)
+            row = self._locked_account(db, charge.account_id)
+            if db.execute("SELECT id FROM ledger WHERE reverses = ?", (entry_id,)).fetchone() is not None:
+                return self._account(row)  # already given back
+            back = tuple(-self._to_db(c) for c in (charge.subscription_change, charge.payg_change, charge.enterprise_change))
+            used, free_back = row[6], 0
+            # A free call is given back only within its month (a new month has reset the count).
+            if charge.free_calls_change and row[7] == charge.created_at[:7] and used > 0:
+                used, free_back = used - 1, -1
+            _, account = self._apply(
+                db, row, kind="refund", key_id=entry[2], request_id=request_id, amount=sum(back),
+                changes=back, free_calls_used=used, free_calls_change=free_back, reverses=entry_id,
+            )
+            return account
+
+    def ledger(self, account_id: int, limit: int | None = None) -> list[LedgerEntry]:
+        with self._read() as db:
+            if limit is None:
+                rows = db.execute(f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE account_id = ? ORDER BY id", (account_id,))
+            else:
+                rows = db.execute(
+                    f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE account_id = ? ORDER BY id DESC LIMIT ?",
+                    (account_id, limit),
+                )
+            entries = [self._entry(r) for r in rows.fetchall()]
+        return entries if limit is None else entries[::-1]
