@@ -213,11 +213,16 @@ HOSTILE: list[tuple[str, str]] = [
     ("http://127.0.0.1./a.jpg", "numeric address in an unusual spelling"),
     ("http://%31%32%37.0.0.1/a.jpg", "the host '%31%32%37.0.0.1' is a numeric address"),
     ("http://%6c%6f%63%61%6c%68%6f%73%74/a.jpg", "is not a valid host name"),  # localhost
+    ("http://127\u30020\u30020\u30021/a.jpg", "xn--"),  # ideographic full stops: 127.0.0.1 to WHATWG
+    ("http://\uff11\uff12\uff17.0.0.1/a.jpg", "xn--"),  # fullwidth digits
+    ("http://10.0.\n0.1/a.jpg", "spaces or control characters"),  # WHATWG drops tabs and newlines
+    ("http://[::ffff:0177.0.0.1]/a.jpg", "not a valid IPv6 address"),
     # IPv6 loopback, unspecified, mapped, ULA, link-local, embedded IPv4
     ("http://[::1]/a.jpg", "address ::1 is not allowed (loopback)"),
     ("http://[::]/a.jpg", "address :: is not allowed (unspecified)"),
     ("http://[::ffff:127.0.0.1]/a.jpg", "(that is 127.0.0.1) is not allowed (loopback)"),
     ("http://[0:0:0:0:0:ffff:7f00:1]/a.jpg", "(that is 127.0.0.1) is not allowed (loopback)"),
+    ("http://[::ffff:7f00:1]/a.jpg", "(that is 127.0.0.1) is not allowed (loopback)"),
     ("http://[::127.0.0.1]/a.jpg", "(IPv4-compatible (deprecated))"),
     ("http://[fc00::1]/a.jpg", "(unique local network)"),
     ("http://[fe80::1]/a.jpg", "(link-local)"),

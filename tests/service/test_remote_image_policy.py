@@ -127,3 +127,23 @@ def test_allow_list_entries_are_written_like_parsed_hosts():
     assert canonical_host(" LocalHost ") == "localhost"
     assert canonical_host("[0:0::1]") == "::1"
     assert canonical_host("127.0.0.1") == parse_url("http://127.0.0.1/").host
+
+
+def test_url_fetch_settings_from_the_environment():
+    from service.config import Settings
+
+    default = Settings.from_environ({})
+    assert (default.url_fetch_timeout_s, default.url_fetch_concurrency, default.url_fetch_allow_hosts) == (10.0, 8, ())
+    settings = Settings.from_environ(
+        {
+            "CLEARBG_URL_FETCH_TIMEOUT_S": "2.5",
+            "CLEARBG_URL_FETCH_CONCURRENCY": "3",
+            "CLEARBG_URL_FETCH_ALLOW_HOSTS": " 127.0.0.1, localhost ,,",
+        }
+    )
+    assert (settings.url_fetch_timeout_s, settings.url_fetch_concurrency) == (2.5, 3)
+    assert settings.url_fetch_allow_hosts == ("127.0.0.1", "localhost")
+    for name, value in (("CLEARBG_URL_FETCH_TIMEOUT_S", "0"), ("CLEARBG_URL_FETCH_TIMEOUT_S", "nan"),
+                        ("CLEARBG_URL_FETCH_TIMEOUT_S", "ten"), ("CLEARBG_URL_FETCH_CONCURRENCY", "0")):
+        with pytest.raises(ValueError, match=name):
+            Settings.from_environ({name: value})
