@@ -19,11 +19,10 @@ DEV_ACCOUNT = dict(subscription=Decimal(45), payg=Decimal(5), enterprise=Decimal
 def ensure_dev_account(storage: Storage, dev_api_key: str | None, out: TextIO = sys.stdout) -> None:
     """Empty database: create the development account with `dev_api_key` (or a random key)
     and print the key once on `out`, outside the JSON log. Existing database: register
-    `dev_api_key` for the oldest account if it is not known yet, so a fixed key always works."""
-    if storage.count_accounts() == 0:
-        account = storage.create_account("development", **DEV_ACCOUNT)
-        key = dev_api_key or generate_key()
-        storage.add_api_key(account.id, key)
+    `dev_api_key` for the oldest account if it is not known yet, so a fixed key always works.
+    Safe when several servers start together on one database: one of them creates it."""
+    key = dev_api_key or generate_key()
+    if storage.create_first_account("development", key, **DEV_ACCOUNT) is not None:
         out.write(f"Development API key: {key}\n")
         out.flush()
         return
@@ -32,5 +31,6 @@ def ensure_dev_account(storage: Storage, dev_api_key: str | None, out: TextIO = 
         assert account is not None
         try:
             storage.add_api_key(account.id, dev_api_key)
-        except KeyExists:  # known but revoked: a revoked key stays revoked
-            log.warning("dev_api_key_revoked", detail="CLEARBG_DEV_API_KEY was revoked; it is not re-enabled")
+        except KeyExists:
+            if storage.find_key(dev_api_key) is None:  # known but revoked: a revoked key stays revoked
+                log.warning("dev_api_key_revoked", detail="CLEARBG_DEV_API_KEY was revoked; it is not re-enabled")

@@ -84,6 +84,8 @@ class _Db:
 
 class PostgresStorage(SqlStorage):
     LOCK_ROW = " FOR UPDATE"
+    # Blocks concurrent inserts into accounts (not reads) until the transaction ends.
+    LOCK_ACCOUNTS = "LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE"
     UNIQUE_VIOLATION = psycopg.errors.UniqueViolation
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0):

@@ -61,6 +61,9 @@ def utc_now() -> dt.datetime:
 class SqlStorage(ABC):
     # Appended to the SELECT that reads an account before changing it.
     LOCK_ROW = ""
+    # Run first in a transaction that must see no account appear meanwhile (None: the write
+    # transaction already excludes every other writer).
+    LOCK_ACCOUNTS: str | None = None
     # The driver's exception for a duplicate in a unique index.
     UNIQUE_VIOLATION: type[Exception] = Exception
 
@@ -189,24 +192,48 @@ class SqlStorage(ABC):
         free_calls: int = 0,
         rate_limit_per_minute: int = 500,
     ) -> Account:
+        with self._write() as db:
+            return self._insert_account(db, name, subscription, payg, enterprise, free_calls, rate_limit_per_minute)
+
+    def create_first_account(self, name: str, key: str, **settings: Any) -> Account | None:
+        """On an empty database only: creates the account with `key` and returns it; None if
+        any account exists. Atomic, so servers starting together create one."""
+        with self._write() as db:
+            if self.LOCK_ACCOUNTS:
+                db.execute(self.LOCK_ACCOUNTS)
+            if db.execute("SELECT count(*) FROM accounts").fetchone()[0]:
+                return None
+            account = self._insert_account(db, name, **settings)
+            self._insert_key(db, account.id, key)
+            return account
+
+    def _insert_account(
+        self,
+        db: Db,
+        name: str,
+        subscription: Decimal = Decimal(0),
+        payg: Decimal = Decimal(0),
+        enterprise: Decimal = Decimal(0),
+        free_calls: int = 0,
+        rate_limit_per_minute: int = 500,
+    ) -> Account:
         if min(subscription, payg, enterprise) < 0 or free_calls < 0 or rate_limit_per_minute < 1:
             raise ValueError("balances and free calls must be >= 0, the rate limit >= 1")
-        with self._write() as db:
-            account_id = db.execute(
-                "INSERT INTO accounts (name, subscription, payg, enterprise, free_calls_allowance, free_calls_used, "
-                "free_calls_period, rate_limit_per_minute, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id",
-                (
-                    name,
-                    self._to_db(subscription),
-                    self._to_db(payg),
-                    self._to_db(enterprise),
-                    free_calls,
-                    current_period(),
-                    rate_limit_per_minute,
-                    self._time_to_db(utc_now()),
-                ),
-            ).fetchone()[0]
-            return self._select_account(db, account_id)
+        account_id = db.execute(
+            "INSERT INTO accounts (name, subscription, payg, enterprise, free_calls_allowance, free_calls_used, "
+            "free_calls_period, rate_limit_per_minute, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id",
+            (
+                name,
+                self._to_db(subscription),
+                self._to_db(payg),
+                self._to_db(enterprise),
+                free_calls,
+                current_period(),
+                rate_limit_per_minute,
+                self._time_to_db(utc_now()),
+            ),
+        ).fetchone()[0]
+        return self._select_account(db, account_id)
 
     def get_account(self, account_id: int) -> Account | None:
         with self._read() as db:
@@ -254,15 +281,18 @@ class SqlStorage(ABC):
     def add_api_key(self, account_id: int, key: str) -> ApiKey:
         with self._write() as db:
             self._select_account(db, account_id)
-            try:
-                row = db.execute(
-                    f"INSERT INTO api_keys (account_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?) "
-                    f"RETURNING {KEY_COLUMNS}",
-                    (account_id, hash_key(key), key[:DISPLAY_PREFIX_LENGTH], self._time_to_db(utc_now())),
-                ).fetchone()
-            except self.UNIQUE_VIOLATION:
-                raise KeyExists("this API key is already registered") from None
-            return self._key(row)
+            return self._insert_key(db, account_id, key)
+
+    def _insert_key(self, db: Db, account_id: int, key: str) -> ApiKey:
+        try:
+            row = db.execute(
+                f"INSERT INTO api_keys (account_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?) "
+                f"RETURNING {KEY_COLUMNS}",
+                (account_id, hash_key(key), key[:DISPLAY_PREFIX_LENGTH], self._time_to_db(utc_now())),
+            ).fetchone()
+        except self.UNIQUE_VIOLATION:
+            raise KeyExists("this API key is already registered") from None
+        return self._key(row)
 
     def find_key(self, key: str) -> tuple[Account, ApiKey] | None:
         # The look-up is by the key's SHA-256 through a unique index: its time does not

@@ -308,3 +308,22 @@ def test_revoked_dev_key_is_not_re_enabled(storage):
     storage.revoke_key(key.id)
     ensure_dev_account(storage, "cbg_fixed_key", io.StringIO())  # must not crash the start
     assert storage.find_key("cbg_fixed_key") is None
+
+
+def test_servers_starting_together_create_one_dev_account(storage):
+    others = [reopen(storage) for _ in range(4)]
+    start = threading.Barrier(len(others))
+
+    def boot(store) -> str:
+        start.wait()
+        out = io.StringIO()
+        ensure_dev_account(store, "cbg_shared_dev_key", out)
+        return out.getvalue()
+
+    with ThreadPoolExecutor(max_workers=len(others)) as pool:
+        printed = list(pool.map(boot, others))
+    for store in others:
+        store.close()
+    assert storage.count_accounts() == 1
+    assert sum(bool(text) for text in printed) == 1
+    assert storage.find_key("cbg_shared_dev_key") is not None
