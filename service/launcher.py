@@ -48,14 +48,19 @@ def render_envoy_config(
     http_host: str = "127.0.0.1",
     grpc_host: str = "127.0.0.1",
     template: os.PathLike | str = ENVOY_TEMPLATE,
+    more_grpc_ports: Sequence[int] = (),
 ) -> str:
-    """The Envoy config for these ports; `substitute` fails loudly on any unknown ${...}."""
+    """The Envoy config for these ports; `substitute` fails loudly on any unknown ${...}.
+    `more_grpc_ports`: further server processes on `grpc_host` sharing the load."""
     text = pathlib.Path(template).read_text()
+    endpoints = ", ".join(
+        f"{{ endpoint: {{ address: {{ socket_address: {{ address: {grpc_host}, port_value: {int(port)} }} }} }} }}"
+        for port in (grpc_port, *more_grpc_ports)
+    )
     return string.Template(text).substitute(
         HTTP_HOST=http_host,
         HTTP_PORT=int(http_port),
-        GRPC_HOST=grpc_host,
-        GRPC_PORT=int(grpc_port),
+        GRPC_ENDPOINTS=f"[{endpoints}]",
         ADMIN_PORT=int(admin_port),
         DESCRIPTOR=str(pathlib.Path(descriptor).resolve()),
     )
@@ -172,6 +177,8 @@ class Stack:
     envoy_log_level: str = "warn"
     children: list[Child] = field(default_factory=list)
     workdir: pathlib.Path | None = None
+    # Further `python -m service` processes behind the same Envoy (tests of a shared database).
+    more_grpc_ports: tuple[int, ...] = ()
 
     @property
     def rest_url(self) -> str:
@@ -197,7 +204,8 @@ class Stack:
         config = self.workdir / "envoy.yaml"
         config.write_text(
             render_envoy_config(
-                self.http_port, self.grpc_port, self.admin_port, descriptor=descriptor, http_host=self.http_host
+                self.http_port, self.grpc_port, self.admin_port, descriptor=descriptor, http_host=self.http_host,
+                more_grpc_ports=self.more_grpc_ports,
             )
         )
         env = dict(self.env)
@@ -205,6 +213,10 @@ class Stack:
         env["CLEARBG_HTTP_PORT"] = str(self.http_port)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.children.append(Child.start("server", [sys.executable, "-m", "service"], env, self.out))
+        for number, port in enumerate(self.more_grpc_ports, start=2):
+            self.children.append(
+                Child.start(f"server-{number}", [sys.executable, "-m", "service"], {**env, "CLEARBG_GRPC_PORT": str(port)}, self.out)
+            )
         self.children.append(
             Child.start(
                 "envoy",
