@@ -36,6 +36,7 @@ class RunningStack:
     grpc_address: str
     api_key: str
     log: pathlib.Path
+    database_url: str = ""
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +46,9 @@ def stack(tmp_path_factory) -> Iterator[RunningStack]:
     workdir = tmp_path_factory.mktemp("e2e")
     log = workdir / "stack.log"
     env = dict(os.environ)
+    database_url = f"sqlite:///{workdir / 'clearbg.db'}"
     env.update(
-        CLEARBG_DATABASE_URL=f"sqlite:///{workdir / 'clearbg.db'}",
+        CLEARBG_DATABASE_URL=database_url,
         CLEARBG_DEV_API_KEY=DEV_KEY,
         # image_url tests serve their images from 127.0.0.1, refused without this allow-list.
         CLEARBG_URL_FETCH_ALLOW_HOSTS="127.0.0.1",
@@ -62,7 +64,7 @@ def stack(tmp_path_factory) -> Iterator[RunningStack]:
             out.flush()
             pytest.fail(f"the stack did not start: {exc}\n--- stack output ---\n{log.read_text()[-4000:]}")
         try:
-            yield RunningStack(running.rest_url, running.grpc_address, DEV_KEY, log)
+            yield RunningStack(running.rest_url, running.grpc_address, DEV_KEY, log, database_url)
         finally:
             running.stop()
 
@@ -73,3 +75,25 @@ def quality() -> pathlib.Path:
     if not (QUALITY / "grabcut50" / "images").is_dir():
         pytest.fail(f"{QUALITY} is missing: the e2e tests read real photos from ../shared/quality")
     return QUALITY
+
+
+@pytest.fixture(scope="session")
+def new_account(stack) -> Iterator[Callable[..., str]]:
+    """Makes an account in the running stack's database (the storage API, as an operator
+    would) and returns its key, so suites that run many calls leave the development account's
+    documented balance to the tests that check it. Keyword arguments: the balances."""
+    from service.storage import open_storage
+    from service.storage.base import generate_key
+
+    storage = open_storage(stack.database_url)
+
+    def make(name: str = "e2e", **balances) -> str:
+        account = storage.create_account(name, **balances)
+        key = generate_key()
+        storage.add_api_key(account.id, key)
+        return key
+
+    try:
+        yield make
+    finally:
+        storage.close()

@@ -1,0 +1,109 @@
+"""Calls and checks shared by the parameter, input and hostile-file suites (all through Envoy).
+
+Not a conftest: plain functions the tests import, so each test reads as the request it makes.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+from decimal import Decimal
+
+import numpy as np
+import requests
+from PIL import Image
+
+# A woman in a black dress, full body (321x481, under the 0.25 MP of size=small, so no rescaling),
+# with a hand-made ground-truth mask; she touches no edge and is not symmetric in either axis.
+PERSON = "grabcut50/images/388016.jpg"
+PERSON_MASK = "grabcut50/masks/388016.png"
+# X-Foreground-* and crop use alpha above this (engine/matte.py's FOREGROUND_THRESHOLD).
+FOREGROUND_THRESHOLD = 12
+TIMEOUT_S = 180
+
+
+def removebg(stack, key: str | None, image: bytes | None = None, filename: str = "photo.jpg",
+             headers: dict | None = None, files: dict | None = None, **fields) -> requests.Response:
+    """POST /v1.0/removebg as multipart, the way the documented samples do."""
+    parts = dict(files or {})
+    if image is not None:
+        parts["image_file"] = (filename, image, "application/octet-stream")
+    sent = dict(headers or {})
+    if key is not None:
+        sent["X-Api-Key"] = key
+    return requests.post(
+        stack.rest_url + "/v1.0/removebg",
+        files=parts or None,
+        data={name: str(value) for name, value in fields.items()},
+        headers=sent,
+        timeout=TIMEOUT_S,
+    )
+
+
+def ok(response: requests.Response) -> requests.Response:
+    assert response.status_code == 200, response.text[:300]
+    return response
+
+
+def picture(response: requests.Response) -> Image.Image:
+    """The answer's image, checked against X-Width / X-Height."""
+    image = Image.open(io.BytesIO(ok(response).content))
+    assert image.size == (int(response.headers["x-width"]), int(response.headers["x-height"]))
+    return image
+
+
+def alpha_of(image: Image.Image) -> np.ndarray:
+    assert image.mode == "RGBA", image.mode
+    return np.asarray(image.getchannel("A"))
+
+
+def header_box(response: requests.Response) -> tuple[int, int, int, int]:
+    """(top, left, width, height) from X-Foreground-*."""
+    return tuple(int(response.headers[f"x-foreground-{side}"]) for side in ("top", "left", "width", "height"))  # type: ignore[return-value]
+
+
+def alpha_box(alpha: np.ndarray, threshold: int = FOREGROUND_THRESHOLD) -> tuple[int, int, int, int]:
+    """(top, left, width, height) of alpha above the threshold."""
+    ys, xs = np.nonzero(alpha > threshold)
+    assert ys.size, "no foreground at all"
+    return int(ys.min()), int(xs.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+def iou(found: np.ndarray, truth: np.ndarray) -> float:
+    return float((found & truth).sum() / (found | truth).sum())
+
+
+def truth_mask(quality: pathlib.Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    mask = Image.open(quality / PERSON_MASK).convert("L")
+    if size is not None and mask.size != size:
+        mask = mask.resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(mask) > 127
+
+
+def balance(stack, key: str) -> tuple[Decimal, int]:
+    """(total credits, free calls left) as GET /v1.0/account reports them."""
+    response = requests.get(stack.rest_url + "/v1.0/account", headers={"X-Api-Key": key}, timeout=30)
+    assert response.status_code == 200, response.text[:300]
+    attributes = response.json()["data"]["attributes"]
+    return Decimal(str(attributes["credits"]["total"])), int(attributes["api"]["free_calls"])
+
+
+def assert_error(response: requests.Response, status: int, code: str) -> dict:
+    """The documented error shape: JSON `{"errors":[{"title","code","detail"}]}`, no gRPC leaks."""
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert list(body) == ["errors"] and len(body["errors"]) == 1
+    (error,) = body["errors"]
+    assert list(error) == ["title", "code", "detail"], error
+    assert error["code"] == code, error
+    assert error["title"] and error["detail"]
+    assert not [name for name in response.headers if name.lower().startswith("grpc-")]
+    assert "x-credits-charged" not in response.headers
+    return error
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
