@@ -27,8 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from service.errors import shown
+from service.logging import get_logger
 from service.fetching.addresses import IPAddress, refusal, unwrap
 from service.fetching.urls import Target, UrlRefused, parse_url, redirect_target
+
+log = get_logger(__name__)
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -185,6 +188,8 @@ class _Attempt:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a reason the caller may read
             if deadline.expired or time.monotonic() >= deadline.end or isinstance(exc, TimeoutError):
                 raise FetchRefused(f"timed out after {self.policy.timeout_s:g} s") from None
+            if not isinstance(exc, (OSError, http.client.HTTPException)):
+                log.warning("url_fetch_unexpected_error", exc_info=exc)  # a bug of ours, not the remote's
             raise FetchRefused(self._describe(exc)) from None
         finally:
             deadline.cancel()

@@ -70,6 +70,17 @@ def status(code: int) -> Route:
     return answer
 
 
+def raw(data: bytes) -> Route:
+    """Writes `data` as the whole answer and closes: for malformed and truncated responses."""
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(data)
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    return answer
+
+
 def declared_length(length: int) -> Route:
     """Announces `length` bytes and sends none: only a client that trusts the header ends fast."""
 

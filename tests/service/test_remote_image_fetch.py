@@ -25,6 +25,7 @@ from remote_fixtures import (
     declared_length,
     drip,
     photo_bytes,
+    raw,
     redirect,
     self_signed,
     status,
@@ -152,6 +153,20 @@ def test_a_redirect_without_location_is_refused(images, photo_server):
 def test_an_empty_body_is_refused(images, photo_server):
     photo_server.routes["/empty"] = body(b"")
     assert "sent an empty body" in download_failure(images(url_fetch_allow_hosts=LOCAL), photo_server.url("/empty"))
+
+
+@pytest.mark.parametrize(
+    "answer, why",
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "sent a malformed or incomplete HTTP response"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"\xff" * 10, "ended early"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "sent a malformed or incomplete HTTP response"),
+    ],
+    ids=["not-http", "truncated", "bad-chunk"],
+)
+def test_broken_answers_are_download_failures(images, photo_server, answer, why):
+    photo_server.routes["/broken"] = raw(answer)
+    assert why in download_failure(images(url_fetch_allow_hosts=LOCAL), photo_server.url("/broken"))
 
 
 def test_content_length_over_the_file_cap_is_refused_before_reading(images, photo_server):
