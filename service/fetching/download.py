@@ -253,17 +253,17 @@ class _Attempt:
                 why = refusal(address)
                 if why:
                     # The address itself is left out: it would tell the caller our internal DNS.
-                    raise FetchRefused(
-                        self._redirected(f"the host {shown(target.host)} resolves to an address that is not allowed ({why})")
-                    )
+                    reason = f"the host {shown(target.host)} resolves to an address that is not allowed ({why})"
+                    raise FetchRefused(self._redirected(reason))
         return addresses
 
     def _request(
         self, target: Target, addresses: list[IPAddress], deadline: _Deadline
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         for address in addresses:
+            conn: http.client.HTTPConnection
             if target.scheme == "https":
-                conn: http.client.HTTPConnection = _PinnedHTTPSConnection(target, address, deadline.remaining(), self.tls)
+                conn = _PinnedHTTPSConnection(target, address, deadline.remaining(), self.tls)
             else:
                 conn = _PinnedHTTPConnection(target, address, deadline.remaining())
             deadline.watch(conn)

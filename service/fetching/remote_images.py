@@ -16,7 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from service.config import Settings
 from service.errors import ApiError, bad_request
-from service.fetching.download import Downloader, FetchPolicy, FetchRefused, Resolver, TooLarge, canonical_host, system_resolver
+from service.fetching.download import (
+    Downloader,
+    FetchPolicy,
+    FetchRefused,
+    Resolver,
+    TooLarge,
+    canonical_host,
+    system_resolver,
+)
 from service.logging import get_logger
 
 log = get_logger(__name__)
@@ -50,7 +58,10 @@ class RemoteImages:
         """The bytes at `url`; ApiError 400 failed_image_download (or file_too_large) otherwise."""
         if not self._slots.acquire(blocking=False):
             raise ApiError(
-                503, "overloaded", "Too many image downloads are running; try again shortly.", headers=[("retry-after", "2")]
+                503,
+                "overloaded",
+                "Too many image downloads are running; try again shortly.",
+                headers=[("retry-after", "2")],
             )
         policy = self.downloader.policy
         try:
