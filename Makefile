@@ -35,10 +35,12 @@ $(GEN)/.stamp: $(PROTOS) $(VENV)/.installed
 
 gen: $(GEN)/.stamp
 
-# Fetches, checks (sha256) and caches the model outside the repo; fast when cached.
+# Fetches, checks (sha256) and caches the model outside the repo, then prepares its fastest
+# variant (engine/models/variants.py: minutes the first time); fast when cached.
 model: $(VENV)/.installed
 	$(PY) -m engine.models.fetch
 	$(PY) -m engine.classify.fetch
+	$(PY) -m engine.models.variants
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)

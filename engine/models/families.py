@@ -112,9 +112,11 @@ class Segmenter:
     """One onnxruntime session for one checkpoint; `matte()` is safe to call from many threads
     (at most `concurrent_runs` inferences run at once, the others wait their turn).
 
-    Memory matters more than a few percent of speed here: the CPU arena keeps every run's peak
-    allocation for good, and IS-Net's 11 side outputs are never fetched (about 0.9 GB resident
-    instead of 2.1 GB, per notes/models.md); the memory pattern planner is off for the same reason.
+    The session runs the variant and execution provider engine/models/providers.py picks at
+    start (the int8 variant `make model` prepared where the CPU has fast 8-bit dot products,
+    else the cleaned fp32 graph; CLEARBG_MODEL_VARIANT / CLEARBG_EXECUTION_PROVIDER force
+    them), with the plain fp32 CPU session as the fallback. Memory matters more than a few
+    percent of speed: the CPU arena and memory pattern planner are off (providers.py says why).
     """
 
     def __init__(
@@ -124,19 +126,13 @@ class Segmenter:
         threads: int | None = None,
         concurrent_runs: int = 1,
     ):
-        import onnxruntime as ort
+        from engine.models.providers import open_session
 
         self.family = family(family_name)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or available_cores()
-        options.inter_op_num_threads = 1
-        options.enable_cpu_mem_arena = False
-        options.enable_mem_pattern = False
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(pathlib.Path(model_path)), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        choice = open_session(pathlib.Path(model_path), self.family.name, threads or available_cores())
+        self.session = choice.session
+        self.provider = choice.provider
+        self.model_path = choice.model_path  # the variant file in use
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         outputs = [o.name for o in self.session.get_outputs()]
