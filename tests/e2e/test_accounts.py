@@ -1,0 +1,228 @@
+"""Credits end to end: the real Envoy, real `python -m service` processes, the real model and
+a real database. Two servers share the machine's PostgreSQL behind one Envoy (each in its own
+schema for this session); the SQLite case uses the session's one-server stack.
+
+- An account with 10 credits gets 40 concurrent full-size calls: exactly 10 succeed, 30 get 402,
+  the balance ends at 0, the ledger holds exactly 10 charges, and X-Credits-Charged over the
+  successes adds up to what the balance lost.
+- A call that fails after its credit was reserved (an upload cut short: its header reads, its
+  pixels do not) leaves the balance as it was, with a charge and its refund in the ledger.
+- A revoked key gets 401 at once on every server.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+
+import grpc
+import pytest
+import requests
+from PIL import Image, ImageDraw
+
+from clearbg.v1 import account_pb2, account_pb2_grpc
+from service.launcher import LaunchError, Stack
+from service.storage import Storage, open_storage
+from service.storage.base import generate_key
+
+pytestmark = pytest.mark.e2e
+
+CALLS = 40
+CREDITS = 10
+TIMEOUT_S = 300
+START_TIMEOUT_S = 240
+
+
+@dataclass
+class Deployment:
+    """A running stack and the storage behind it, as the operator sees it."""
+
+    name: str
+    rest_url: str
+    grpc_ports: tuple[int, ...]
+    storage: Storage
+    log: object  # pathlib.Path of the stack's output
+
+    def account_with_key(self, **balances) -> tuple[int, str]:
+        account = self.storage.create_account(f"e2e-{self.name}", **balances)
+        key = generate_key()
+        self.storage.add_api_key(account.id, key)
+        return account.id, key
+
+
+@pytest.fixture(scope="module")
+def postgres_pair(tmp_path_factory, postgres_schema, free_port) -> Iterator[Deployment]:
+    """Two `python -m service` processes on one fresh PostgreSQL schema, behind one Envoy."""
+    database_url = postgres_schema()
+    workdir = tmp_path_factory.mktemp("e2e-postgres")
+    log = workdir / "stack.log"
+    env = dict(os.environ, CLEARBG_DATABASE_URL=database_url, PYTHONUNBUFFERED="1")
+    with open(log, "w") as out:
+        stack = Stack(http_port=free_port(), grpc_port=free_port(), more_grpc_ports=(free_port(),), env=env, out=out)
+        try:
+            stack.start()
+            stack.wait_healthy(START_TIMEOUT_S)  # /healthz needs every server healthy
+        except LaunchError as exc:
+            stack.stop()
+            out.flush()
+            pytest.fail(f"the two-server stack did not start: {exc}\n{log.read_text()[-4000:]}")
+        wait_until_every_server_gets_calls(stack)
+        storage = open_storage(database_url)
+        try:
+            yield Deployment("postgres", stack.rest_url, (stack.grpc_port, *stack.more_grpc_ports), storage, log)
+        finally:
+            storage.close()
+            stack.stop()
+
+
+def wait_until_every_server_gets_calls(stack: Stack, timeout_s: float = 30.0) -> None:
+    """Right after /healthz turns 200, Envoy may still send every call to one server for a
+    second or two; keyless calls (401, no database or engine work) until its own counters
+    (admin /clusters) show each server answered one, so the test below spreads for real."""
+    ports = {str(port) for port in (stack.grpc_port, *stack.more_grpc_ports)}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        requests.get(stack.rest_url + "/v1.0/account", timeout=10)
+        stats = requests.get(f"http://{stack.admin_address}/clusters", timeout=10).text
+        served = {
+            m.group(1) for m in re.finditer(r"^grpc_server::[\d.]+:(\d+)::rq_total::([1-9]\d*)$", stats, re.MULTILINE)
+        }
+        if served >= ports:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"Envoy did not route to every server within {timeout_s:.0f} s:\n{stats}")
+
+
+@pytest.fixture(scope="module")
+def sqlite_single(stack) -> Iterator[Deployment]:
+    """The session's one-server stack (tests/e2e/conftest.py) and its SQLite database."""
+    storage = open_storage(stack.database_url)
+    port = int(stack.grpc_address.rsplit(":", 1)[1])
+    try:
+        yield Deployment("sqlite", stack.rest_url, (port,), storage, stack.log)
+    finally:
+        storage.close()
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def deployment(request) -> Deployment:
+    return request.getfixturevalue({"postgres": "postgres_pair", "sqlite": "sqlite_single"}[request.param])
+
+
+def small_photo(width: int = 640, height: int = 480) -> bytes:
+    """0.3 MP with a clear subject: size=full keeps it a paid call that costs little inference."""
+    image = Image.new("RGB", (width, height), (70, 130, 180))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((220, 90, 420, 290), fill=(230, 190, 160))
+    draw.rectangle((250, 280, 390, 470), fill=(180, 30, 40))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def post(deployment: Deployment, key: str, image: bytes, **fields) -> requests.Response:
+    return requests.post(
+        deployment.rest_url + "/v1.0/removebg",
+        files={"image_file": ("photo.jpg", image, "image/jpeg")},
+        data=fields,
+        headers={"X-Api-Key": key},
+        timeout=TIMEOUT_S,
+    )
+
+
+def credits_total(deployment: Deployment, key: str) -> Decimal:
+    """GET /v1.0/account: the balance the API reports."""
+    response = requests.get(deployment.rest_url + "/v1.0/account", headers={"X-Api-Key": key}, timeout=30)
+    assert response.status_code == 200, response.text
+    return Decimal(str(response.json()["data"]["attributes"]["credits"]["total"]))
+
+
+def test_concurrent_full_size_calls_spend_exactly_the_balance(deployment):
+    account_id, key = deployment.account_with_key(subscription=Decimal(4), payg=Decimal(CREDITS - 4))
+    photo = small_photo()
+
+    def call(_: int) -> tuple[requests.Response, float]:
+        started = time.monotonic()
+        response = post(deployment, key, photo, size="full")
+        return response, time.monotonic() - started
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=CALLS) as pool:
+        results = list(pool.map(call, range(CALLS)))
+    wall = time.monotonic() - started
+
+    ok = [(r, s) for r, s in results if r.status_code == 200]
+    refused = [(r, s) for r, s in results if r.status_code == 402]
+    print(
+        f"\n[{deployment.name}] {CALLS} calls in {wall:.1f} s: {len(ok)} x 200 "
+        f"(slowest {max((s for _, s in ok), default=0):.1f} s), {len(refused)} x 402 "
+        f"(median {sorted(s for _, s in refused)[len(refused) // 2] if refused else 0:.2f} s, "
+        f"slowest {max((s for _, s in refused), default=0):.2f} s)"
+    )
+    assert (len(ok), len(refused)) == (CREDITS, CALLS - CREDITS), sorted(r.status_code for r, _ in results)
+    for response, _ in refused:
+        assert response.json()["errors"][0]["code"] == "insufficient_credits"
+    for response, _ in ok:
+        assert response.headers["content-type"] == "image/png"
+        assert (int(response.headers["x-width"]), int(response.headers["x-height"])) == (640, 480)  # full size
+
+    charged = sum(Decimal(r.headers["x-credits-charged"]) for r, _ in ok)
+    remaining = sorted(Decimal(r.headers["x-credits-remaining"]) for r, _ in ok)
+    assert remaining == [Decimal(n) for n in range(CREDITS)]  # each success saw its own balance
+    assert credits_total(deployment, key) == 0
+    account = deployment.storage.get_account(account_id)
+    assert account.total == 0
+    assert charged == Decimal(CREDITS) - account.total
+    ledger = deployment.storage.ledger(account_id)
+    assert [e.kind for e in ledger] == ["charge"] * CREDITS
+    assert sum(e.amount for e in ledger) == charged
+    if deployment.name == "postgres":  # two processes shared the work, not one
+        text = deployment.log.read_text()
+        for server in ("server", "server-2"):
+            assert re.search(rf"^\[{server}\] .*removed", text, re.MULTILINE), f"{server} served nothing"
+
+
+def test_a_call_failing_after_its_reservation_costs_nothing(deployment):
+    account_id, key = deployment.account_with_key(payg=Decimal("2.5"))
+    photo = small_photo()
+    cut_short = photo[: len(photo) // 2]  # the header (and so the probe) is intact; the pixels are not
+    response = post(deployment, key, cut_short, size="full")
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["code"] == "invalid_file_type"
+    assert credits_total(deployment, key) == Decimal("2.5")
+    charge, refund = deployment.storage.ledger(account_id)
+    assert (charge.kind, charge.amount) == ("charge", 1)  # it was reserved before the engine ran
+    assert (refund.kind, refund.reverses, refund.payg_after) == ("refund", charge.id, Decimal("2.5"))
+
+
+def grpc_account_status(port: int, key: str) -> grpc.StatusCode:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = account_pb2_grpc.AccountServiceStub(channel)
+        try:
+            stub.GetAccount(account_pb2.GetAccountRequest(), metadata=[("x-api-key", key)], timeout=30)
+        except grpc.RpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
+def test_a_revoked_key_is_refused_at_once_by_every_server(deployment):
+    account_id, key = deployment.account_with_key(payg=Decimal(1))
+    assert [grpc_account_status(port, key) for port in deployment.grpc_ports] == [grpc.StatusCode.OK] * len(
+        deployment.grpc_ports
+    )
+    (api_key,) = deployment.storage.list_keys(account_id)
+    assert deployment.storage.revoke_key(api_key.id)
+    # No waiting: no server keeps a key cache that could outlive the revocation.
+    assert [grpc_account_status(port, key) for port in deployment.grpc_ports] == [
+        grpc.StatusCode.UNAUTHENTICATED
+    ] * len(deployment.grpc_ports)
+    for _ in range(2 * len(deployment.grpc_ports)):  # round robin through Envoy reaches each server
+        response = requests.get(deployment.rest_url + "/v1.0/account", headers={"X-Api-Key": key}, timeout=30)
+        assert response.status_code == 401
+        assert response.json()["errors"][0]["code"] == "invalid_api_key"
