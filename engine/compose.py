@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from engine.types import RGBA
 
@@ -75,3 +75,36 @@ def over_image(colour: Image.Image, alpha: np.ndarray, background: Image.Image) 
     if "icc_profile" in colour.info:
         result.info["icc_profile"] = colour.info["icc_profile"]
     return result
+
+
+# The drop shadow's offset (down and right) and blur, as fractions of the subject's height.
+SHADOW_OFFSET = 0.04
+SHADOW_BLUR = 0.03
+
+
+def drop_shadow(colour: Image.Image, alpha: np.ndarray, opacity: float, subject_height: int) -> tuple[Image.Image, np.ndarray]:
+    """A soft black shadow of the matte, offset down and right, under the cut-out.
+
+    The shadow is the matte blurred, shifted and scaled by `opacity` (0..1); the result is
+    still straight alpha: out_alpha = a + s * (1 - a), and the colour is the subject's weighted
+    by how much of the pixel it covers (black shadow elsewhere), so no colour is premultiplied.
+    """
+    height, width = alpha.shape
+    if opacity <= 0 or subject_height <= 0:
+        return colour, alpha
+    offset = max(1, round(SHADOW_OFFSET * subject_height))
+    radius = max(1.0, SHADOW_BLUR * subject_height)
+    blurred = np.asarray(Image.fromarray(alpha, "L").filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
+    shadow = np.zeros((height, width), np.float32)
+    if offset < height and offset < width:
+        shadow[offset:, offset:] = blurred[: height - offset, : width - offset]
+    shadow *= np.float32(opacity / 255.0)
+    a = alpha.astype(np.float32) / np.float32(255.0)
+    out = a + shadow * (1.0 - a)
+    weight = np.divide(a, out, out=np.zeros_like(a), where=out > 0)[:, :, None]
+    rgb = np.asarray(colour.convert("RGB") if colour.mode != "RGB" else colour, dtype=np.float32)
+    pixels = (rgb * weight + np.float32(0.5)).astype(np.uint8)
+    result = Image.fromarray(pixels, "RGB")
+    if "icc_profile" in colour.info:
+        result.info["icc_profile"] = colour.info["icc_profile"]
+    return result, (out * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)

@@ -181,6 +181,10 @@ class Engine:
         box = foreground_box(alpha)
         kind, label = self._foreground_type(options, image, region, to_image, matte)
 
+        if options.channels == "rgba":
+            colour = self.estimate_foreground(colour, alpha)
+        if options.shadow_opacity:  # after the box: X-Foreground-* is the subject's, not its shadow's
+            colour, alpha = compose.drop_shadow(colour, alpha, options.shadow_opacity, box.height)
         data_out, content_type = self._encode(colour, alpha, options, out)
         return RemovalResult(
             data=data_out,
@@ -359,7 +363,6 @@ class Engine:
                 return encode.webp(matte_image), encode.CONTENT_TYPES["webp"]
             return encode.png(matte_image), encode.CONTENT_TYPES["png"]
 
-        colour = self.estimate_foreground(colour, alpha)
         if options.bg_image is not None:
             background = self._background(options.bg_image, out)
             picture = compose.over_image(colour, alpha, background)

@@ -43,6 +43,7 @@ class RemovalOptions:
     )  # top right bottom left
     scale_percent: float | None = None  # None: original
     position: tuple[float, float] | None = None  # percent (h, v); None: original
+    shadow_opacity: float | None = None  # add_shadow: a drop shadow of this opacity (0..1); None: none
     # The engine may answer JSON-friendly extras (foreground box) regardless of format.
 
 

@@ -48,10 +48,11 @@ CHANNELS = ("rgba", "alpha")
 # semitransparency=true is remove.bg's default (soft regions stay soft, as they do here).
 UNSUPPORTED: dict[str, frozenset[str]] = {
     "semitransparency": frozenset({"true", "1"}),
-    "add_shadow": frozenset({"false", "0"}),
-    "shadow_type": frozenset(),
-    "shadow_opacity": frozenset(),
 }
+# add_shadow draws a soft drop shadow from the matte; remove.bg's car and 3D shadows are not
+# implemented and are refused by name. `auto` picks drop, the only kind there is.
+SHADOW_TYPES = {"drop": "drop", "auto": "drop", "car": "car", "3d": "3D"}
+DEFAULT_SHADOW_OPACITY = 50
 
 # A unitless number counts as pixels ("0" is the usual way to write no margin).
 _LENGTH = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(px|%)?", re.IGNORECASE)
@@ -224,6 +225,26 @@ def parse_position(value: str) -> tuple[float, float] | None:
     return (values[0], values[-1])
 
 
+def parse_shadow(fields: Mapping[str, str | bytes]) -> float | None:
+    """add_shadow, shadow_type, shadow_opacity (0..100, default 50) -> shadow opacity 0..1 or None."""
+    add = parse_bool(fields, "add_shadow")
+    kind = _choice(fields, "shadow_type", SHADOW_TYPES, "drop")
+    text = _text(fields, "shadow_opacity")
+    opacity = float(DEFAULT_SHADOW_OPACITY)
+    if text is not None:
+        match = _LENGTH.fullmatch(text)
+        if match is None or match.group(2) is not None or float(match.group(1)) > 100:
+            raise bad_request("invalid_shadow_opacity", f"shadow_opacity {shown(text)} is not a number from 0 to 100.")
+        opacity = float(match.group(1))
+    if not add:
+        return None
+    if kind != "drop":
+        raise bad_request(
+            "unsupported_parameter", f"The parameter 'shadow_type' {kind!r} is not supported by this server: use 'drop'."
+        )
+    return opacity / 100.0
+
+
 def _decode_b64(value: str | bytes, max_file_bytes: int) -> bytes:
     text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
     text = _DATA_URL.sub("", text.strip(), count=1)
@@ -280,6 +301,7 @@ def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> Remo
     roi = parse_roi(roi_text) if roi_text is not None else None
     margin_text = _text(fields, "crop_margin")
     crop_margin = parse_crop_margin(margin_text) if margin_text is not None else RemovalOptions().crop_margin
+    shadow = parse_shadow(fields)
     scale_text = _text(fields, "scale")
     scale = parse_scale(scale_text) if scale_text is not None else None
     position_text = _text(fields, "position")
@@ -316,6 +338,7 @@ def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> Remo
         roi=roi,
         scale_percent=scale,  # the engine centres a scaled subject unless `position` says otherwise
         position=position,
+        shadow_opacity=shadow,
     )
     return RemovalRequest(
         image=image,

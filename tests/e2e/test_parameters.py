@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 import zipfile
 from decimal import Decimal
 
@@ -344,6 +345,26 @@ def test_x_credits_headers_match_the_account(stack, key, person):
     assert free_after == free_before
 
 
+def test_rate_limit_headers_on_every_answer_and_429_with_retry_after(stack, new_account, person):
+    """An account allowed 3 megapixel-images a minute: a 0.15 MP success costs 1, a refused
+    call costs 1 too (its size is never known), and the fourth call is a 429."""
+    limited = new_account("limited", subscription=Decimal(10), rate_limit_per_minute=3)
+    now = time.time()
+    first = ok(removebg(stack, limited, person, size="small", channels="alpha"))
+    assert (first.headers["x-ratelimit-limit"], first.headers["x-ratelimit-remaining"]) == ("3", "2")
+    assert now - 5 <= int(first.headers["x-ratelimit-reset"]) <= now + 65
+    for remaining in ("1", "0"):
+        refused = removebg(stack, limited, person, size="huge")
+        assert_error(refused, 400, "invalid_size")
+        assert (refused.headers["x-ratelimit-limit"], refused.headers["x-ratelimit-remaining"]) == ("3", remaining)
+    over = removebg(stack, limited, person, size="small")
+    error = assert_error(over, 429, "rate_limit_exceeded")
+    assert "3 megapixel-images per minute" in error["detail"]
+    assert 1 <= int(over.headers["retry-after"]) <= 60
+    assert over.headers["x-ratelimit-remaining"] == "0"
+    assert balance(stack, limited)[0] == 9, "only the success was charged"
+
+
 def test_accept_json_is_the_same_image_and_box(stack, key, person):
     binary = removebg(stack, key, person, size="small")
     response = ok(removebg(stack, key, person, size="small", headers={"Accept": "application/json"}))
@@ -358,22 +379,44 @@ def test_accept_json_is_the_same_image_and_box(stack, key, person):
         assert name in response.headers
 
 
-# -- shadows and glass: refused by name, unless the value changes nothing -----------------------
+# -- shadows and glass ----------------------------------------------------------------------------
+
+
+def test_add_shadow_draws_a_soft_drop_shadow(stack, key, person, cutout):
+    reference_response, reference = cutout
+    strong = removebg(stack, key, person, size="small", add_shadow="true", shadow_type="drop", shadow_opacity="80")
+    weak = removebg(stack, key, person, size="small", add_shadow="true", shadow_opacity="20")
+    pixels = np.asarray(picture(strong))
+    alpha, weak_alpha = pixels[:, :, 3], alpha_of(picture(weak))
+    assert header_box(strong) == header_box(reference_response), "X-Foreground-* is the subject's box"
+    assert (alpha[reference == 255] == 255).all(), "the subject stays opaque"
+    shadow_only = (reference == 0) & (alpha > 0)
+    assert shadow_only.sum() > 500, "a visible shadow where the cut-out was transparent"
+    rows, cols = np.nonzero(shadow_only)
+    top, left, width, height = header_box(reference_response)
+    assert np.median(rows) > top + height / 2 - 5 or np.median(cols) > left + width / 2, "down and right"
+    assert (pixels[:, :, :3][shadow_only] == 0).all(), "a black shadow"
+    assert alpha[0, 0] == 0 and alpha[-1, 0] == 0, "far from the subject, still transparent"
+    ratio = alpha[shadow_only].astype(float).mean() / max(1.0, weak_alpha[shadow_only].astype(float).mean())
+    assert 3.0 < ratio < 5.0, f"opacity 80 vs 20 gives {ratio:.2f}x the shadow"
 
 
 @pytest.mark.parametrize(
-    "name, value",
-    [("add_shadow", "true"), ("shadow_type", "drop"), ("shadow_opacity", "50"), ("semitransparency", "false")],
+    "fields, name",
+    [({"add_shadow": "true", "shadow_type": "car"}, "shadow_type"), ({"add_shadow": "true", "shadow_type": "3D"}, "shadow_type"),
+     ({"semitransparency": "false"}, "semitransparency")],
 )
-def test_unimplemented_picture_options_are_refused_by_name(stack, key, person, name, value):
+def test_unimplemented_picture_options_are_refused_by_name(stack, key, person, fields, name):
     before = balance(stack, key)
-    error = assert_error(removebg(stack, key, person, size="small", **{name: value}), 400, "unsupported_parameter")
+    error = assert_error(removebg(stack, key, person, size="small", **fields), 400, "unsupported_parameter")
     assert name in error["detail"]
     assert balance(stack, key) == before
 
 
-def test_default_values_of_unimplemented_options_pass(stack, key, person, cutout):
-    response = removebg(stack, key, person, size="small", add_shadow="false", semitransparency="true")
+def test_values_that_change_nothing_pass(stack, key, person, cutout):
+    """remove.bg's defaults, and shadow settings without add_shadow, leave the picture as it is."""
+    response = removebg(stack, key, person, size="small", add_shadow="false", semitransparency="true",
+                        shadow_type="car", shadow_opacity="90")
     assert np.abs(alpha_of(picture(response)).astype(int) - cutout[1]).max() <= 1
 
 
@@ -407,7 +450,11 @@ def errors_table(person: bytes) -> list[tuple[dict, int, str]]:
         ({"files": image, "data": {"scale": "150%"}}, 400, "invalid_scale"),
         ({"files": image, "data": {"position": "left"}}, 400, "invalid_position"),
         ({"files": image, "data": {"position": "10% 20% 30%"}}, 400, "invalid_position"),
-        ({"files": image, "data": {"add_shadow": "true"}}, 400, "unsupported_parameter"),
+        ({"files": image, "data": {"semitransparency": "false"}}, 400, "unsupported_parameter"),
+        ({"files": image, "data": {"add_shadow": "true", "shadow_type": "car"}}, 400, "unsupported_parameter"),
+        ({"files": image, "data": {"add_shadow": "yes"}}, 400, "invalid_add_shadow"),
+        ({"files": image, "data": {"add_shadow": "true", "shadow_type": "long"}}, 400, "invalid_shadow_type"),
+        ({"files": image, "data": {"add_shadow": "true", "shadow_opacity": "150"}}, 400, "invalid_shadow_opacity"),
     ]
 
 

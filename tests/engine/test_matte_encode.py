@@ -120,3 +120,20 @@ def test_zip_pair_holds_colour_and_matte():
         png = Image.open(io.BytesIO(archive.read("alpha.png")))
         assert jpg.mode == "RGB" and png.mode == "L" and jpg.size == png.size == (40, 30)
         assert np.array_equal(np.asarray(png), alpha)
+
+
+def test_drop_shadow_lies_down_right_under_the_subject():
+    from engine.compose import drop_shadow
+
+    alpha = np.zeros((200, 200), np.uint8)
+    alpha[50:150, 50:150] = 255
+    colour = Image.new("RGB", (200, 200), (200, 100, 50))
+    strong_colour, strong = drop_shadow(colour, alpha, 0.8, subject_height=100)
+    _, weak = drop_shadow(colour, alpha, 0.2, subject_height=100)
+    assert (strong[50:150, 50:150] == 255).all(), "the subject stays opaque"
+    assert (np.asarray(strong_colour)[60:140, 60:140] == (200, 100, 50)).all(), "and keeps its colour"
+    assert strong[152, 152] > 80 and strong[45, 45] < 5, "shadow below right, not above left"
+    assert abs(int(strong[151, 100]) / max(1, int(weak[151, 100])) - 4) < 0.3, "opacity scales it"
+    assert (np.asarray(strong_colour)[160:, :][strong[160:, :] > 0] == 0).all(), "a black shadow"
+    unchanged_colour, unchanged = drop_shadow(colour, alpha, 0.0, subject_height=100)
+    assert unchanged is alpha and unchanged_colour is colour

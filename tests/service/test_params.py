@@ -74,15 +74,30 @@ def test_file_too_large_names_both_numbers():
 
 
 @pytest.mark.parametrize(
-    "name, value",
-    [("semitransparency", "false"), ("add_shadow", "true"), ("shadow_type", "car"), ("shadow_opacity", "50")],
+    "fields, name",
+    [({"semitransparency": "false"}, "semitransparency"), ({"add_shadow": "true", "shadow_type": "car"}, "shadow_type"),
+     ({"add_shadow": "true", "shadow_type": "3D"}, "shadow_type")],
 )
-def test_unimplemented_parameters_are_refused_by_name(name, value):
-    fields = {"image_file": IMAGE, name: value}
+def test_unimplemented_parameters_are_refused_by_name(fields, name):
     with pytest.raises(ApiError) as caught:
-        parse_fields(fields, CAP)
+        parse_fields({"image_file": IMAGE, **fields}, CAP)
     assert caught.value.code == "unsupported_parameter"
     assert name in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "fields, opacity",
+    [({}, None), ({"add_shadow": "false", "shadow_opacity": "80"}, None), ({"add_shadow": "true"}, 0.5),
+     ({"add_shadow": "true", "shadow_type": "drop", "shadow_opacity": "80"}, 0.8),
+     ({"add_shadow": "true", "shadow_type": "auto", "shadow_opacity": "0"}, 0.0)],
+)
+def test_drop_shadow(fields, opacity):
+    assert parse_fields({"image_file": IMAGE, **fields}, CAP).options.shadow_opacity == opacity
+
+
+@pytest.mark.parametrize("value", ["101", "-1", "50%", "10px", "half"])
+def test_bad_shadow_opacity(value):
+    assert error_code({"image_file": IMAGE, "add_shadow": "true", "shadow_opacity": value}) == "invalid_shadow_opacity"
 
 
 def test_urls_are_kept_for_the_download_and_checked_like_other_sources():
