@@ -60,6 +60,11 @@ class Ours:
 
         self.engine = Engine(model_path, family, threads)
         self.log = log
+        # The engine may run a variant of the checkpoint (int8, cleaned fp32) on some provider:
+        # the table says which, since rembg always runs the checkpoint file as shipped.
+        segmenter = self.engine.segmenter
+        used = getattr(segmenter, "model_path", model_path)
+        self.describe = f"{used} on {getattr(segmenter, 'provider', 'CPUExecutionProvider')}"
 
     def cutouts(self, photos: Sequence[pathlib.Path], colour: bool = False) -> list[Cutout]:
         from engine.types import RemovalOptions
