@@ -39,6 +39,13 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _admin_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("CLEARBG_ADMIN_TOKEN", "").strip()
+    if token and len(token) < 16:
+        raise ValueError("CLEARBG_ADMIN_TOKEN must be at least 16 characters (a random secret)")
+    return token or None
+
+
 @dataclass(frozen=True)
 class Settings:
     http_port: int = 8080
@@ -62,6 +69,9 @@ class Settings:
     # in process otherwise; and the free previews per client IP per minute (403 beyond).
     redis_url: str | None = None
     preview_ip_limit: int = 50
+    # The gRPC AdminService is served only when this is set, to callers presenting it
+    # (service/admin/servicer.py); None: not served at all.
+    admin_token: str | None = None
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -82,4 +92,5 @@ class Settings:
             ),
             redis_url=env.get("CLEARBG_REDIS_URL", "").strip() or None,
             preview_ip_limit=_int(env, "CLEARBG_PREVIEW_IP_LIMIT", cls.preview_ip_limit, 1),
+            admin_token=_admin_token(env),
         )

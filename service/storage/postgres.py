@@ -90,15 +90,14 @@ class PostgresStorage(SqlStorage):
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0):
         self.url = url
+        # One plain connection first: a wrong URL or a server that is down fails here at once
+        # with libpq's own message (a pool would retry until its timeout).
+        with psycopg.connect(url, connect_timeout=max(1, int(timeout_s))) as conn:
+            self._migrate(_Db(conn))
         self.pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, timeout=timeout_s, open=False, name="clearbg"
         )
         self.pool.open(wait=True, timeout=timeout_s)
-        try:
-            self._migrate()
-        except BaseException:
-            self.pool.close()
-            raise
 
     @contextmanager
     def _write(self) -> Iterator[_Db]:
@@ -108,17 +107,18 @@ class PostgresStorage(SqlStorage):
 
     _read = _write
 
-    def _migrate(self) -> None:
-        with self._write() as db:
-            db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
-            db.execute("CREATE TABLE IF NOT EXISTS clearbg_schema (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM clearbg_schema").fetchone()
-            if row is None:
-                db.execute("INSERT INTO clearbg_schema (version) VALUES (0)")
-            version = row[0] if row else 0
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                db.conn.execute(script)
-                db.execute("UPDATE clearbg_schema SET version = ?", (number,))
+    @staticmethod
+    def _migrate(db: _Db) -> None:
+        """In the connection's transaction (committed when its block ends)."""
+        db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+        db.execute("CREATE TABLE IF NOT EXISTS clearbg_schema (version INTEGER NOT NULL)")
+        row = db.execute("SELECT version FROM clearbg_schema").fetchone()
+        if row is None:
+            db.execute("INSERT INTO clearbg_schema (version) VALUES (0)")
+        version = row[0] if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            db.conn.execute(script)
+            db.execute("UPDATE clearbg_schema SET version = ?", (number,))
 
     def close(self) -> None:
         self.pool.close()
