@@ -5,8 +5,10 @@ Not a conftest: plain functions the tests import, so each test reads as the requ
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pathlib
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import numpy as np
@@ -107,3 +109,23 @@ def encode(image: Image.Image, fmt: str, **options) -> bytes:
     out = io.BytesIO()
     image.save(out, fmt, **options)
     return out.getvalue()
+
+
+@contextlib.contextmanager
+def account_maker(database_url: str) -> Iterator[Callable[..., str]]:
+    """make(name, **balances) -> the key of a new account in that stack's database."""
+    from service.storage import open_storage
+    from service.storage.base import generate_key
+
+    storage = open_storage(database_url)
+
+    def make(name: str = "e2e", **balances) -> str:
+        account = storage.create_account(name, **balances)
+        key = generate_key()
+        storage.add_api_key(account.id, key)
+        return key
+
+    try:
+        yield make
+    finally:
+        storage.close()

@@ -3,6 +3,7 @@ development key) and the real Envoy, started by the launcher's own Stack on free
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import socket
@@ -39,11 +40,11 @@ class RunningStack:
     database_url: str = ""
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory) -> Iterator[RunningStack]:
-    """Started once per session, stopped at the end even when a test (or the start) fails.
-    The development account is fresh, so it has the documented balance until charged."""
-    workdir = tmp_path_factory.mktemp("e2e")
+@contextlib.contextmanager
+def start_stack(workdir: pathlib.Path, **settings: str) -> Iterator[RunningStack]:
+    """A stack of its own in `workdir` (fresh database, so the development account has the
+    documented balance until charged); `settings` are extra CLEARBG_* variables. Stopped on
+    exit, even when a test (or the start) fails."""
     log = workdir / "stack.log"
     env = dict(os.environ)
     database_url = f"sqlite:///{workdir / 'clearbg.db'}"
@@ -53,6 +54,7 @@ def stack(tmp_path_factory) -> Iterator[RunningStack]:
         # image_url tests serve their images from 127.0.0.1, refused without this allow-list.
         CLEARBG_URL_FETCH_ALLOW_HOSTS="127.0.0.1",
         PYTHONUNBUFFERED="1",
+        **settings,
     )
     with open(log, "w") as out:
         running = Stack(http_port=_free_port(), grpc_port=_free_port(), env=env, out=out)
@@ -70,6 +72,13 @@ def stack(tmp_path_factory) -> Iterator[RunningStack]:
 
 
 @pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[RunningStack]:
+    """Started once per session and shared by the e2e tests."""
+    with start_stack(tmp_path_factory.mktemp("e2e")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def quality() -> pathlib.Path:
     """The research photos beside the repository (read in place, never copied)."""
     if not (QUALITY / "grabcut50" / "images").is_dir():
@@ -79,21 +88,17 @@ def quality() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def new_account(stack) -> Iterator[Callable[..., str]]:
-    """Makes an account in the running stack's database (the storage API, as an operator
-    would) and returns its key, so suites that run many calls leave the development account's
-    documented balance to the tests that check it. Keyword arguments: the balances."""
-    from service.storage import open_storage
-    from service.storage.base import generate_key
+    """Accounts in the shared stack (made through the storage API, as an operator would), so
+    suites that run many calls leave the development account's documented balance to the
+    tests that check it. Keyword arguments: the balances and the rate limit."""
+    from api_calls import account_maker
 
-    storage = open_storage(stack.database_url)
-
-    def make(name: str = "e2e", **balances) -> str:
-        account = storage.create_account(name, **balances)
-        key = generate_key()
-        storage.add_api_key(account.id, key)
-        return key
-
-    try:
+    with account_maker(stack.database_url) as make:
         yield make
-    finally:
-        storage.close()
+
+
+@pytest.fixture(scope="session")
+def stack_factory(tmp_path_factory) -> Callable[..., contextlib.AbstractContextManager[RunningStack]]:
+    """For tests that need other settings: `with stack_factory(CLEARBG_X="1") as running:`
+    starts a stack of their own (a few seconds: the model loads once more)."""
+    return lambda **settings: start_stack(tmp_path_factory.mktemp("e2e-own"), **settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import time
 import zipfile
 from decimal import Decimal
@@ -21,6 +22,7 @@ from PIL import Image
 
 from api_calls import (
     PERSON,
+    account_maker,
     alpha_box,
     alpha_of,
     assert_error,
@@ -503,3 +505,51 @@ def test_no_credits_is_402_and_charges_nothing(stack, new_account, person):
     assert balance(stack, broke) == (Decimal("0.5"), 0)
     assert_error(removebg(stack, broke, person, size="preview"), 402, "insufficient_free_calls")
     assert balance(stack, broke) == (Decimal("0.5"), 0)
+
+
+@pytest.fixture(scope="module")
+def tight(stack_factory):
+    """A stack of its own: one free preview per client IP a minute, no queue beyond the one
+    inference in flight."""
+    with stack_factory(CLEARBG_PREVIEW_IP_LIMIT="1", CLEARBG_MAX_QUEUE="0", CLEARBG_ENGINE_WORKERS="1") as running:
+        with account_maker(running.database_url) as make:
+            yield running, make
+
+
+def test_free_previews_over_the_per_ip_limit_are_403(tight, person):
+    running, make = tight
+    key = make("previews", subscription=Decimal(5), free_calls=10)
+    assert ok(removebg(running, key, person, size="preview")).headers["x-credits-charged"] == "0"
+    over = removebg(running, key, person, size="preview")
+    assert_error(over, 403, "ip_rate_limit_exceeded")
+    assert 1 <= int(over.headers["retry-after"]) <= 60
+    assert balance(running, key) == (Decimal(5), 9), "the refused preview used no free call"
+    # Only free previews are limited by address: a paid call from the same address goes through.
+    assert Decimal(ok(removebg(running, key, person, size="small", channels="alpha")).headers["x-credits-charged"]) == 1
+
+
+def test_overload_is_503_with_retry_after_and_free(tight, quality):
+    """Three calls 0.4 s apart while one inference at a time and no queue are allowed: the
+    first runs, at least one later call is refused with 503, and only the answered ones pay."""
+    running, make = tight
+    key = make("overload", subscription=Decimal(10))
+    big = encode(Image.open(quality / PERSON).convert("RGB").resize((2400, 3600)), "JPEG", quality=90)
+    responses: list[requests.Response] = []
+
+    def call() -> None:
+        responses.append(removebg(running, key, big, size="full", format="png"))
+
+    threads = []
+    for _ in range(3):
+        threads.append(threading.Thread(target=call))
+        threads[-1].start()
+        time.sleep(0.4)
+    for thread in threads:
+        thread.join(timeout=180)
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses[0] == 200 and 503 in statuses, statuses
+    for response in responses:
+        if response.status_code == 503:
+            assert_error(response, 503, "overloaded")
+            assert int(response.headers["retry-after"]) >= 1
+    assert balance(running, key)[0] == 10 - statuses.count(200)
