@@ -7,7 +7,8 @@ schema for this session); the SQLite case uses the session's one-server stack.
   successes adds up to what the balance lost.
 - A call that fails after its credit was reserved (an upload cut short: its header reads, its
   pixels do not) leaves the balance as it was, with a charge and its refund in the ledger.
-- A revoked key gets 401 at once on every server.
+- A key revoked with `clearbg-admin` gets 401 at once on every server.
+- The gRPC AdminService answers on a server's own port (with its token), never through Envoy.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import io
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +29,7 @@ import pytest
 import requests
 from PIL import Image, ImageDraw
 
-from clearbg.v1 import account_pb2, account_pb2_grpc
+from clearbg.v1 import account_pb2, account_pb2_grpc, admin_pb2, admin_pb2_grpc
 from service.launcher import LaunchError, Stack
 from service.storage import Storage, open_storage
 from service.storage.base import generate_key
@@ -37,6 +40,7 @@ CALLS = 40
 CREDITS = 10
 TIMEOUT_S = 300
 START_TIMEOUT_S = 240
+ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef"
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Deployment:
     grpc_ports: tuple[int, ...]
     storage: Storage
     log: object  # pathlib.Path of the stack's output
+    database_url: str
 
     def account_with_key(self, **balances) -> tuple[int, str]:
         account = self.storage.create_account(f"e2e-{self.name}", **balances)
@@ -62,7 +67,7 @@ def postgres_pair(tmp_path_factory, postgres_schema, free_port) -> Iterator[Depl
     database_url = postgres_schema()
     workdir = tmp_path_factory.mktemp("e2e-postgres")
     log = workdir / "stack.log"
-    env = dict(os.environ, CLEARBG_DATABASE_URL=database_url, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, CLEARBG_DATABASE_URL=database_url, CLEARBG_ADMIN_TOKEN=ADMIN_TOKEN, PYTHONUNBUFFERED="1")
     with open(log, "w") as out:
         stack = Stack(http_port=free_port(), grpc_port=free_port(), more_grpc_ports=(free_port(),), env=env, out=out)
         try:
@@ -75,7 +80,9 @@ def postgres_pair(tmp_path_factory, postgres_schema, free_port) -> Iterator[Depl
         wait_until_every_server_gets_calls(stack)
         storage = open_storage(database_url)
         try:
-            yield Deployment("postgres", stack.rest_url, (stack.grpc_port, *stack.more_grpc_ports), storage, log)
+            yield Deployment(
+                "postgres", stack.rest_url, (stack.grpc_port, *stack.more_grpc_ports), storage, log, database_url
+            )
         finally:
             storage.close()
             stack.stop()
@@ -105,7 +112,7 @@ def sqlite_single(stack) -> Iterator[Deployment]:
     storage = open_storage(stack.database_url)
     port = int(stack.grpc_address.rsplit(":", 1)[1])
     try:
-        yield Deployment("sqlite", stack.rest_url, (port,), storage, stack.log)
+        yield Deployment("sqlite", stack.rest_url, (port,), storage, stack.log, stack.database_url)
     finally:
         storage.close()
 
@@ -217,7 +224,11 @@ def test_a_revoked_key_is_refused_at_once_by_every_server(deployment):
         deployment.grpc_ports
     )
     (api_key,) = deployment.storage.list_keys(account_id)
-    assert deployment.storage.revoke_key(api_key.id)
+    revoke = subprocess.run(
+        [sys.executable, "-m", "service.admin", "--database-url", deployment.database_url, "revoke-key", str(api_key.id)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert revoke.returncode == 0 and f"key {api_key.id} revoked" in revoke.stdout, revoke.stderr
     # No waiting: no server keeps a key cache that could outlive the revocation.
     assert [grpc_account_status(port, key) for port in deployment.grpc_ports] == [
         grpc.StatusCode.UNAUTHENTICATED
@@ -226,3 +237,28 @@ def test_a_revoked_key_is_refused_at_once_by_every_server(deployment):
         response = requests.get(deployment.rest_url + "/v1.0/account", headers={"X-Api-Key": key}, timeout=30)
         assert response.status_code == 401
         assert response.json()["errors"][0]["code"] == "invalid_api_key"
+
+
+def admin_call(address: str, token: str | None = ADMIN_TOKEN) -> grpc.StatusCode:
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    with grpc.insecure_channel(address) as channel:
+        try:
+            admin_pb2_grpc.AdminServiceStub(channel).ListAccounts(
+                admin_pb2.ListAccountsRequest(), metadata=metadata, timeout=30
+            )
+        except grpc.RpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
+def test_admin_service_only_on_the_servers_own_ports(postgres_pair):
+    for port in postgres_pair.grpc_ports:
+        assert admin_call(f"127.0.0.1:{port}") == grpc.StatusCode.OK
+        assert admin_call(f"127.0.0.1:{port}", token=None) == grpc.StatusCode.UNAUTHENTICATED
+    public = postgres_pair.rest_url.removeprefix("http://")
+    assert admin_call(public) == grpc.StatusCode.UNIMPLEMENTED  # Envoy's 404, even with the token
+    response = requests.post(
+        postgres_pair.rest_url + "/clearbg.v1.AdminService/ListAccounts",
+        headers={"content-type": "application/json"}, data="{}", timeout=30,
+    )
+    assert response.status_code == 404 and response.json()["errors"][0]["code"] == "not_found"
