@@ -278,7 +278,12 @@ class Engine:
         zoom = 1.0
         if options.scale_percent is not None:
             zoom = options.scale_percent / 100.0 * min(canvas_w / width, canvas_h / height)
-        horizontal, vertical = options.position if options.position is not None else (50.0, 50.0)
+        if options.position == "original":  # the subject keeps its share of the free space
+            free_w, free_h = canvas_w - width, canvas_h - height
+            horizontal = 100.0 * (subject[0] - canvas[0]) / free_w if free_w > 0 else 50.0
+            vertical = 100.0 * (subject[1] - canvas[1]) / free_h if free_h > 0 else 50.0
+        else:
+            horizontal, vertical = options.position if options.position is not None else (50.0, 50.0)
         left = horizontal / 100.0 * (canvas_w - width * zoom)  # canvas pixels before the subject
         top = vertical / 100.0 * (canvas_h - height * zoom)
         origin_x, origin_y = subject[0] - left / zoom, subject[1] - top / zoom

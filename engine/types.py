@@ -42,7 +42,9 @@ class RemovalOptions:
         default=(Length(0), Length(0), Length(0), Length(0))
     )  # top right bottom left
     scale_percent: float | None = None  # None: original
-    position: tuple[float, float] | None = None  # percent (h, v); None: original
+    # Percent (h, v) of the free space; "original": where the subject was, as a share of the
+    # free space (matters only with scale_percent); None: original, or centred when scaled.
+    position: tuple[float, float] | Literal["original"] | None = None
     shadow_opacity: float | None = None  # add_shadow: a drop shadow of this opacity (0..1); None: none
     # The engine may answer JSON-friendly extras (foreground box) regardless of format.
 

@@ -11,6 +11,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from PIL import ImageColor
 
@@ -207,11 +208,11 @@ def parse_scale(value: str) -> float | None:
     return float(match.group(1))
 
 
-def parse_position(value: str) -> tuple[float, float] | None:
-    """`original` (None), `center`, or one (both axes) or two (horizontal vertical) percentages."""
+def parse_position(value: str) -> tuple[float, float] | Literal["original"]:
+    """`original`, `center`, or one (both axes) or two (horizontal vertical) percentages."""
     lowered = value.lower()
     if lowered == "original":
-        return None
+        return "original"
     if lowered in ("center", "centre"):
         return (50.0, 50.0)
     parts = value.replace(",", " ").split()
@@ -306,6 +307,8 @@ def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> Remo
     scale = parse_scale(scale_text) if scale_text is not None else None
     position_text = _text(fields, "position")
     position = parse_position(position_text) if position_text is not None else None
+    if position == "original" and scale is None:
+        position = None  # unscaled and unmoved: nothing to place
     bg_text = _text(fields, "bg_color")
     bg_color = parse_color(bg_text) if bg_text is not None else None
     _check_unsupported(fields)

@@ -317,6 +317,17 @@ def test_position_places_the_scaled_subject(stack, key, person, position, anchor
     assert abs(top - anchor[1] * (481 - height)) <= 2, (top, height)
 
 
+def test_scale_with_position_original_keeps_the_subjects_place(stack, key, person, cutout):
+    """The subject keeps its share of the free space left of and above it."""
+    top, left, width, height = header_box(cutout[0])
+    share = (left / (321 - width), top / (481 - height))
+    image = picture(removebg(stack, key, person, size="small", scale="50%", position="original"))
+    new_top, new_left, new_width, new_height = alpha_box(alpha_of(image))
+    assert abs(max(new_width / 321, new_height / 481) - 0.5) < 0.02
+    assert abs(new_left - share[0] * (321 - new_width)) <= 2 and abs(new_top - share[1] * (481 - new_height)) <= 2
+    assert abs(share[0] - 0.5) > 0.1 or abs(share[1] - 0.5) > 0.1, "off-centre, or this proves nothing"
+
+
 def test_position_center_without_scale_moves_the_subject(stack, key, person, cutout):
     """Cropped with 100 px below and left only, the subject sits top right; center moves it."""
     margin = "0px 0px 100px 100px"

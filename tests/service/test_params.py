@@ -163,7 +163,7 @@ def test_typed_options_go_through_the_same_validation():
     [({"scale": "original"}, None, None), ({"scale": "50%"}, 50.0, None), ({"scale": "10 %"}, 10.0, None),
      ({"position": "original"}, None, None), ({"position": "center"}, None, (50.0, 50.0)),
      ({"position": "20%"}, None, (20.0, 20.0)), ({"position": "0% 100%"}, None, (0.0, 100.0)),
-     ({"scale": "80%", "position": "25% 75%"}, 80.0, (25.0, 75.0))],
+     ({"scale": "80%", "position": "25% 75%"}, 80.0, (25.0, 75.0)), ({"scale": "80%", "position": "original"}, 80.0, "original")],
 )
 def test_scale_and_position(fields, scale, position):
     options = parse_fields({"image_file": IMAGE, **fields}, CAP).options
@@ -196,6 +196,8 @@ def test_typed_scale_position_and_bad_values():
     assert (options.scale_percent, options.position) == (50.0, (10.0, 90.0))
     kept = removebg_pb2.RemoveBackgroundOptions(position=removebg_pb2.Position(original=True))
     assert parse_fields(typed_fields(kept, IMAGE), CAP).options.position is None
+    kept_scaled = removebg_pb2.RemoveBackgroundOptions(scale_percent=50, position=removebg_pb2.Position(original=True))
+    assert parse_fields(typed_fields(kept_scaled, IMAGE), CAP).options.position == "original"
     assert error_code(typed_fields(removebg_pb2.RemoveBackgroundOptions(scale_percent=5), IMAGE)) == "invalid_scale"
     with pytest.raises(ApiError) as caught:
         typed_fields(removebg_pb2.RemoveBackgroundOptions(bg_color=removebg_pb2.Color(red=256)), IMAGE)
