@@ -67,20 +67,34 @@ async def paid_call(
     """Reserves for `size` (preview, auto or a paid size) on entry: ApiError 402 if the account
     cannot pay. If the block raises (or is cancelled: the client went away), the reservation is
     refunded, even if the task is cancelled again meanwhile, and the error goes on."""
-    paid = await asyncio.to_thread(_reserve, storage, account_id, key_id, request_id, size)
+    reserving = asyncio.ensure_future(asyncio.to_thread(_reserve, storage, account_id, key_id, request_id, size))
+    try:
+        paid = await asyncio.shield(reserving)
+    except asyncio.CancelledError:
+        # Gone while the database decided: whatever it took goes back once it has decided.
+        reserving.add_done_callback(lambda done: _refund_after(done, storage, request_id))
+        raise
     try:
         yield paid
     except BaseException:
-        refund = asyncio.ensure_future(
-            asyncio.to_thread(storage.refund, paid.reservation.entry_id, request_id)
-        )
+        refund = asyncio.ensure_future(asyncio.to_thread(_refund, storage, paid, request_id))
         try:
             await asyncio.shield(refund)
         except asyncio.CancelledError:
             pass  # the refund goes on in its thread; the original error is what matters
-        except Exception:  # noqa: BLE001 - the call's own error is the one to report
-            log.error("refund_failed", entry_id=paid.reservation.entry_id, exc_info=True)
         raise
+
+
+def _refund(storage: Storage, paid: Paid, request_id: str) -> None:
+    try:
+        storage.refund(paid.reservation.entry_id, request_id)
+    except Exception:  # noqa: BLE001 - the call's own error is the one to report
+        log.error("refund_failed", entry_id=paid.reservation.entry_id, exc_info=True)
+
+
+def _refund_after(done: asyncio.Future, storage: Storage, request_id: str) -> None:
+    if not done.cancelled() and done.exception() is None:
+        asyncio.ensure_future(asyncio.to_thread(_refund, storage, done.result(), request_id))
 
 
 def no_credits(account: Account) -> ApiError:

@@ -46,6 +46,9 @@ LEDGER_COLUMNS = (
     "free_calls_change, reverses"
 )
 REFUNDABLE = ("charge", "free_call")
+# Far above any real balance, and within what both backends hold exactly (SQLite's 64-bit
+# micro-credits, PostgreSQL's NUMERIC(20, 6)).
+MAX_BALANCE = Decimal(10) ** 12
 
 
 class Db(Protocol):
@@ -163,6 +166,8 @@ class SqlStorage(ABC):
         after = tuple(balance + change for balance, change in zip(row[2:5], changes))
         if min(after) < 0:
             raise ValueError("a balance cannot go below zero")
+        if max(after) >= self._to_db(MAX_BALANCE):
+            raise ValueError(f"a balance must stay below {MAX_BALANCE} credits")
         db.execute(
             "UPDATE accounts SET subscription = ?, payg = ?, enterprise = ?, free_calls_used = ?, "
             "free_calls_period = ? WHERE id = ?",
@@ -219,6 +224,8 @@ class SqlStorage(ABC):
     ) -> Account:
         if min(subscription, payg, enterprise) < 0 or free_calls < 0 or rate_limit_per_minute < 1:
             raise ValueError("balances and free calls must be >= 0, the rate limit >= 1")
+        if max(subscription, payg, enterprise) >= MAX_BALANCE:
+            raise ValueError(f"a balance must stay below {MAX_BALANCE} credits")
         account_id = db.execute(
             "INSERT INTO accounts (name, subscription, payg, enterprise, free_calls_allowance, free_calls_used, "
             "free_calls_period, rate_limit_per_minute, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id",

@@ -327,3 +327,12 @@ def test_servers_starting_together_create_one_dev_account(storage):
     assert storage.count_accounts() == 1
     assert sum(bool(text) for text in printed) == 1
     assert storage.find_key("cbg_shared_dev_key") is not None
+
+
+def test_balances_stay_within_what_both_backends_hold(storage):
+    acc = storage.create_account("a", payg=Decimal(999_999_999_999))
+    with pytest.raises(ValueError, match="below"):
+        storage.add_credits(acc.id, "too-much", payg=Decimal(1))
+    with pytest.raises(ValueError, match="below"):
+        storage.create_account("b", enterprise=Decimal(10) ** 12)
+    assert storage.get_account(acc.id).payg == Decimal(999_999_999_999)
