@@ -201,8 +201,8 @@ def test_channels_alpha_is_the_rgba_answers_alpha(stack, key, person, cutout):
 
 @pytest.mark.parametrize(
     "text, rgba",
-    [("f00", (255, 0, 0, 255)), ("#0f0", (0, 255, 0, 255)), ("00f8", (0, 0, 255, 136)),
-     ("#123456", (18, 52, 86, 255)), ("12345680", (18, 52, 86, 128)), ("#AbCdEf", (171, 205, 239, 255)),
+    [("f00", (255, 0, 0, 255)), ("#0f0", (0, 255, 0, 255)), ("00f8", (0, 0, 255, 136)), ("#0f08", (0, 255, 0, 136)),
+     ("#123456", (18, 52, 86, 255)), ("12345680", (18, 52, 86, 128)), ("#ff000040", (255, 0, 0, 64)), ("#AbCdEf", (171, 205, 239, 255)),
      ("red", (255, 0, 0, 255)), ("RebeccaPurple", (102, 51, 153, 255)), ("darkolivegreen", (85, 107, 47, 255))],
 )
 def test_bg_color_fills_the_background(stack, key, person, cutout, text, rgba):
