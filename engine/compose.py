@@ -29,7 +29,7 @@ def cutout(colour: Image.Image, alpha: np.ndarray) -> Image.Image:
     pixels = np.empty((alpha.shape[0], alpha.shape[1], 4), dtype=np.uint8)
     pixels[:, :, :3] = np.asarray(colour.convert("RGB") if colour.mode != "RGB" else colour)
     pixels[:, :, 3] = alpha
-    np.copyto(pixels[:, :, :3], 0, where=(alpha == 0)[:, :, None])
+    pixels.view(np.uint32)[:, :, 0][alpha == 0] = 0  # a whole pixel in one 32-bit write
     result = Image.fromarray(pixels, "RGBA")
     if "icc_profile" in colour.info:
         result.info["icc_profile"] = colour.info["icc_profile"]

@@ -1,24 +1,36 @@
 """Output formats: their size caps and their encoders (bytes + content type).
 
-Encoder settings favour speed: for a 10 MP cut-out, PNG level 2 takes 0.30 s for 3.3 MB where
-level 6 takes 0.73 s for 2.6 MB; the response is downloaded once.
+Encoder settings favour speed; the response is downloaded once. PNG (the default answer) is
+written here rather than by Pillow: rows with PNG's "Up" filter, computed in numpy, deflated by
+ISA-L in strips. For a 10 MP cut-out that takes 0.05 s for 4.7 MB where Pillow's level 2 takes
+0.47 s for 4.8 MB and its level 6 1.4 s for 4.0 MB (bench/speed.py measures the whole path).
 """
 
 from __future__ import annotations
 
 import io
 import math
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 from PIL import Image
+
+try:
+    from isal import isal_zlib as _deflate
+except ImportError:  # no ISA-L wheel for this platform: zlib writes the same format, slower
+    _deflate = zlib  # type: ignore[assignment]
 
 # Largest output per format, in pixels (the API contract), and per side (the codec's limit).
 FORMAT_MAX_PIXELS = {"png": 10_000_000, "jpg": 50_000_000, "webp": 50_000_000, "zip": 50_000_000}
 FORMAT_MAX_SIDE = {"png": 1 << 31, "jpg": 65_500, "webp": 16_383, "zip": 65_500}
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "zip": "application/zip"}
 
-PNG_COMPRESS_LEVEL = 2
+PNG_COMPRESS_LEVEL = 2  # Pillow's zlib level, for the modes written by Pillow
+PNG_DEFLATE_LEVEL = 2 if _deflate is not zlib else 1  # ISA-L's 0..3 (2: its default)
+_PNG_COLOUR_TYPES = {"L": 0, "RGB": 2, "LA": 4, "RGBA": 6}  # 8 bits per sample
+_PNG_STRIP_ROWS = 256
 JPEG_QUALITY = 90
 WEBP_QUALITY = 90
 # At 10 MP: method 2 takes 0.69 s for 0.32 MB, method 4 (the default) 1.5 s for 0.31 MB.
@@ -44,10 +56,47 @@ def _icc(image: Image.Image) -> dict:
     return {"icc_profile": profile} if profile else {}
 
 
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
 def png(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "PNG", compress_level=PNG_COMPRESS_LEVEL, **_icc(image))
-    return out.getvalue()
+    """PNG of an 8-bit L, LA, RGB or RGBA image (others through Pillow), ICC profile kept.
+
+    Every row gets the "Up" filter (the byte above subtracted): on photos and cut-outs it
+    compresses as well as Pillow's per-row choice, and it is one vectorised subtraction. The
+    image is read and deflated in strips, so no second full-size copy of it is ever made.
+    """
+    colour_type = _PNG_COLOUR_TYPES.get(image.mode)
+    if colour_type is None:
+        out = io.BytesIO()
+        image.save(out, "PNG", compress_level=PNG_COMPRESS_LEVEL, **_icc(image))
+        return out.getvalue()
+    width, height = image.size
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    parts = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", header)]
+    profile = image.info.get("icc_profile")
+    if profile:
+        parts.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(profile)))
+    compressor = _deflate.compressobj(PNG_DEFLATE_LEVEL)
+    body = []
+    above = None  # the row before the strip
+    for top in range(0, height, _PNG_STRIP_ROWS):
+        bottom = min(height, top + _PNG_STRIP_ROWS)
+        rows = np.asarray(image.crop((0, top, width, bottom))).reshape(bottom - top, -1)
+        filtered = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.uint8)
+        filtered[:, 0] = 2  # filter type Up
+        np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+        if above is None:
+            filtered[0, 0] = 0  # the first row has nothing above it: no filter
+            filtered[0, 1:] = rows[0]
+        else:
+            np.subtract(rows[0], above, out=filtered[0, 1:])
+        above = rows[-1].copy()
+        body.append(compressor.compress(filtered.tobytes()))
+    body.append(compressor.flush())
+    parts += [_png_chunk(b"IDAT", b"".join(body)), _png_chunk(b"IEND", b"")]
+    return b"".join(parts)
 
 
 def jpg(image: Image.Image) -> bytes:

@@ -137,3 +137,40 @@ def test_drop_shadow_lies_down_right_under_the_subject():
     assert (np.asarray(strong_colour)[160:, :][strong[160:, :] > 0] == 0).all(), "a black shadow"
     unchanged_colour, unchanged = drop_shadow(colour, alpha, 0.0, subject_height=100)
     assert unchanged is alpha and unchanged_colour is colour
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+@pytest.mark.parametrize("size", [(1, 1), (7, 300), (513, 257)])  # 300 and 257 rows cross a strip
+def test_png_round_trips_exactly(mode, size):
+    channels = len(mode)
+    pixels = np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
+    image = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, mode)
+    with Image.open(io.BytesIO(encode.png(image))) as decoded:
+        assert decoded.format == "PNG" and decoded.mode == mode
+        assert np.array_equal(np.asarray(decoded), np.asarray(image))
+
+
+def test_png_keeps_the_icc_profile_and_other_modes_go_through_pillow():
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = Image.new("RGB", (40, 30), (200, 10, 60))
+    image.info["icc_profile"] = profile
+    with Image.open(io.BytesIO(encode.png(image))) as decoded:
+        assert decoded.info.get("icc_profile") == profile
+        assert decoded.getpixel((39, 29)) == (200, 10, 60)
+    palette = Image.fromarray((np.arange(600) % 7).astype(np.uint8).reshape(20, 30), "L").convert("P")
+    with Image.open(io.BytesIO(encode.png(palette))) as decoded:
+        assert decoded.mode == "P"
+        assert np.array_equal(np.asarray(decoded.convert("L")), np.asarray(palette.convert("L")))
+
+
+def test_png_of_a_smooth_cut_out_is_compressed():
+    """The Up filter must still find the redundancy of a real cut-out (zeros, smooth colour)."""
+    height, width = 600, 800
+    ramp = np.linspace(0, 255, width, dtype=np.float32)
+    rgba = np.zeros((height, width, 4), dtype=np.uint8)
+    rgba[150:450, 200:600, :3] = ramp[200:600, None].astype(np.uint8)
+    rgba[150:450, 200:600, 3] = 255
+    data = encode.png(Image.fromarray(rgba, "RGBA"))
+    assert len(data) < rgba.nbytes / 20
