@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from engine import compose, encode
+from engine import compose, encode, foreground, refine
 from engine.decode import DEFAULT_MAX_PIXELS, decode, probe
 from engine.matte import coarse_box, foreground_box, upsample
 from engine.models.families import Segmenter
@@ -87,13 +87,17 @@ class Engine:
         threads: int | None = None,
         *,
         classify: Classifier | None = None,
-        estimate_foreground: compose.ForegroundEstimator = compose.keep_source_colour,
+        estimate_foreground: compose.ForegroundEstimator = foreground.estimate_foreground,
+        refine_edges: bool = True,
         max_input_pixels: int = DEFAULT_MAX_PIXELS,
         concurrent_inferences: int = 1,
     ):
         self.segmenter = Segmenter(model_path, family, threads, concurrent_inferences)
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
+        # engine/refine: specks and pinholes out of the net's matte, then the edge refined at the
+        # output's resolution in the style of the foreground type (off: the net's matte resampled).
+        self.refine_edges = refine_edges
         self.max_input_pixels = max_input_pixels
 
     @classmethod
@@ -152,6 +156,8 @@ class Engine:
 
         view = self._net_view(image, region, to_image, net)
         matte = self.segmenter.matte(view)
+        if self.refine_edges:
+            matte = refine.clean_matte(matte)
 
         # canvas: the picture's frame (sized pixels); source: the sized-pixel rectangle drawn
         # into it (the same, unless scale/position move the subject within the frame).
@@ -174,12 +180,14 @@ class Engine:
         scale = (out[0] / (source[2] - source[0]), out[1] / (source[3] - source[1]))
         canvas = source
 
+        kind, label = self._foreground_type(options, image, region, to_image, matte)
         alpha = self._render_alpha(matte, region, canvas, scale, out)
         colour, source_alpha = self._render_colour(image, to_image, full, canvas, scale, out)
+        if self.refine_edges:
+            self._refine(alpha, colour, region, canvas, scale, out, kind)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
         box = foreground_box(alpha)
-        kind, label = self._foreground_type(options, image, region, to_image, matte)
 
         if options.channels == "rgba":
             colour = self.estimate_foreground(colour, alpha)
@@ -309,6 +317,22 @@ class Engine:
         return alpha
 
     @staticmethod
+    def _refine(
+        alpha: np.ndarray, colour: Image.Image, region: Rect, canvas: Rect,
+        scale: tuple[float, float], out: tuple[int, int], kind: str,
+    ) -> None:
+        """Refines `alpha` in place, inside the part of the output the net saw (outside the roi
+        stays background)."""
+        seen = _intersect(canvas, region)
+        if seen is None:
+            return
+        ox0, oy0, ox1, oy1 = _place(seen, canvas, scale, out)
+        if ox1 <= ox0 or oy1 <= oy0:
+            return
+        part = colour if (ox0, oy0, ox1, oy1) == (0, 0, out[0], out[1]) else colour.crop((ox0, oy0, ox1, oy1))
+        alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(part, alpha[oy0:oy1, ox0:ox1], kind)
+
+    @staticmethod
     def _render_colour(
         image: Image.Image, to_image: tuple[float, float], full: Rect, canvas: Rect,
         scale: tuple[float, float], out: tuple[int, int],
@@ -325,17 +349,25 @@ class Engine:
         if visible == canvas and out == image.size and canvas == full:
             colour, source = rgb, (np.asarray(image.getchannel("A")) if has_alpha else None)
         else:
-            colour = Image.new("RGB", out, (0, 0, 0))
-            source_img = Image.new("L", out, 0) if has_alpha else None
-            if visible is not None:
-                ox0, oy0, ox1, oy1 = _place(visible, canvas, scale, out)
-                if ox1 > ox0 and oy1 > oy0:
-                    box = (visible[0] * to_image[0], visible[1] * to_image[1],
-                           visible[2] * to_image[0], visible[3] * to_image[1])
-                    size = (ox1 - ox0, oy1 - oy0)
-                    colour.paste(rgb.resize(size, Image.Resampling.BICUBIC, box=box), (ox0, oy0))
+            placed = _place(visible, canvas, scale, out) if visible is not None else (0, 0, 0, 0)
+            ox0, oy0, ox1, oy1 = placed
+            part = part_alpha = None
+            if ox1 > ox0 and oy1 > oy0:
+                box = (visible[0] * to_image[0], visible[1] * to_image[1],
+                       visible[2] * to_image[0], visible[3] * to_image[1])
+                size = (ox1 - ox0, oy1 - oy0)
+                part = rgb.resize(size, Image.Resampling.BICUBIC, box=box)
+                if has_alpha:
+                    part_alpha = image.getchannel("A").resize(size, Image.Resampling.BICUBIC, box=box)
+            if part is not None and placed == (0, 0, *out):  # the photo fills the frame: no canvas
+                colour, source_img = part, part_alpha
+            else:
+                colour = Image.new("RGB", out, (0, 0, 0))
+                source_img = Image.new("L", out, 0) if has_alpha else None
+                if part is not None:
+                    colour.paste(part, (ox0, oy0))
                     if source_img is not None:
-                        source_img.paste(image.getchannel("A").resize(size, Image.Resampling.BICUBIC, box=box), (ox0, oy0))
+                        source_img.paste(part_alpha, (ox0, oy0))
             source = np.asarray(source_img) if source_img is not None else None
         if icc:
             colour.info["icc_profile"] = icc
