@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from engine import compose, encode, foreground, refine
+from engine import compose, encode
 from engine.decode import DEFAULT_MAX_PIXELS, decode, probe
 from engine.matte import coarse_box, foreground_box, upsample
 from engine.models.families import Segmenter
@@ -87,17 +87,13 @@ class Engine:
         threads: int | None = None,
         *,
         classify: Classifier | None = None,
-        estimate_foreground: compose.ForegroundEstimator = foreground.estimate_foreground,
-        refine_edges: bool = True,
+        estimate_foreground: compose.ForegroundEstimator = compose.keep_source_colour,
         max_input_pixels: int = DEFAULT_MAX_PIXELS,
         concurrent_inferences: int = 1,
     ):
         self.segmenter = Segmenter(model_path, family, threads, concurrent_inferences)
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
-        # engine/refine: specks and pinholes out of the net's matte, then the edge refined at the
-        # output's resolution in the style of the foreground type (off: the net's matte resampled).
-        self.refine_edges = refine_edges
         self.max_input_pixels = max_input_pixels
 
     @classmethod
@@ -156,8 +152,6 @@ class Engine:
 
         view = self._net_view(image, region, to_image, net)
         matte = self.segmenter.matte(view)
-        if self.refine_edges:
-            matte = refine.clean_matte(matte)
 
         # canvas: the picture's frame (sized pixels); source: the sized-pixel rectangle drawn
         # into it (the same, unless scale/position move the subject within the frame).
@@ -180,14 +174,12 @@ class Engine:
         scale = (out[0] / (source[2] - source[0]), out[1] / (source[3] - source[1]))
         canvas = source
 
-        kind, label = self._foreground_type(options, image, region, to_image, matte)
         alpha = self._render_alpha(matte, region, canvas, scale, out)
         colour, source_alpha = self._render_colour(image, to_image, full, canvas, scale, out)
-        if self.refine_edges:
-            self._refine(alpha, colour, region, canvas, scale, out, kind)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
         box = foreground_box(alpha)
+        kind, label = self._foreground_type(options, image, region, to_image, matte)
 
         if options.channels == "rgba":
             colour = self.estimate_foreground(colour, alpha)
@@ -315,22 +307,6 @@ class Engine:
              (seen[2] - region[0]) * per_px[0], (seen[3] - region[1]) * per_px[1]),
         )
         return alpha
-
-    @staticmethod
-    def _refine(
-        alpha: np.ndarray, colour: Image.Image, region: Rect, canvas: Rect,
-        scale: tuple[float, float], out: tuple[int, int], kind: str,
-    ) -> None:
-        """Refines `alpha` in place, inside the part of the output the net saw (outside the roi
-        stays background)."""
-        seen = _intersect(canvas, region)
-        if seen is None:
-            return
-        ox0, oy0, ox1, oy1 = _place(seen, canvas, scale, out)
-        if ox1 <= ox0 or oy1 <= oy0:
-            return
-        part = colour if (ox0, oy0, ox1, oy1) == (0, 0, out[0], out[1]) else colour.crop((ox0, oy0, ox1, oy1))
-        alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(part, alpha[oy0:oy1, ox0:ox1], kind)
 
     @staticmethod
     def _render_colour(
