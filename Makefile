@@ -11,7 +11,7 @@ TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 
-.PHONY: run test deps gen model lint-proto clean bench-quality
+.PHONY: run test deps gen model lint-proto clean bench-quality bench-speed
 
 run: deps
 	$(PY) -m service.launcher
@@ -52,6 +52,12 @@ lint-proto: $(BUF) $(GEN)/.stamp
 # Extra flags through BENCH_ARGS, e.g. make bench-quality BENCH_ARGS="--limit 3 --sets grabcut50".
 bench-quality: $(VENV)/.installed model
 	nice -n 10 $(PY) -m bench.quality $(BENCH_ARGS)
+
+# Speed through the REST path (Envoy + gRPC server) against rembg's own server on the same model
+# file, plus the network alone per variant (issue 6): bench-results/speed.md. Bounded per cell;
+# not under nice (both servers get the same share). BENCH_ARGS="--quick" for a short run.
+bench-speed: deps
+	$(PY) -m bench.speed $(BENCH_ARGS)
 
 clean:
 	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV)
