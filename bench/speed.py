@@ -355,6 +355,16 @@ def render_table(results: dict[tuple[int, int], dict[str, Cell]]) -> str:
     return "\n".join(lines)
 
 
+def revision() -> str:
+    """The commit measured, and which tracked engine/service files differ from it (if any)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+             if line[3:].startswith(("engine/", "service/", "gateway/"))]
+    return git("rev-parse", "--short", "HEAD") + (f" with uncommitted changes to {', '.join(dirty)}" if dirty else "")
+
+
 def machine() -> str:
     model = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -444,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Speed: the REST path, ours vs rembg (bench/speed.py)",
         "",
         f"Command: `{command.strip()}` (`make bench-speed`), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Code: {revision()}.",
         f"Machine: {machine()}. Load average (1/5/15 min) before {'/'.join(f'{v:.1f}' for v in load_before)}, "
         f"after {'/'.join(f'{v:.1f}' for v in load_after)} (a shared machine: compare figures within this run only).",
         f"Model: {model.name}; ours runs the {variant.name} variant on {provider}; "
