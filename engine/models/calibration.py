@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
-import subprocess
-import sys
-import tempfile
 import zipfile
 
-from engine.models.fetch import cache_dir
+from engine.models.fetch import ModelFetchError, cache_dir, downloaded_package
 
 SCIKIT_IMAGE = "scikit-image==0.26.0"
 
@@ -52,21 +49,15 @@ def ensure_photos(root: pathlib.Path | None = None) -> list[pathlib.Path]:
     if all(_verified(path, PHOTOS[path.name]) for path in paths):
         return paths
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-             "--dest", tmp, SCIKIT_IMAGE],
-            capture_output=True, text=True, check=False,
-        )
-        wheel = next(pathlib.Path(tmp).glob("*.whl"), None)
-        if result.returncode != 0 or wheel is None:
-            raise CalibrationPhotosError(f"pip download {SCIKIT_IMAGE} failed: {result.stderr.strip()[-500:]}")
-        with zipfile.ZipFile(wheel) as archive:
-            for path in paths:
+    try:
+        with downloaded_package("pypi", SCIKIT_IMAGE, None, folder) as wheel, zipfile.ZipFile(wheel) as archive:
+            for path in paths:  # the photos themselves are pinned, not the wheel around them
                 data = archive.read(f"skimage/data/{path.name}")
                 if hashlib.sha256(data).hexdigest() != PHOTOS[path.name]:
                     raise CalibrationPhotosError(f"{path.name} in {wheel.name} does not match its sha256")
                 part = path.with_suffix(path.suffix + ".part")
                 part.write_bytes(data)
                 part.replace(path)
+    except ModelFetchError as exc:
+        raise CalibrationPhotosError(str(exc)) from None
     return paths

