@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     net = engine.segmenter.size
     square = photo.resize((net, net))
     print(f"inference at {net}x{net}: {_timed(lambda: engine.segmenter.matte(square), ns.runs)} (median of {ns.runs})")
+    _edge_share(engine, photo, square, ns.runs)
 
     for label, size in (("1 MP", (1155, 866)), ("12 MP", (4000, 3000))):
         data = _jpeg_of(photo, size)
@@ -82,6 +83,40 @@ def main(argv: list[str] | None = None) -> None:
         seconds = time.perf_counter() - start
         print(f"{ns.concurrency * 2} x remove() 12 MP -> png, {ns.concurrency} threads: {seconds:.2f} s "
               f"({ns.concurrency * 2 / seconds * 60:.0f}/min); peak RSS {_peak_rss_mb():.0f} MB")
+
+
+def _edge_share(engine: Engine, photo: Image.Image, square: Image.Image, runs: int) -> None:
+    """Issue 5's budget: the edge work (engine/refine, engine/foreground) on a 12 MP photo against
+    the network's inference, CPU and wall time in the same process (both use every core)."""
+    from engine import foreground, refine
+    from engine.matte import upsample
+
+    colour = photo.convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
+    matte = engine.segmenter.matte(square)
+    alpha = upsample(matte, colour.size)
+
+    def cpu(call, clock) -> float:
+        times = []
+        for _ in range(runs):
+            start = clock()
+            call()
+            times.append(clock() - start)
+        return statistics.median(times)
+
+    refined = refine.refine_alpha(colour, alpha, "other")
+    steps = {
+        "clean_matte": lambda: refine.clean_matte(matte),
+        "refine_alpha": lambda: refine.refine_alpha(colour, alpha, "other"),
+        "estimate_foreground": lambda: foreground.estimate_foreground(colour, refined),
+    }
+    network = {"CPU": cpu(lambda: engine.segmenter.matte(square), time.process_time),
+               "wall": cpu(lambda: engine.segmenter.matte(square), time.perf_counter)}
+    for clock_name, clock in (("CPU", time.process_time), ("wall", time.perf_counter)):
+        costs = {name: cpu(step, clock) for name, step in steps.items()}
+        total = sum(costs.values())
+        print(f"edge work at 12 MP ({clock_name} s): " + ", ".join(f"{k} {v:.3f}" for k, v in costs.items())
+              + f"; total {total:.3f} vs network {network[clock_name]:.3f}"
+              + f" = {total / network[clock_name]:.0%}")
 
 
 def _peak_rss_mb() -> float:

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from engine import compose, encode
+from engine import compose, encode, foreground, refine
 from engine.decode import DEFAULT_MAX_PIXELS, decode, probe
 from engine.matte import coarse_box, foreground_box, upsample
 from engine.models.families import Segmenter
@@ -87,13 +87,17 @@ class Engine:
         threads: int | None = None,
         *,
         classify: Classifier | None = None,
-        estimate_foreground: compose.ForegroundEstimator = compose.keep_source_colour,
+        estimate_foreground: compose.ForegroundEstimator = foreground.estimate_foreground,
+        refine_edges: bool = True,
         max_input_pixels: int = DEFAULT_MAX_PIXELS,
         concurrent_inferences: int = 1,
     ):
         self.segmenter = Segmenter(model_path, family, threads, concurrent_inferences)
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
+        # engine/refine: specks and pinholes out of the net's matte, then the edge refined at the
+        # output's resolution in the style of the foreground type (off: the net's matte resampled).
+        self.refine_edges = refine_edges
         self.max_input_pixels = max_input_pixels
 
     @classmethod
@@ -152,12 +156,16 @@ class Engine:
 
         view = self._net_view(image, region, to_image, net)
         matte = self.segmenter.matte(view)
+        if self.refine_edges:
+            matte = refine.clean_matte(matte)
 
         # canvas: the picture's frame (sized pixels); source: the sized-pixel rectangle drawn
         # into it (the same, unless scale/position move the subject within the frame).
         canvas = source = full
         placed = options.crop or options.scale_percent is not None or options.position is not None
-        subject = self._subject_box(matte, region) if placed else None
+        kind, label = self._foreground_type(options, image, region, to_image, matte)
+        refined = (image, to_image, kind) if self.refine_edges else None
+        subject = self._subject_box(matte, region, refined) if placed else None
         if subject is not None:
             if options.crop:
                 canvas = source = self._crop(subject, options)
@@ -176,10 +184,11 @@ class Engine:
 
         alpha = self._render_alpha(matte, region, canvas, scale, out)
         colour, source_alpha = self._render_colour(image, to_image, full, canvas, scale, out)
+        if self.refine_edges:
+            self._refine(alpha, colour, region, canvas, scale, out, kind)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
         box = foreground_box(alpha)
-        kind, label = self._foreground_type(options, image, region, to_image, matte)
 
         if options.channels == "rgba":
             colour = self.estimate_foreground(colour, alpha)
@@ -214,14 +223,20 @@ class Engine:
     def _net_view(image: Image.Image, region: Rect, to_image: tuple[float, float], net: int) -> Image.Image:
         """The region the net sees, resized to its square; transparency shown over white."""
         box = (region[0] * to_image[0], region[1] * to_image[1], region[2] * to_image[0], region[3] * to_image[1])
-        view = image.resize((net, net), Image.Resampling.BILINEAR, box=box)
+        # Enlarging (a photo of at most the net's pixels), LANCZOS gives the net a sharper view
+        # than BILINEAR (bench/quality, alphamatting14: SAD 64.6 -> 57.1, no refinement); shrinking,
+        # BILINEAR already averages every pixel and costs a third (70 ms less at 12 MP).
+        enlarging = (box[2] - box[0]) * (box[3] - box[1]) <= net * net
+        view = image.resize((net, net), Image.Resampling.LANCZOS if enlarging else Image.Resampling.BILINEAR, box=box)
         if view.mode == "RGBA":
             white = Image.new("RGB", view.size, (255, 255, 255))
             view = Image.composite(view.convert("RGB"), white, view.getchannel("A"))
         return view
 
     @staticmethod
-    def _subject_box(matte: np.ndarray, region: Rect) -> Rect | None:
+    def _subject_box(
+        matte: np.ndarray, region: Rect, refined: tuple[Image.Image, tuple[float, float], str] | None = None
+    ) -> Rect | None:
         """Foreground box, exact in sized pixels (alpha above the threshold); None if there is none.
 
         Found from the net's matte first, then refined by resampling only that area, so a
@@ -233,6 +248,8 @@ class Engine:
         net_h, net_w = matte.shape
         per_px = (net_w / (region[2] - region[0]), net_h / (region[3] - region[1]))  # net px per sized px
         reach = 2 + math.ceil(max(1.0, *per_px))
+        if refined is not None:  # the refined edge may reach a little further out (engine/refine)
+            reach += math.ceil(refine.REACH * max(1.0, *per_px))
         mx0, my0 = max(0, rough[0] - reach), max(0, rough[1] - reach)
         mx1, my1 = min(net_w, rough[2] + reach), min(net_h, rough[3] + reach)
         # The same area in sized pixels, on whole pixels, inside the region.
@@ -248,6 +265,14 @@ class Engine:
             ((x0 - region[0]) * per_px[0], (y0 - region[1]) * per_px[1],
              (x1 - region[0]) * per_px[0], (y1 - region[1]) * per_px[1]),
         )
+        if refined is not None:
+            image, to_image, kind = refined
+            colour = image.convert("RGB") if image.mode != "RGB" else image
+            colour = colour.resize(
+                (x1 - x0, y1 - y0), Image.Resampling.BICUBIC,
+                box=(x0 * to_image[0], y0 * to_image[1], x1 * to_image[0], y1 * to_image[1]),
+            )
+            patch = refine.refine_alpha(colour, patch, kind)
         found = foreground_box(patch)
         if found.width == 0:
             return None
@@ -307,6 +332,22 @@ class Engine:
              (seen[2] - region[0]) * per_px[0], (seen[3] - region[1]) * per_px[1]),
         )
         return alpha
+
+    @staticmethod
+    def _refine(
+        alpha: np.ndarray, colour: Image.Image, region: Rect, canvas: Rect,
+        scale: tuple[float, float], out: tuple[int, int], kind: str,
+    ) -> None:
+        """Refines `alpha` in place, inside the part of the output the net saw (outside the roi
+        stays background)."""
+        seen = _intersect(canvas, region)
+        if seen is None:
+            return
+        ox0, oy0, ox1, oy1 = _place(seen, canvas, scale, out)
+        if ox1 <= ox0 or oy1 <= oy0:
+            return
+        part = colour if (ox0, oy0, ox1, oy1) == (0, 0, out[0], out[1]) else colour.crop((ox0, oy0, ox1, oy1))
+        alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(part, alpha[oy0:oy1, ox0:ox1], kind)
 
     @staticmethod
     def _render_colour(
