@@ -56,7 +56,7 @@ def variant_table(source: pathlib.Path) -> dict[str, tuple[pathlib.Path, str, st
 def session(path: pathlib.Path, provider: str, precision: str | None, threads: int):
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), sess_options=providers.session_options(threads),
+    return ort.InferenceSession(str(path), sess_options=providers.session_options(threads, providers.wants_arena(path)),
                                 providers=providers.provider_list(provider, threads, precision))
 
 

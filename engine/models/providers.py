@@ -55,8 +55,13 @@ def choose_provider(requested: str | None = None) -> str:
     return OPENVINO if OPENVINO in offered else CPU
 
 
-def session_options(threads: int | None = None):
-    """The SessionOptions every segmentation session should use (see the module docstring)."""
+def session_options(threads: int | None = None, arena: bool = False):
+    """The SessionOptions every segmentation session should use (see the module docstring).
+
+    `arena`: keep ORT's CPU arena. Without it each run maps ~400 MB of fresh pages (~100k page
+    faults, a third of an int8 run's time: 0.38 s vs 0.24 s at 1024², 2 threads); with it the
+    int8 session's peak RSS grew by only ~15 MB (463 vs 449 MB), where fp32's doubles.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -64,10 +69,15 @@ def session_options(threads: int | None = None):
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = arena
     options.enable_mem_pattern = False
     options.log_severity_level = 3
     return options
+
+
+def wants_arena(variant_path: str | os.PathLike) -> bool:
+    """The int8 variant keeps ORT's CPU arena: its activations are small (see session_options)."""
+    return pathlib.Path(variant_path).name.startswith("int8")
 
 
 def provider_list(provider: str, threads: int | None = None, precision: str | None = None) -> list:
@@ -138,7 +148,7 @@ def open_session(model_path: str | os.PathLike, family: str = "isnet", threads: 
     if name == OPENVINO and path.name.startswith("fp32") and _cpu_has_bf16():
         precision = "bf16"  # OpenVINO's bf16 matched fp32 (IoU 0.999) at ~2x its speed
     try:
-        session = ort.InferenceSession(str(path), sess_options=session_options(threads),
+        session = ort.InferenceSession(str(path), sess_options=session_options(threads, wants_arena(path)),
                                        providers=provider_list(name, threads, precision))
         return SessionChoice(session, path, session.get_providers()[0])
     except Exception as exc:  # noqa: BLE001 - any provider failure: fall back, say why in the log
