@@ -28,8 +28,9 @@ from engine.refine import _CHUNK, in_chunks, reduce_pair, work_scale
 # (power 1, radii 0.06/0.004 -> power 4, 0.1/0.02).
 _WIDE, _NARROW = 0.1, 0.02
 _POWER = 4
-# The colour fields are smooth (blurred over tens of pixels): a coarser grid than the alpha's.
-_WORK_PIXELS = 150_000
+# The same working grid as the alpha's: on a 640² photo a 2x coarser grid doubled the colour
+# check's error (9.6 -> 19.5 levels).
+_WORK_PIXELS = 500_000
 _TINY = np.float32(1e-4)
 
 

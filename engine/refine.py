@@ -65,7 +65,7 @@ class EdgeStyle:
 STYLES: dict[str, EdgeStyle] = {
     "soft": EdgeStyle(low=0.0, high=0.85),
     "crisp": EdgeStyle(low=0.05, high=0.85, wide_at=1.0),
-    "other": EdgeStyle(low=0.02, high=0.88),
+    "other": EdgeStyle(low=0.04, high=0.85),
 }
 _STYLE_OF_TYPE = {"person": "soft", "animal": "soft", "product": "crisp", "car": "crisp"}
 
