@@ -255,6 +255,8 @@ class Engine:
         # The same area in sized pixels, on whole pixels, inside the region.
         x0 = max(math.floor(region[0] + mx0 / per_px[0]), math.ceil(region[0]))
         y0 = max(math.floor(region[1] + my0 / per_px[1]), math.ceil(region[1]))
+        if refined is not None:  # even, as engine/refine's grids on the whole picture
+            x0, y0 = max(x0 & ~1, math.ceil(region[0])), max(y0 & ~1, math.ceil(region[1]))
         x1 = min(math.ceil(region[0] + mx1 / per_px[0]), math.floor(region[2]))
         y1 = min(math.ceil(region[1] + my1 / per_px[1]), math.floor(region[3]))
         if x1 <= x0 or y1 <= y0:

@@ -290,16 +290,20 @@ def refine_alpha(colour: Image.Image, alpha: np.ndarray, kind: str = "other") ->
     height, width = alpha.shape
     scale = work_scale(width, height)
     guide, source = reduce_pair(colour, out, scale)
-    # Beyond this the result equals the curved alpha: both filters' windows and the blend's.
+    # Beyond this the result barely differs from the curved alpha: both filters' windows and the
+    # blend's, in full-resolution pixels (on a large photo the net's edge is already several
+    # pixels wide, and the band's size is this step's cost).
     reach = max(2 * style.small + 1, style.reach)
-    band = band_of(source, reach)
+    band = band_of(source, max(1, math.ceil(reach / scale)))
     if not band.any():
         return out
     rows = np.flatnonzero(band.any(axis=1))
     cols = np.flatnonzero(band.any(axis=0))
     pad = 2 * style.wide + 1
-    r0, r1 = max(0, rows[0] - pad), min(band.shape[0], rows[-1] + 1 + pad)
-    c0, c1 = max(0, cols[0] - pad), min(band.shape[1], cols[-1] + 1 + pad)
+    # Even corners: the wide filter's half-resolution grid then sits where it would on the
+    # whole picture, so a part refined alone (the crop's subject box) matches.
+    r0, r1 = max(0, rows[0] - pad) & ~1, min(band.shape[0], rows[-1] + 1 + pad)
+    c0, c1 = max(0, cols[0] - pad) & ~1, min(band.shape[1], cols[-1] + 1 + pad)
     coefficients = _blended_coefficients(guide[r0:r1, c0:c1], source[r0:r1, c0:c1], style)
     full_rows, full_cols = band_pixels(band[r0:r1, c0:c1], scale, (height - r0 * scale, width - c0 * scale))
     rgb = np.asarray(colour if colour.mode == "RGB" else colour.convert("RGB"))

@@ -25,9 +25,9 @@ from engine.types import RemovalOptions
 
 QUALITY = pathlib.Path(__file__).resolve().parents[3] / "shared" / "quality"
 
-# Mean |RGB - F| over the band (8-bit levels). Measured with the true alpha: 7.3, 9.0, 10.8,
-# 11.2 (mean 9.6) for the four cases; the photo's own colour: 71.7, 82.0, 129.6, 113.5.
-COLOUR_BOUND = 20.0
+# Mean |RGB - F| over the band (8-bit levels). Measured with the true alpha: 4.9, 5.9, 7.1, 7.4
+# for the four cases; the photo's own colour: 71.7, 82.0, 129.6, 113.5.
+COLOUR_BOUND = 15.0
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +60,8 @@ def test_foreground_leaves_opaque_and_clear_pixels(cases):
 
 
 def test_cutout_colour_end_to_end(engine, cases):
-    """Through Engine.remove with the net's own alpha: the band's colour moves towards F. Measured
-    86 levels against the photo's own 130: where the net's alpha is too high (whole strands at
-    1) the colour stays the photo's, so the alpha, not the colour step, limits this figure."""
+    """Through Engine.remove with the net's own alpha (too high over thin strands): measured 40.1
+    levels against the photo's own 129.6 (rembg with alpha matting: 44.7 on 83 % of the band)."""
     case = cases[2]  # black on white: the darkest halo if the background bleeds in
     data = io.BytesIO()
     Image.fromarray(case.photo).save(data, "PNG")
@@ -71,7 +70,7 @@ def test_cutout_colour_end_to_end(engine, cases):
     score = synthetic.colour_error(case, rgba[..., 3], rgba[..., :3])
     print(f"{case.name} end to end: {score['error']:.1f} levels over {score['kept']:.0%} of the band")
     assert score["kept"] > 0.8
-    assert score["error"] < 0.75 * score["photo"]
+    assert score["error"] < 0.5 * score["photo"]
 
 
 def alphamatting(stem: str) -> tuple[bytes, np.ndarray]:
