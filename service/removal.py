@@ -34,6 +34,7 @@ from service.limits import (
 )
 from service.logging import get_logger
 from service.storage import Account, ApiKey, Storage
+from service.storage.base import hash_key
 
 log = get_logger(__name__)
 
@@ -118,19 +119,26 @@ class RemovalService:
         self, api_key: str | None, request_id: str, fields: dict, accept_json: bool = False,
         client_ip: str | None = None,
     ) -> Delivery:
-        """Rate limits around the call: a free gate before any work, then the request's
-        megapixel cost once its size is known. Every answer after authentication carries the
-        limit headers; nothing is refunded (see service/limits/base.py)."""
+        """Rate limits around the call: the request's megapixel cost once its size is known
+        (an upload's header is read without decoding, so that is cheap), and before a download
+        a free gate, so an empty bucket costs us no fetch. Every answer after authentication
+        carries the limit headers; nothing is refunded (see service/limits/base.py)."""
         caller = await self.authenticate(api_key)
-        rate_key, rate_limit = str(caller.key.id), caller.account.rate_limit_per_minute
-        gate = await self.limits.check_key(rate_key, rate_limit)
-        if not gate.allowed:
-            raise rate_limited(gate)
+        # The bucket is named after the key itself (hashed), not its row id: ids restart at 1
+        # in every database, and deployments may share one Redis.
+        rate_key, rate_limit = hash_key(api_key.strip()), caller.account.rate_limit_per_minute
         try:
             request = params.parse_fields(fields, self.settings.max_file_bytes)
+        except ApiError as exc:  # refused before its size is known: the attempt costs one unit
+            raise with_rate_limit_headers(exc, await self.limits.for_key(rate_key, 1, rate_limit))
+        if request.image_url is not None or request.bg_image_url is not None:
+            gate = await self.limits.check_key(rate_key, rate_limit)
+            if not gate.allowed:
+                raise rate_limited(gate)
+        try:
             request = await self._download_sources(request)
             info = await self._probe_header(request.image)
-        except ApiError as exc:  # refused before its size is known: the attempt costs one unit
+        except ApiError as exc:
             raise with_rate_limit_headers(exc, await self.limits.for_key(rate_key, 1, rate_limit))
         decision = await self.limits.for_key(rate_key, cost_for_pixels(info.width, info.height), rate_limit)
         if not decision.allowed:

@@ -73,18 +73,15 @@ def test_four_megapixel_images_five_per_minute_at_limit_20(service, storage, eng
     fields = {"image_file": four_mp(), "size": "hd"}
     remaining = [dict(call(service, fields).headers)["x-ratelimit-remaining"] for _ in range(5)]
     assert remaining == ["16", "12", "8", "4", "0"]
-    # The bucket is empty: the free gate refuses before the image is even read, so its
-    # Retry-After is the wait for one unit (3 s); refusals cost nothing.
+    # The bucket is empty. The upload's header gives its size, so the Retry-After covers all
+    # four of its units (12 s at 20 a minute) and a retry after it passes; refusals cost nothing.
     error = refused(service, fields)
     headers = dict(error.headers)
     assert (error.status, error.code) == (429, "rate_limit_exceeded")
-    assert headers["retry-after"] == "3" and headers["x-ratelimit-limit"] == "20"
-    clock.now += 3
-    # One unit is back, the size is known now: the rest of this request's four units take 9 s.
-    assert dict(refused(service, fields).headers)["retry-after"] == "9"
-    assert len(engine.calls) == 5  # the refused calls never reached the engine
-    assert storage.get_account(service.account_id).subscription == Decimal(95)  # nor were they charged
-    clock.now += 9
+    assert headers["retry-after"] == "12" and headers["x-ratelimit-limit"] == "20"
+    assert len(engine.calls) == 5  # the refused call never reached the engine
+    assert storage.get_account(service.account_id).subscription == Decimal(95)  # nor was it charged
+    clock.now += 12
     assert dict(call(service, fields).headers)["x-ratelimit-remaining"] == "0"
 
 
@@ -111,12 +108,19 @@ def test_error_after_admission_carries_the_headers_of_the_charge(service, storag
     assert dict(caught.value.headers)["x-ratelimit-remaining"] == "16"
 
 
-def test_empty_bucket_refuses_before_any_work(service, engine):
+def test_an_empty_bucket_refuses_a_download_before_fetching_it(service, monkeypatch):
     for _ in range(5):
         call(service, {"image_file": four_mp(), "size": "hd"})
-    # Even an unparseable request gets the 429 now: the gate comes before parsing and probing.
-    error = refused(service, {"image_file": b"not an image"})
+    fetched = []
+
+    async def fetch(field, url):  # stands in for service.fetching (tested on its own)
+        fetched.append(url)
+        raise AssertionError("downloaded despite an empty bucket")
+
+    monkeypatch.setattr(service.remote_images, "fetch", fetch)
+    error = refused(service, {"image_url": "https://example.com/photo.jpg", "size": "hd"})
     assert error.status == 429 and dict(error.headers)["retry-after"] == "3"
+    assert fetched == []
 
 
 def test_previews_are_limited_per_client_ip(service, storage):
