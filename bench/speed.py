@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     variant = model_variant(model, "isnet")
     provider = choose_provider()
     load_before = os.getloadavg()
+    code = revision()  # what is measured: taken before the run, as other work may land meanwhile
     photos = make_photos(ns.sizes)
     log(f"model {model.name}; our engine runs {variant.name} on {provider}; load average {load_before[0]:.1f}")
 
@@ -473,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `{command.strip()}` (`make bench-speed`), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
-        f"- Code: {revision()}.",
+        f"- Code: {code}.",
         f"- Machine: {machine()}. Load average (1/5/15 min) before {'/'.join(f'{v:.1f}' for v in load_before)}, "
         f"after {'/'.join(f'{v:.1f}' for v in load_after)} (a shared machine: compare figures within this run only).",
         f"- Model: {model.name}; ours runs the {variant.name} variant on {provider}; "
