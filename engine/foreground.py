@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from engine.refine import _CHUNK, in_chunks, reduce_pair, work_scale
+from engine.refine import _CHUNK, band_pixels, in_chunks, pixels_of, reduce_pair, work_scale
 
 # One blur-fusion pass, its radius a fraction of the working image's longer side, means weighted
 # by alpha**_POWER and (1 - alpha)**_POWER rather than alpha: nearly pure pixels then outweigh the
@@ -83,18 +83,14 @@ def estimate_foreground(colour: Image.Image, alpha: np.ndarray) -> Image.Image:
     fields = np.concatenate((f_hat, b_hat), axis=2)  # sampled together
     del f_hat, b_hat
 
-    pixels = np.array(colour if colour.mode == "RGB" else colour.convert("RGB"))
+    pixels = pixels_of(colour)
     # The soft pixels, and the opaque ones next to them (the net's alpha is often 1 over the
     # inner part of a strand that still shows the background): found within the working cells
-    # at most _ZONE away from a soft one.
+    # at most _ZONE away from a soft one, listed from those cells (no full-size mask).
     zone = ndimage.maximum_filter(soft, size=2 * _ZONE + 1) if scale == 1 else ndimage.maximum_filter(soft, size=3)
-    work_rows = np.flatnonzero(zone.any(axis=1))
-    top, bottom = work_rows[0] * scale, min(height, (work_rows[-1] + 1) * scale)
-    cells = zone[top // scale:(bottom + scale - 1) // scale]
-    if scale > 1:
-        cells = cells.repeat(scale, axis=0).repeat(scale, axis=1)[: bottom - top, :width]
-    rows, cols = np.nonzero(cells & (alpha[top:bottom] > 0))
-    rows += top
+    rows, cols = band_pixels(zone, scale, (height, width))
+    visible = alpha[rows, cols] > 0
+    rows, cols = rows[visible], cols[visible]
 
     def correct(start: int) -> None:
         r, c = rows[start:start + _CHUNK], cols[start:start + _CHUNK]
