@@ -50,20 +50,22 @@ def _decode(png: bytes) -> Cutout:
 
 
 class Ours:
-    """The project's engine, asked for the matte as the API ships it (channels=alpha, PNG), or
-    for the RGBA cut-out when the colour matters."""
+    """The project's engine built as the service builds it (Engine.from_environment: the same
+    model rule as `model_file`, and the X-Type classifier, which picks each photo's edge style),
+    asked for the matte as the API ships it (channels=alpha, PNG), or for the RGBA cut-out when
+    the colour matters."""
 
     name = "ours"
 
-    def __init__(self, model_path: pathlib.Path, family: str = "isnet", threads: int | None = None, log=print):
+    def __init__(self, threads: int | None = None, log=print):
         from engine.pipeline import Engine
 
-        self.engine = Engine(model_path, family, threads)
+        self.engine = Engine.from_environment(threads=threads)
         self.log = log
         # The engine may run a variant of the checkpoint (int8, cleaned fp32) on some provider:
         # the table says which, since rembg always runs the checkpoint file as shipped.
         segmenter = self.engine.segmenter
-        used = getattr(segmenter, "model_path", model_path)
+        used = getattr(segmenter, "model_path", "?")
         self.describe = f"{used} on {getattr(segmenter, 'provider', 'CPUExecutionProvider')}"
 
     def cutouts(self, photos: Sequence[pathlib.Path], colour: bool = False) -> list[Cutout]:
