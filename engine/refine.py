@@ -142,18 +142,16 @@ def guided_coefficients(guide: np.ndarray, source: np.ndarray, radius: int, eps:
     The filtered value of pixel i is A_i · guide_i + b_i. Returned apart so that they can be
     computed at a working resolution and applied at full resolution (the fast guided filter).
     """
-    mean_i = _box(guide, radius)
-    mean_p = _box(source, radius)
-    cov = _box(guide * source[..., None], radius)
+    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+    mean_i, mean_p, cov, *second = _boxes(
+        [guide, source, guide * source[..., None], *(guide[..., a] * guide[..., b] for a, b in pairs)], radius
+    )
     cov -= mean_i * mean_p[..., None]
-
-    def var(a: int, b: int) -> np.ndarray:
-        v = _box(guide[..., a] * guide[..., b], radius)
+    for (a, b), v in zip(pairs, second):
         v -= mean_i[..., a] * mean_i[..., b]
-        return v
 
     e = np.float32(eps)
-    rr, rg, rb, gg, gb, bb = var(0, 0) + e, var(0, 1), var(0, 2), var(1, 1) + e, var(1, 2), var(2, 2) + e
+    rr, rg, rb, gg, gb, bb = second[0] + e, second[1], second[2], second[3] + e, second[4], second[5] + e
     # (Sigma + eps U)^-1 cov by the adjugate: six entries, no per-pixel linalg call.
     i_rr, i_rg, i_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
     i_gg, i_gb, i_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
@@ -164,7 +162,16 @@ def guided_coefficients(guide: np.ndarray, source: np.ndarray, radius: int, eps:
     a[..., 1] = (i_rg * c0 + i_gg * c1 + i_gb * c2) / det
     a[..., 2] = (i_rb * c0 + i_gb * c1 + i_bb * c2) / det
     b = mean_p - (a * mean_i).sum(axis=2)
-    return _box(a, radius), _box(b, radius)
+    a, b = _boxes([a, b], radius)
+    return a, b
+
+
+def _boxes(arrays: list[np.ndarray], radius: int) -> list[np.ndarray]:
+    """_box of each array, on all this process's cores (scipy.ndimage lets go of the GIL)."""
+    if _THREADS < 2:
+        return [_box(x, radius) for x in arrays]
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        return list(pool.map(lambda x: _box(x, radius), arrays))
 
 
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
