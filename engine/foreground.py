@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from engine.refine import _CHUNK, band_pixels, in_chunks, pixels_of, reduce_pair, work_scale
+from engine.refine import _CHUNK, _boxes, band_pixels, in_chunks, pixels_of, reduce_pair, work_scale
 
 # One blur-fusion pass, its radius a fraction of the working image's longer side, means weighted
 # by alpha**_POWER and (1 - alpha)**_POWER rather than alpha: nearly pure pixels then outweigh the
@@ -41,25 +41,19 @@ _ZONE = 3
 _SEPARATE = 0.3
 
 
-def _box(x: np.ndarray, radius: int) -> np.ndarray:
-    size = 2 * radius + 1
-    return ndimage.uniform_filter(x, size=(size, size) + (1,) * (x.ndim - 2), mode="reflect")
-
-
 def _weighted_means(f: np.ndarray, b: np.ndarray, alpha: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """Local means of f weighted by alpha**_POWER and of b weighted by (1 - alpha)**_POWER.
 
     Where a window holds (almost) no weight, the pixel's own value stands in (a weight of
     _FLOOR on it): no colour made up from nothing.
     """
-    weight = alpha**_POWER
-    f_hat = _box(f * weight[..., None], radius)
+    f_weight = alpha**_POWER
+    b_weight = (1 - alpha) ** _POWER
+    f_hat, f_sum, b_hat, b_sum = _boxes([f * f_weight[..., None], f_weight, b * b_weight[..., None], b_weight], radius)
     f_hat += _FLOOR * f
-    f_hat /= (_box(weight, radius) + _FLOOR)[..., None]
-    weight = (1 - alpha) ** _POWER
-    b_hat = _box(b * weight[..., None], radius)
+    f_hat /= (f_sum + _FLOOR)[..., None]
     b_hat += _FLOOR * b
-    b_hat /= (_box(weight, radius) + _FLOOR)[..., None]
+    b_hat /= (b_sum + _FLOOR)[..., None]
     return f_hat, b_hat
 
 
