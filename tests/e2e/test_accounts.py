@@ -13,8 +13,10 @@ schema for this session); the SQLite case uses the session's one-server stack.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -53,6 +55,7 @@ class Deployment:
     storage: Storage
     log: object  # pathlib.Path of the stack's output
     database_url: str
+    stack: Stack | None = None  # when the deployment was started here (Envoy's counters)
 
     def account_with_key(self, **balances) -> tuple[int, str]:
         account = self.storage.create_account(f"e2e-{self.name}", **balances)
@@ -61,13 +64,14 @@ class Deployment:
         return account.id, key
 
 
-@pytest.fixture(scope="module")
-def postgres_pair(tmp_path_factory, postgres_schema, free_port) -> Iterator[Deployment]:
-    """Two `python -m service` processes on one fresh PostgreSQL schema, behind one Envoy."""
-    database_url = postgres_schema()
-    workdir = tmp_path_factory.mktemp("e2e-postgres")
+@contextlib.contextmanager
+def two_server_deployment(
+    name: str, workdir: pathlib.Path, database_url: str, free_port, **settings: str
+) -> Iterator[Deployment]:
+    """Two `python -m service` processes on one database, behind one Envoy, with `settings`
+    (CLEARBG_* variables) in their environment; stopped on the way out."""
     log = workdir / "stack.log"
-    env = dict(os.environ, CLEARBG_DATABASE_URL=database_url, CLEARBG_ADMIN_TOKEN=ADMIN_TOKEN, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, CLEARBG_DATABASE_URL=database_url, PYTHONUNBUFFERED="1", **settings)
     with open(log, "w") as out:
         stack = Stack(http_port=free_port(), grpc_port=free_port(), more_grpc_ports=(free_port(),), env=env, out=out)
         try:
@@ -77,15 +81,26 @@ def postgres_pair(tmp_path_factory, postgres_schema, free_port) -> Iterator[Depl
             stack.stop()
             out.flush()
             pytest.fail(f"the two-server stack did not start: {exc}\n{log.read_text()[-4000:]}")
-        wait_until_every_server_gets_calls(stack)
-        storage = open_storage(database_url)
         try:
-            yield Deployment(
-                "postgres", stack.rest_url, (stack.grpc_port, *stack.more_grpc_ports), storage, log, database_url
-            )
+            wait_until_every_server_gets_calls(stack)
+            storage = open_storage(database_url)
+            try:
+                ports = (stack.grpc_port, *stack.more_grpc_ports)
+                yield Deployment(name, stack.rest_url, ports, storage, log, database_url, stack)
+            finally:
+                storage.close()
         finally:
-            storage.close()
             stack.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_pair(tmp_path_factory, postgres_schema, free_port) -> Iterator[Deployment]:
+    """Two servers on one fresh PostgreSQL schema, behind one Envoy, with the admin service."""
+    workdir = tmp_path_factory.mktemp("e2e-postgres")
+    with two_server_deployment(
+        "postgres", workdir, postgres_schema(), free_port, CLEARBG_ADMIN_TOKEN=ADMIN_TOKEN
+    ) as deployment:
+        yield deployment
 
 
 def wait_until_every_server_gets_calls(stack: Stack, timeout_s: float = 30.0) -> None:

@@ -32,10 +32,9 @@ import pytest
 import requests
 from PIL import Image
 
-from service.launcher import LaunchError, Stack
+from service.launcher import Stack
 from service.limits.redis_limiter import DEFAULT_PREFIX
-from service.storage import open_storage
-from test_accounts import Deployment, small_photo, wait_until_every_server_gets_calls
+from test_accounts import Deployment, small_photo, two_server_deployment
 from tests.conftest_services import REDIS_START, require_service
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +43,6 @@ LIMIT = 20  # megapixel-images per minute for every account here
 REFILL_S = 60 / LIMIT  # one unit back every 3 s
 CALLS = 40
 REDIS_URL = os.environ.get("CLEARBG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-START_TIMEOUT_S = 240
 TIMEOUT_S = 120
 
 
@@ -117,32 +115,11 @@ def redis_client():
 @pytest.fixture(scope="module")
 def redis_pair(tmp_path_factory, postgres_schema, free_port, redis_client) -> Iterator[Deployment]:
     """Two servers sharing one PostgreSQL schema and one Redis, behind one Envoy."""
-    database_url = postgres_schema()
     workdir = tmp_path_factory.mktemp("e2e-redis")
-    log = workdir / "stack.log"
-    env = dict(os.environ, CLEARBG_DATABASE_URL=database_url, CLEARBG_REDIS_URL=REDIS_URL, PYTHONUNBUFFERED="1")
-    with open(log, "w") as out:
-        stack = Stack(http_port=free_port(), grpc_port=free_port(), more_grpc_ports=(free_port(),), env=env, out=out)
-        try:
-            stack.start()
-            stack.wait_healthy(START_TIMEOUT_S)
-        except LaunchError as exc:
-            stack.stop()
-            out.flush()
-            pytest.fail(f"the two-server stack did not start: {exc}\n{log.read_text()[-4000:]}")
-        try:
-            wait_until_every_server_gets_calls(stack)
-            storage = open_storage(database_url)
-            try:
-                deployment = Deployment(
-                    "redis", stack.rest_url, (stack.grpc_port, *stack.more_grpc_ports), storage, log, database_url
-                )
-                deployment.stack = stack  # type: ignore[attr-defined]  # for Envoy's counters
-                yield deployment
-            finally:
-                storage.close()
-        finally:
-            stack.stop()
+    with two_server_deployment(
+        "redis", workdir, postgres_schema(), free_port, CLEARBG_REDIS_URL=REDIS_URL
+    ) as deployment:
+        yield deployment
 
 
 @pytest.fixture
