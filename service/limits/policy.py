@@ -62,16 +62,17 @@ class RateLimits:
         self.limiter = limiter
         self.preview_ip_limit = preview_ip_limit_per_minute
 
-    async def check_key(self, key_id: str, limit_per_minute: int) -> Decision:
-        """Would a 1-unit request pass now? Charges nothing: the gate before any work (download,
-        decode) so that a key with an empty bucket costs the server almost nothing."""
-        return await self._acquire("key:" + _digest(key_id), 1, limit_per_minute, charge=False)
+    async def check_key(self, key: str, limit_per_minute: int) -> Decision:
+        """Would a 1-unit request pass now? Charges nothing: the gate before a download, so a
+        key with an empty bucket costs the server no fetch. `key` names the bucket: anything
+        stable and unique to the API key (the service passes the key's stored hash)."""
+        return await self._acquire("key:" + _digest(key), 1, limit_per_minute, charge=False)
 
-    async def for_key(self, key_id: str, cost: int, limit_per_minute: int) -> Decision:
+    async def for_key(self, key: str, cost: int, limit_per_minute: int) -> Decision:
         """Charge a request's megapixel cost to its API key (denied -> `rate_limited`, 429).
 
         Raises the 503 ApiError `limiter_unavailable` when the shared store is down."""
-        return await self._acquire("key:" + _digest(key_id), cost, limit_per_minute)
+        return await self._acquire("key:" + _digest(key), cost, limit_per_minute)
 
     async def for_preview_ip(self, client_ip: str) -> Decision:
         """Charge one preview to the client IP from x-clearbg-client-ip (denied ->
