@@ -15,11 +15,12 @@ from PIL import Image, ImageFilter
 
 from engine.types import RGBA
 
-# (colour of the canvas, uint8 alpha of the same size) -> the foreground's colour, same size.
-ForegroundEstimator = Callable[[Image.Image, np.ndarray], Image.Image]
+# (colour of the canvas, uint8 alpha of the same size, the canvas's uint8 pixels if the caller
+# has them: the estimator may overwrite them) -> the foreground's colour, same size.
+ForegroundEstimator = Callable[[Image.Image, np.ndarray, "np.ndarray | None"], Image.Image]
 
 
-def keep_source_colour(colour: Image.Image, alpha: np.ndarray) -> Image.Image:
+def keep_source_colour(colour: Image.Image, alpha: np.ndarray, pixels: np.ndarray | None = None) -> Image.Image:
     """The photo's own pixel under every alpha value: exact inside, background-tinted at edges."""
     return colour
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
-from engine.refine import _CHUNK, _boxes, band_pixels, in_chunks, pixels_of, reduce_pair, work_scale
+from engine.refine import _CHUNK, _boxes, band_pixels, grow, in_chunks, pixels_of, reduce_pair, rows_of, work_scale
 
 # One blur-fusion pass, its radius a fraction of the working image's longer side, means weighted
 # by alpha**_POWER and (1 - alpha)**_POWER rather than alpha: nearly pure pixels then outweigh the
@@ -41,14 +40,22 @@ _ZONE = 3
 _SEPARATE = 0.3
 
 
+def _power(x: np.ndarray) -> np.ndarray:
+    """x**_POWER by repeated squaring: numpy's float power is ~10x slower than four products."""
+    assert _POWER & (_POWER - 1) == 0, "_POWER must be a power of two"
+    out = x * x
+    for _ in range(_POWER.bit_length() - 2):
+        np.multiply(out, out, out=out)
+    return out
+
+
 def _weighted_means(f: np.ndarray, b: np.ndarray, alpha: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """Local means of f weighted by alpha**_POWER and of b weighted by (1 - alpha)**_POWER.
 
     Where a window holds (almost) no weight, the pixel's own value stands in (a weight of
     _FLOOR on it): no colour made up from nothing.
     """
-    f_weight = alpha**_POWER
-    b_weight = (1 - alpha) ** _POWER
+    f_weight, b_weight = _power(alpha), _power(1 - alpha)
     f_hat, f_sum, b_hat, b_sum = _boxes([f * f_weight[..., None], f_weight, b * b_weight[..., None], b_weight], radius)
     f_hat += _FLOOR * f
     f_hat /= (f_sum + _FLOOR)[..., None]
@@ -63,9 +70,13 @@ def blur_fusion(image: np.ndarray, alpha: np.ndarray, radius: int) -> tuple[np.n
     return _weighted_means(image, image, alpha, radius)
 
 
-def estimate_foreground(colour: Image.Image, alpha: np.ndarray) -> Image.Image:
+def estimate_foreground(colour: Image.Image, alpha: np.ndarray, pixels: np.ndarray | None = None) -> Image.Image:
     """RGB canvas + its uint8 alpha -> the canvas with soft pixels recoloured to the foreground's
-    estimated colour (opaque and fully transparent pixels keep the photo's own)."""
+    estimated colour (opaque and fully transparent pixels keep the photo's own).
+
+    `pixels`: the canvas as `refine.pixels_of` gives it, when the caller has it already; it is
+    recoloured in place and becomes the result's pixels.
+    """
     height, width = alpha.shape
     scale = work_scale(width, height, _WORK_PIXELS)
     image, matte = reduce_pair(colour, alpha, scale)
@@ -77,22 +88,29 @@ def estimate_foreground(colour: Image.Image, alpha: np.ndarray) -> Image.Image:
     fields = np.concatenate((f_hat, b_hat), axis=2)  # sampled together
     del f_hat, b_hat
 
-    pixels = pixels_of(colour)
+    if pixels is None:
+        pixels = pixels_of(colour)
     # The soft pixels, and the opaque ones next to them (the net's alpha is often 1 over the
     # inner part of a strand that still shows the background): found within the working cells
     # at most _ZONE away from a soft one, listed from those cells (no full-size mask).
-    zone = ndimage.maximum_filter(soft, size=2 * _ZONE + 1) if scale == 1 else ndimage.maximum_filter(soft, size=3)
+    zone = grow(soft, _ZONE if scale == 1 else 1)
     rows, cols = band_pixels(zone, scale, (height, width))
-    visible = alpha[rows, cols] > 0
-    rows, cols = rows[visible], cols[visible]
+    index = rows * width + cols
+    flat_alpha = rows_of(alpha)
+    visible = np.take(flat_alpha, index) > 0
+    rows, cols, index = rows[visible], cols[visible], index[visible]
+    flat_pixels, flat_fields = rows_of(pixels), rows_of(fields)
+    if not np.shares_memory(flat_pixels, pixels):
+        raise ValueError("pixels must be a contiguous HxWx3 array: it is recoloured in place")
+    field_width = fields.shape[1]
 
     def correct(start: int) -> None:
-        r, c = rows[start:start + _CHUNK], cols[start:start + _CHUNK]
-        a = (alpha[r, c].astype(np.float32) * np.float32(1 / 255))[:, None]
-        observed = pixels[r, c].astype(np.float32) * np.float32(1 / 255)
+        r, c, i = rows[start:start + _CHUNK], cols[start:start + _CHUNK], index[start:start + _CHUNK]
+        a = (np.take(flat_alpha, i).astype(np.float32) * np.float32(1 / 255))[:, None]
+        observed = np.take(flat_pixels, i, axis=0).astype(np.float32) * np.float32(1 / 255)
         # The fields are blurred over many working pixels: the nearest one is as good as an
         # interpolation, at a quarter of the gathers.
-        sampled = fields[r // scale, c // scale]
+        sampled = np.take(flat_fields, (r // scale) * field_width + c // scale, axis=0)
         f, b = sampled[:, :3], sampled[:, 3:]
         # Blur fusion's correction, with the given alpha ...
         fused = f + a * (observed - a * f - (1 - a) * b)
@@ -106,7 +124,7 @@ def estimate_foreground(colour: Image.Image, alpha: np.ndarray) -> Image.Image:
         trust = np.clip(np.sqrt(distance) * np.float32(1 / _SEPARATE), 0, 1)
         fused += trust * (unmixed - fused)
         np.clip(fused, 0, 1, out=fused)
-        pixels[r, c] = (fused * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+        flat_pixels[i] = (fused * np.float32(255) + np.float32(0.5)).astype(np.uint8)
 
     in_chunks(correct, rows.size)
     result = Image.fromarray(pixels, "RGB")

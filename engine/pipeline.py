@@ -184,14 +184,16 @@ class Engine:
 
         alpha = self._render_alpha(matte, region, canvas, scale, out)
         colour, source_alpha = self._render_colour(image, to_image, full, canvas, scale, out)
+        pixels = None  # the colour as numpy, converted once for the edge steps
         if self.refine_edges:
-            self._refine(alpha, colour, region, canvas, scale, out, kind)
+            pixels = refine.pixels_of(colour)
+            self._refine(alpha, colour, pixels, region, canvas, scale, out, kind)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
         box = foreground_box(alpha)
 
         if options.channels == "rgba":
-            colour = self.estimate_foreground(colour, alpha)
+            colour = self.estimate_foreground(colour, alpha, pixels)
         if options.shadow_opacity:  # after the box: X-Foreground-* is the subject's, not its shadow's
             colour, alpha = compose.drop_shadow(colour, alpha, options.shadow_opacity, box.height)
         data_out, content_type = self._encode(colour, alpha, options, out)
@@ -339,7 +341,7 @@ class Engine:
 
     @staticmethod
     def _refine(
-        alpha: np.ndarray, colour: Image.Image, region: Rect, canvas: Rect,
+        alpha: np.ndarray, colour: Image.Image, pixels: np.ndarray, region: Rect, canvas: Rect,
         scale: tuple[float, float], out: tuple[int, int], kind: str,
     ) -> None:
         """Refines `alpha` in place, inside the part of the output the net saw (outside the roi
@@ -351,7 +353,7 @@ class Engine:
         if ox1 <= ox0 or oy1 <= oy0:
             return
         part = colour if (ox0, oy0, ox1, oy1) == (0, 0, out[0], out[1]) else colour.crop((ox0, oy0, ox1, oy1))
-        alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(part, alpha[oy0:oy1, ox0:ox1], kind)
+        alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(part, alpha[oy0:oy1, ox0:ox1], kind, pixels[oy0:oy1, ox0:ox1])
 
     @staticmethod
     def _render_colour(
