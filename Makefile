@@ -25,6 +25,11 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	@# onnxruntime and onnxruntime-openvino write the same files: a venv that held the other one
+	@# (an older checkout, another platform's choice) keeps only the one pyproject.toml asks for.
+	@if [ "$$($(PY) -m pip list --format=freeze 2>/dev/null | grep -c -E '^onnxruntime(-openvino)?==')" -gt 1 ]; then \
+		$(PY) -m pip uninstall --quiet -y onnxruntime onnxruntime-openvino && $(PY) -m pip install --quiet -e '.[test]'; fi
+	$(PY) -c "import onnxruntime as ort; print('onnxruntime', ort.__version__, ort.get_available_providers())"
 	touch $@
 
 # Python code and the Envoy descriptor set, generated from proto/ (never edited by hand).
