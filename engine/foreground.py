@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from engine.refine import _CHUNK, _boxes, band_pixels, grow, in_chunks, pixels_of, reduce_pair, rows_of, work_scale
+from engine import kernels
+from engine.refine import _boxes, grow, pixels_of, reduce_pair, work_scale
 
 # One blur-fusion pass, its radius a fraction of the working image's longer side, means weighted
 # by alpha**_POWER and (1 - alpha)**_POWER rather than alpha: nearly pure pixels then outweigh the
@@ -32,7 +33,6 @@ _POWER = 16
 # The same working grid as the alpha's: on a 640² photo a 2x coarser grid doubled the colour
 # check's error (9.6 -> 19.5 levels).
 _WORK_PIXELS = 500_000
-_TINY = np.float32(1e-4)
 _FLOOR = np.float32(1e-8)
 # Opaque pixels this many working pixels from a soft one are un-mixed too.
 _ZONE = 3
@@ -85,48 +85,16 @@ def estimate_foreground(colour: Image.Image, alpha: np.ndarray, pixels: np.ndarr
         return colour
     longest = max(image.shape[:2])
     f_hat, b_hat = blur_fusion(image, matte, max(2, round(_WIDE * longest)))
-    fields = np.concatenate((f_hat, b_hat), axis=2)  # sampled together
+    fields = np.concatenate((f_hat, b_hat), axis=2)  # read together, per cell
     del f_hat, b_hat
 
     if pixels is None:
         pixels = pixels_of(colour)
     # The soft pixels, and the opaque ones next to them (the net's alpha is often 1 over the
     # inner part of a strand that still shows the background): found within the working cells
-    # at most _ZONE away from a soft one, listed from those cells (no full-size mask).
+    # at most _ZONE away from a soft one, walked cell by cell (no full-size mask).
     zone = grow(soft, _ZONE if scale == 1 else 1)
-    rows, cols = band_pixels(zone, scale, (height, width))
-    index = rows * width + cols
-    flat_alpha = rows_of(alpha)
-    visible = np.take(flat_alpha, index) > 0
-    rows, cols, index = rows[visible], cols[visible], index[visible]
-    flat_pixels, flat_fields = rows_of(pixels), rows_of(fields)
-    if not np.shares_memory(flat_pixels, pixels):
-        raise ValueError("pixels must be a contiguous HxWx3 array: it is recoloured in place")
-    field_width = fields.shape[1]
-
-    def correct(start: int) -> None:
-        r, c, i = rows[start:start + _CHUNK], cols[start:start + _CHUNK], index[start:start + _CHUNK]
-        a = (np.take(flat_alpha, i).astype(np.float32) * np.float32(1 / 255))[:, None]
-        observed = np.take(flat_pixels, i, axis=0).astype(np.float32) * np.float32(1 / 255)
-        # The fields are blurred over many working pixels: the nearest one is as good as an
-        # interpolation, at a quarter of the gathers.
-        sampled = np.take(flat_fields, (r // scale) * field_width + c // scale, axis=0)
-        f, b = sampled[:, :3], sampled[:, 3:]
-        # Blur fusion's correction, with the given alpha ...
-        fused = f + a * (observed - a * f - (1 - a) * b)
-        # ... and the photo un-mixed by the alpha its own colour implies (the pixel's position
-        # between the local background and foreground colours): robust where the given alpha is
-        # wrong; trusted as far as those two colours differ.
-        span = f - b
-        distance = (span * span).sum(axis=1, keepdims=True)
-        implied = np.clip(((observed - b) * span).sum(axis=1, keepdims=True) / np.maximum(distance, _TINY), 0, 1)
-        unmixed = observed + (1 - implied) * span
-        trust = np.clip(np.sqrt(distance) * np.float32(1 / _SEPARATE), 0, 1)
-        fused += trust * (unmixed - fused)
-        np.clip(fused, 0, 1, out=fused)
-        flat_pixels[i] = (fused * np.float32(255) + np.float32(0.5)).astype(np.uint8)
-
-    in_chunks(correct, rows.size)
+    kernels.unmix_colours(pixels, np.ascontiguousarray(alpha), fields, zone, scale, _SEPARATE)
     result = Image.fromarray(pixels, "RGB")
     if "icc_profile" in colour.info:
         result.info["icc_profile"] = colour.info["icc_profile"]

@@ -23,25 +23,21 @@ from ~52 to ~? ms).
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from engine import kernels
+
 # The guided filter's coefficients are computed on at most about this many pixels.
 WORK_PIXELS = 500_000
 # Band: work pixels whose alpha is strictly between these (8-bit levels), grown by the filter's reach.
 _BAND_LOW, _BAND_HIGH = 2, 253
-# Full-resolution band pixels are evaluated this many at a time (bounds temporary memory).
-_CHUNK = 1 << 17
 # How far (net pixels, at most) the refined edge can reach beyond the net's own soft edge: the
 # band's reach plus the wide filter's window, at the coarsest working scale the net's matte maps to.
 REACH = 8
-_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -253,53 +249,6 @@ def grow(mask: np.ndarray, reach: int) -> np.ndarray:
     return cv2.dilate(mask.view(np.uint8), kernel).view(bool)
 
 
-def band_pixels(band: np.ndarray, scale: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Full-resolution (rows, cols) of the pixels under the work band's cells."""
-    rows, cols = np.nonzero(band)
-    if scale == 1:
-        return rows, cols
-    offsets = np.arange(scale, dtype=np.intp)
-    r = (rows[:, None, None] * scale + offsets[None, :, None]).repeat(scale, axis=2).ravel()
-    c = (cols[:, None, None] * scale + offsets[None, None, :]).repeat(scale, axis=1).ravel()
-    inside = (r < shape[0]) & (c < shape[1])
-    return r[inside], c[inside]
-
-
-def sample_bilinear(field: np.ndarray, rows: np.ndarray, cols: np.ndarray, scale: int) -> np.ndarray:
-    """Values of a work-resolution field (HxWxC) at full-resolution pixel centres, N x C.
-
-    Stack every field needed at the same pixels into one C-channel array: the four
-    neighbours are then gathered once for all of them (the gathers are this step's cost).
-    """
-    h, w = field.shape[:2]
-    flat = field.reshape(h * w, -1)
-    if scale == 1:
-        return np.take(flat, rows * w + cols, axis=0)
-    inv = np.float32(1.0 / scale)
-    y = (rows.astype(np.float32) + np.float32(0.5)) * inv - np.float32(0.5)
-    x = (cols.astype(np.float32) + np.float32(0.5)) * inv - np.float32(0.5)
-    np.clip(y, 0, max(h - 1.001, 0), out=y)
-    np.clip(x, 0, max(w - 1.001, 0), out=x)
-    y0, x0 = y.astype(np.intp), x.astype(np.intp)
-    fy, fx = (y - y0)[:, None], (x - x0)[:, None]
-    down = w if h > 1 else 0
-    right = 1 if w > 1 else 0
-    index = y0 * w + x0
-    top = np.take(flat, index, axis=0)  # np.take: ~10x faster than flat[index] for row gathers
-    top += (np.take(flat, index + right, axis=0) - top) * fx
-    index += down
-    bottom = np.take(flat, index, axis=0)
-    bottom += (np.take(flat, index + right, axis=0) - bottom) * fx
-    top += (bottom - top) * fy
-    return top
-
-
-def rows_of(array: np.ndarray) -> np.ndarray:
-    """HxW[xC] -> (H·W)x[C] rows for np.take / flat indices: a view when the array is
-    contiguous (writes reach it), else a copy (read only)."""
-    return array.reshape(array.shape[0] * array.shape[1], -1) if array.ndim == 3 else array.reshape(-1)
-
-
 def curve_lut(low: float, high: float) -> np.ndarray:
     """The contrast curve on 8-bit alpha, as a lookup table."""
     levels = np.arange(256, dtype=np.float32) / np.float32(255)
@@ -372,36 +321,6 @@ def refine_alpha(colour: Image.Image, alpha: np.ndarray, kind: str = "other", pi
     # The cells whose coefficients the bilinear sampling below reads: the band's and one around.
     wanted = grow(band[r0:r1, c0:c1], 1)
     coefficients = _blended_coefficients(guide[r0:r1, c0:c1], source[r0:r1, c0:c1], style, wanted)
-    full_rows, full_cols = band_pixels(band[r0:r1, c0:c1], scale, (height - r0 * scale, width - c0 * scale))
-    rgb = rows_of(pixels if pixels is not None else pixels_of(colour))
-    flat_out = out.reshape(-1)  # `out` is new and contiguous: a view
-
-    def evaluate(start: int) -> None:
-        rr, cc = full_rows[start:start + _CHUNK], full_cols[start:start + _CHUNK]
-        index = (rr + r0 * scale) * width + (cc + c0 * scale)
-        pixel = np.take(rgb, index, axis=0).astype(np.float32)
-        pixel *= np.float32(1 / 255)
-        k = sample_bilinear(coefficients, rr, cc, scale)
-        pixel *= k[:, :3]
-        value = pixel.sum(axis=1)
-        value += k[:, 3]
-        value *= np.float32(255)
-        value += np.float32(0.5)
-        np.clip(value, 0, 255, out=value)
-        flat_out[index] = value.astype(np.uint8)
-
-    in_chunks(evaluate, full_rows.size)
+    rgb = pixels if pixels is not None else pixels_of(colour)
+    kernels.apply_coefficients(out, rgb, coefficients, band[r0:r1, c0:c1], scale, r0 * scale, c0 * scale)
     return out
-
-
-def in_chunks(work: Callable[[int], None], size: int) -> None:
-    """Calls work(start) for every _CHUNK-sized slice start, on all this process's cores: the
-    chunks touch disjoint pixels, and numpy lets go of the GIL while it gathers and computes
-    (the network, which used those cores, has finished by now)."""
-    starts = range(0, size, _CHUNK)
-    if len(starts) < 2 or _THREADS < 2:
-        for start in starts:
-            work(start)
-        return
-    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-        list(pool.map(work, starts))
