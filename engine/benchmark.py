@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
-from engine.decode import decode
+from engine.decode import decode, pixels_of
 from engine.models.fetch import ensure_checkpoint
 from engine.pipeline import Engine
 from engine.types import RemovalOptions
@@ -86,43 +86,63 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _edge_share(engine: Engine, photo: Image.Image, square: Image.Image, runs: int) -> None:
-    """Issue 5's budget: the edge work (engine/refine, engine/foreground) on a 12 MP photo against
-    the network's inference, CPU and wall time in the same process (both use every core)."""
-    from engine import foreground, refine
+    """Issue 5's budget: the edge work on a 12 MP photo against the network's inference, CPU and
+    wall time in the same process (both use every core). First each step alone (engine/refine,
+    engine/foreground), then what it adds to a whole remove() (12 MP JPEG -> PNG): the same call
+    with the refinement and the foreground colour switched off, timed alternately."""
+    from engine import compose, foreground, refine
     from engine.matte import upsample
 
     colour = photo.convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
     matte = engine.segmenter.matte(square)
     alpha = upsample(matte, colour.size)
+    pixels = pixels_of(colour)
+    guide = refine.working_colour(pixels)
+    refined = refine.refine_alpha(pixels, alpha, "other", guide)
+    # As Engine.remove runs them on the output-size colour array, the working-grid colour made
+    # once for both; the foreground step recolours the array in place, so each of its runs gets
+    # a fresh copy, made outside the clock.
+    fresh: list = []
+    steps = {
+        "clean_matte": lambda: refine.clean_matte(matte),
+        "working_colour": lambda: refine.working_colour(pixels),
+        "refine_alpha": lambda: refine.refine_alpha(pixels, alpha, "other", guide),
+        "estimate_foreground": lambda: foreground.estimate_foreground(fresh.pop(), refined, guide),
+    }
 
-    def cpu(call, clock) -> float:
+    def median_time(call, clock) -> float:
         times = []
         for _ in range(runs):
+            if not fresh:
+                fresh[:] = [pixels.copy() for _ in range(runs)]
             start = clock()
             call()
             times.append(clock() - start)
         return statistics.median(times)
 
-    refined = refine.refine_alpha(colour, alpha, "other")
-    pixels = refine.pixels_of(colour)
-    # As Engine.remove runs them: the colour converted to numpy once, for both steps (the
-    # foreground step recolours it in place, so each run gets a fresh copy, made outside the clock).
-    fresh = [pixels.copy() for _ in range(runs)]
-    steps = {
-        "clean_matte": lambda: refine.clean_matte(matte),
-        "pixels_of": lambda: refine.pixels_of(colour),
-        "refine_alpha": lambda: refine.refine_alpha(colour, alpha, "other", pixels),
-        "estimate_foreground": lambda: foreground.estimate_foreground(colour, refined, fresh.pop()),
-    }
-    network = {"CPU": cpu(lambda: engine.segmenter.matte(square), time.process_time),
-               "wall": cpu(lambda: engine.segmenter.matte(square), time.perf_counter)}
+    network = {"CPU": median_time(lambda: engine.segmenter.matte(square), time.process_time),
+               "wall": median_time(lambda: engine.segmenter.matte(square), time.perf_counter)}
     for clock_name, clock in (("CPU", time.process_time), ("wall", time.perf_counter)):
-        fresh[:] = [pixels.copy() for _ in range(runs)]
-        costs = {name: cpu(step, clock) for name, step in steps.items()}
+        costs = {name: median_time(step, clock) for name, step in steps.items()}
         total = sum(costs.values())
         print(f"edge work at 12 MP ({clock_name} s): " + ", ".join(f"{k} {v:.3f}" for k, v in costs.items())
               + f"; total {total:.3f} vs network {network[clock_name]:.3f}"
               + f" = {total / network[clock_name]:.0%}")
+
+    data = _jpeg_of(photo, (4000, 3000))
+    options = RemovalOptions(output_format="png", max_output_pixels=None, foreground_type="other")
+    settings = {"with": (True, engine.estimate_foreground), "without": (False, compose.keep_source_colour)}
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    for _ in range(runs):
+        for name, (refine_edges, estimator) in settings.items():
+            engine.refine_edges, engine.estimate_foreground = refine_edges, estimator
+            start = time.perf_counter()
+            engine.remove(data, options)
+            times[name].append(time.perf_counter() - start)
+    engine.refine_edges, engine.estimate_foreground = settings["with"]
+    added = statistics.median(times["with"]) - statistics.median(times["without"])
+    print(f"remove() 12 MP -> png, edge work on/off (wall s): {statistics.median(times['with']):.3f} / "
+          f"{statistics.median(times['without']):.3f}: adds {added:.3f} = {added / network['wall']:.0%} of the network")
 
 
 def _peak_rss_mb() -> float:

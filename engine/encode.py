@@ -29,7 +29,7 @@ CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", 
 
 PNG_COMPRESS_LEVEL = 2  # Pillow's zlib level, for the modes written by Pillow
 PNG_DEFLATE_LEVEL = 2 if _deflate is not zlib else 1  # ISA-L's 0..3 (2: its default)
-_PNG_COLOUR_TYPES = {"L": 0, "RGB": 2, "LA": 4, "RGBA": 6}  # 8 bits per sample
+_PNG_MODES = ("L", "LA", "RGB", "RGBA")  # 8 bits per sample, written here
 _PNG_STRIP_ROWS = 256
 JPEG_QUALITY = 90
 WEBP_QUALITY = 90
@@ -60,30 +60,34 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
 
-def png(image: Image.Image) -> bytes:
-    """PNG of an 8-bit L, LA, RGB or RGBA image (others through Pillow), ICC profile kept.
+def png(picture: Image.Image | np.ndarray, icc: bytes | None = None) -> bytes:
+    """PNG of a uint8 HxW, HxWx2, HxWx3 or HxWx4 array or an 8-bit L, LA, RGB or RGBA image
+    (other modes through Pillow). `icc`: the profile to embed (default: the image's own).
 
     Every row gets the "Up" filter (the byte above subtracted): on photos and cut-outs it
-    compresses as well as Pillow's per-row choice, and it is one vectorised subtraction. The
-    image is read and deflated in strips, so no second full-size copy of it is ever made.
+    compresses as well as Pillow's per-row choice, and it is one vectorised subtraction. Rows
+    are filtered and deflated in strips, so no second full-size copy is ever made.
     """
-    colour_type = _PNG_COLOUR_TYPES.get(image.mode)
-    if colour_type is None:
-        out = io.BytesIO()
-        image.save(out, "PNG", compress_level=PNG_COMPRESS_LEVEL, **_icc(image))
-        return out.getvalue()
-    width, height = image.size
+    if isinstance(picture, Image.Image):
+        icc = icc or picture.info.get("icc_profile")
+        if picture.mode not in _PNG_MODES:
+            out = io.BytesIO()
+            picture.save(out, "PNG", compress_level=PNG_COMPRESS_LEVEL, **({"icc_profile": icc} if icc else {}))
+            return out.getvalue()
+        picture = np.asarray(picture)
+    pixels = picture if picture.ndim == 3 else picture[:, :, None]
+    height, width, channels = pixels.shape
+    colour_type = (0, 4, 2, 6)[channels - 1]
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     parts = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", header)]
-    profile = image.info.get("icc_profile")
-    if profile:
-        parts.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(profile)))
+    if icc:
+        parts.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
     compressor = _deflate.compressobj(PNG_DEFLATE_LEVEL)
     body = []
     above = None  # the row before the strip
     for top in range(0, height, _PNG_STRIP_ROWS):
         bottom = min(height, top + _PNG_STRIP_ROWS)
-        rows = np.asarray(image.crop((0, top, width, bottom))).reshape(bottom - top, -1)
+        rows = pixels[top:bottom].reshape(bottom - top, width * channels)
         filtered = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.uint8)
         filtered[:, 0] = 2  # filter type Up
         np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
@@ -117,5 +121,5 @@ def zip_pair(colour: Image.Image, alpha: np.ndarray) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr("color.jpg", jpg(colour))
-        archive.writestr("alpha.png", png(Image.fromarray(alpha, "L")))
+        archive.writestr("alpha.png", png(alpha))
     return out.getvalue()

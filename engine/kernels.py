@@ -30,11 +30,13 @@ _POOL = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="edge") if _CO
 
 
 def in_strips(kernel, rows: int, *args) -> None:
-    """kernel(*args, start, stop) over cell rows [0, rows), in one strip per core at once."""
-    if _POOL is None or rows < 2 * _CORES:
+    """kernel(*args, start, stop) over cell rows [0, rows), in strips on every core at once
+    (four per core: the band is not spread evenly over the rows)."""
+    strips = 4 * _CORES
+    if _POOL is None or rows < 2 * strips:
         kernel(*args, 0, rows)
         return
-    bounds = [rows * k // _CORES for k in range(_CORES + 1)]
+    bounds = [rows * k // strips for k in range(strips + 1)]
     for done in [_POOL.submit(kernel, *args, a, b) for a, b in zip(bounds, bounds[1:])]:
         done.result()
 
@@ -45,13 +47,16 @@ def apply_coefficients(out: np.ndarray, rgb: np.ndarray, coefficients: np.ndarra
     in_strips(_apply_coefficients, band.shape[0], out, rgb, coefficients, band, scale, top, left)
 
 
-def unmix_colours(pixels: np.ndarray, alpha: np.ndarray, fields: np.ndarray, zone: np.ndarray,
-                  scale: int, separate: float) -> None:
+def unmix_colours(pixels: np.ndarray, alpha: np.ndarray, image: np.ndarray, fg: np.ndarray, bg: np.ndarray,
+                  zone: np.ndarray, scale: int, separate: float, floor: float) -> None:
     """See _unmix_colours; on every core."""
-    in_strips(_unmix_colours, zone.shape[0], pixels, alpha, fields, zone, scale, separate)
+    in_strips(_unmix_colours, zone.shape[0], pixels, alpha, image, fg, bg, zone, scale, separate, floor)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+# Explicit signatures, any memory layout ("A"): one compiled version, made (or loaded from the
+# cache) when this module is imported, whatever views the callers pass.
+@numba.njit("void(uint8[:, :], uint8[:, :, :], float32[:, :, :], boolean[:, :], int64, int64, int64, int64, int64)",
+            cache=True, nogil=True, fastmath=True)
 def _apply_coefficients(
     out: np.ndarray, rgb: np.ndarray, coefficients: np.ndarray, band: np.ndarray, scale: int, top: int, left: int,
     start: int, stop: int,
@@ -96,18 +101,21 @@ def _apply_coefficients(
                     out[y, x] = np.uint8(min(max(value * 255.0 + 0.5, 0.0), 255.0))
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit("void(uint8[:, :, :], uint8[:, :], float32[:, :, :], float32[:, :, :], float32[:, :, :], boolean[:, :],"
+            " int64, float64, float64, int64, int64)", cache=True, nogil=True, fastmath=True)
 def _unmix_colours(
-    pixels: np.ndarray, alpha: np.ndarray, fields: np.ndarray, zone: np.ndarray, scale: int, separate: float,
-    start: int, stop: int,
+    pixels: np.ndarray, alpha: np.ndarray, image: np.ndarray, fg: np.ndarray, bg: np.ndarray, zone: np.ndarray,
+    scale: int, separate: float, floor: float, start: int, stop: int,
 ) -> None:
     """Recolours, in place, every visible pixel under a `zone` cell to its foreground colour.
 
-    `fields` (h x w x 6: F̂ then B̂, RGB in [0, 1]) and `zone` are on the working grid; the
-    fields are blurred over many cells, so each pixel takes its own cell's values. Per pixel:
-    blur fusion's correction F̂ + a·(I - a·F̂ - (1 - a)·B̂), blended towards the photo un-mixed
-    by the alpha its colour implies between B̂ and F̂, as far as the two colours are `separate`
-    apart (engine/foreground explains both). Cell rows [start, stop).
+    On the working grid: `image` (the colour, h x w x 3), `fg` and `bg` (blur fusion's weighted
+    colour sums and weight sums, h x w x 4) and `zone`. Per cell, F̂ and B̂ = sum / weight (the
+    cell's own colour where a window holds no weight: `floor`); they are blurred over many cells,
+    so each pixel takes its own cell's. Per pixel: blur fusion's correction
+    F̂ + a·(I - a·F̂ - (1 - a)·B̂), blended towards the photo un-mixed by the alpha its colour
+    implies between B̂ and F̂, as far as the two colours are `separate` apart (engine/foreground
+    explains both). Cell rows [start, stop).
     """
     h, w = zone.shape
     height, width = alpha.shape
@@ -115,8 +123,14 @@ def _unmix_colours(
         for j in range(w):
             if not zone[i, j]:
                 continue
-            f0, f1, f2 = fields[i, j, 0], fields[i, j, 1], fields[i, j, 2]
-            b0, b1, b2 = fields[i, j, 3], fields[i, j, 4], fields[i, j, 5]
+            fw = 1.0 / (fg[i, j, 3] + floor)
+            bw = 1.0 / (bg[i, j, 3] + floor)
+            f0 = (fg[i, j, 0] + floor * image[i, j, 0]) * fw
+            f1 = (fg[i, j, 1] + floor * image[i, j, 1]) * fw
+            f2 = (fg[i, j, 2] + floor * image[i, j, 2]) * fw
+            b0 = (bg[i, j, 0] + floor * image[i, j, 0]) * bw
+            b1 = (bg[i, j, 1] + floor * image[i, j, 1]) * bw
+            b2 = (bg[i, j, 2] + floor * image[i, j, 2]) * bw
             s0, s1, s2 = f0 - b0, f1 - b1, f2 - b2
             distance = s0 * s0 + s1 * s1 + s2 * s2
             trust = min(max(np.sqrt(distance) / separate, 0.0), 1.0)

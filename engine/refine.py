@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from engine import kernels
 
@@ -55,8 +54,8 @@ class EdgeStyle:
     low: float
     high: float
     small: int = 2
-    wide: int = 16
-    eps: float = 1e-4
+    wide: int = 18
+    eps: float = 5e-5
     reach: int = 5
     wide_at: float = 0.5
 
@@ -65,7 +64,11 @@ class EdgeStyle:
 # softer curve for people and animals (low 0) and no wide filter on crisp subjects (wide_at 1),
 # grabcut50 SAD 8.19 (rembg+matting 8.16) and alphamatting14 Grad 22.33; with low 0.04 for
 # people and animals, Grad 22.37; with both changes, SAD 8.09 and Grad 21.68. So the styles
-# differ only in where the curve starts.
+# differ only in where the curve starts. The wide filter's radius and eps were set again when
+# the network moved to OpenVINO's int8 (its mattes differ a little from ORT's CPU int8): with 16
+# and 1e-4, alphamatting14 Grad 21.78 (-14.9 % vs rembg+matting's 25.59); with 18 and 5e-5, Grad
+# 21.61 (-15.6 %), SAD 52.00 (-15.5 %), grabcut50 SAD 8.09 (a 20 radius: Grad -16.5 % but
+# grabcut50 SAD 8.15, at rembg+matting's 8.16).
 STYLES: dict[str, EdgeStyle] = {
     "soft": EdgeStyle(low=0.04, high=0.85),
     "crisp": EdgeStyle(low=0.05, high=0.85),
@@ -203,36 +206,35 @@ def work_scale(width: int, height: int, budget: int | None = None) -> int:
     return max(1, math.ceil(math.sqrt(width * height / (budget or WORK_PIXELS))))
 
 
-# Image -> numpy a strip at a time: Pillow's whole-picture conversion goes through one large
-# temporary buffer (12 MP RGB: 33-80 ms), small strips stay in reused memory (9 ms). 8 MB strips
-# were as slow as the whole picture in a long-running process (the allocator's state), 2 MB not.
-_STRIP_BYTES = 2 << 20
-
-
-def pixels_of(colour: Image.Image) -> np.ndarray:
-    """The picture's RGB pixels as a new, writable uint8 HxWx3 array."""
-    rgb = colour if colour.mode == "RGB" else colour.convert("RGB")
-    width, height = rgb.size
-    out = np.empty((height, width, 3), dtype=np.uint8)
-    rows = max(1, _STRIP_BYTES // (4 * max(1, width)))
-    for top in range(0, height, rows):
-        bottom = min(height, top + rows)
-        out[top:bottom] = np.asarray(rgb.crop((0, top, width, bottom)) if rows < height else rgb)
+def box_reduce(array: np.ndarray, scale: int) -> np.ndarray:
+    """uint8 HxW[xC] -> float32 in [0, 1], box-reduced by `scale`: cell (i, j) is the mean of
+    pixels [i*s, (i+1)*s) x [j*s, (j+1)*s), of those that exist in the border's cut cells (as
+    Pillow's reduce). OpenCV's area resize does the whole cells (an exact integer factor)."""
+    if scale == 1:
+        return array.astype(np.float32) * np.float32(1 / 255)
+    h, w = array.shape[:2]
+    hh, ww = h - h % scale, w - w % scale
+    rows, cols = hh // scale, ww // scale
+    extra = array.shape[2:]
+    out = np.empty((-(-h // scale), -(-w // scale), *extra), np.float32)
+    if rows and cols:
+        out[:rows, :cols] = cv2.resize(array[:hh, :ww], (cols, rows), interpolation=cv2.INTER_AREA)
+    if hh < h and cols:
+        out[rows, :cols] = array[hh:, :ww].reshape(h - hh, cols, scale, *extra).mean(axis=(0, 2))
+    if ww < w and rows:
+        out[:rows, cols] = array[:hh, ww:].reshape(rows, scale, w - ww, *extra).mean(axis=(1, 2))
+    if hh < h and ww < w:
+        out[rows, cols] = array[hh:, ww:].mean(axis=(0, 1))
+    out *= np.float32(1 / 255)
     return out
 
 
-def reduce_pair(colour: Image.Image, alpha: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """Colour (HxWx3) and alpha (HxW) as float32 in [0, 1], box-reduced by `scale`: work cell
-    (i, j) is the mean of full pixels [i*s, (i+1)*s) x [j*s, (j+1)*s)."""
-    rgb = colour if colour.mode == "RGB" else colour.convert("RGB")
-    alpha = np.ascontiguousarray(alpha)
-    # A view of the alpha's memory, not a copy (fromarray allocates and copies 12 MB at 12 MP).
-    matte = Image.frombuffer("L", (alpha.shape[1], alpha.shape[0]), alpha, "raw", "L", 0, 1)
-    if scale > 1:
-        rgb, matte = rgb.reduce(scale), matte.reduce(scale)
-    guide = np.asarray(rgb, dtype=np.float32) * np.float32(1 / 255)
-    source = np.asarray(matte, dtype=np.float32) * np.float32(1 / 255)
-    return guide, source
+def working_colour(pixels: np.ndarray) -> np.ndarray:
+    """The colour (HxWx3 uint8) on the working grid, float32 in [0, 1]. Both edge steps read it
+    (refine_alpha, foreground.estimate_foreground: `guide=`); a caller running both on the same
+    picture makes it once (12 MP: 5 ms)."""
+    height, width = pixels.shape[:2]
+    return box_reduce(pixels, work_scale(width, height))
 
 
 def band_of(source: np.ndarray, reach: int) -> np.ndarray:
@@ -292,18 +294,19 @@ def _wide_coefficients(guide: np.ndarray, source: np.ndarray, style: EdgeStyle, 
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def refine_alpha(colour: Image.Image, alpha: np.ndarray, kind: str = "other", pixels: np.ndarray | None = None) -> np.ndarray:
-    """uint8 alpha at the colour's size -> the refined uint8 alpha (a new array).
+def refine_alpha(pixels: np.ndarray, alpha: np.ndarray, kind: str = "other", guide: np.ndarray | None = None) -> np.ndarray:
+    """uint8 alpha at the colour's size (pixels: uint8 HxWx3) -> the refined uint8 alpha (a new
+    array). `guide`: working_colour(pixels), if the caller has it.
 
     The contrast curve first (a lookup on every pixel), then the guided filters on the band,
-    which soften the curved edge again where the photo's colours say so. `pixels`: the colour
-    as `pixels_of` gives it, when the caller has it already (a 12 MP conversion costs ~9 ms).
+    which soften the curved edge again where the photo's colours say so.
     """
     style = style_for(kind)
     out = cv2.LUT(alpha, curve_lut(style.low, style.high))
     height, width = alpha.shape
     scale = work_scale(width, height)
-    guide, source = reduce_pair(colour, out, scale)
+    guide = working_colour(pixels) if guide is None else guide
+    source = box_reduce(out, scale)
     # Beyond this the result barely differs from the curved alpha: both filters' windows and the
     # blend's, in full-resolution pixels (on a large photo the net's edge is already several
     # pixels wide, and the band's size is this step's cost).
@@ -321,6 +324,5 @@ def refine_alpha(colour: Image.Image, alpha: np.ndarray, kind: str = "other", pi
     # The cells whose coefficients the bilinear sampling below reads: the band's and one around.
     wanted = grow(band[r0:r1, c0:c1], 1)
     coefficients = _blended_coefficients(guide[r0:r1, c0:c1], source[r0:r1, c0:c1], style, wanted)
-    rgb = pixels if pixels is not None else pixels_of(colour)
-    kernels.apply_coefficients(out, rgb, coefficients, band[r0:r1, c0:c1], scale, r0 * scale, c0 * scale)
+    kernels.apply_coefficients(out, pixels, coefficients, band[r0:r1, c0:c1], scale, r0 * scale, c0 * scale)
     return out

@@ -70,7 +70,7 @@ def test_alpha_is_straight(default_result, person):
     alpha = pixels[:, :, 3]
     visible = alpha > 0
     # The foreground's estimated colour (engine/foreground), straight: not darkened by alpha.
-    expected = np.asarray(estimate_foreground(Image.fromarray(source), alpha))
+    expected = estimate_foreground(source.copy(), alpha)
     assert np.array_equal(pixels[visible][:, :3], expected[visible])
     inside = cv2.erode((alpha == 255).view(np.uint8), np.ones((3, 3), np.uint8), iterations=8).view(bool)  # away from the edge: the photo's own
     assert inside.any() and np.array_equal(pixels[inside][:, :3], source[inside])
