@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
+from engine import allocator
 from engine.decode import decode, pixels_of
 from engine.models.fetch import ensure_checkpoint
 from engine.pipeline import Engine
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--photo", type=pathlib.Path, default=DEFAULT_PHOTO)
     parser.add_argument("--concurrency", type=int, default=1, help="then N threads sharing the engine")
     ns = parser.parse_args(argv)
+    allocator.tune()  # as the server does (python -m service)
 
     start = time.perf_counter()
     engine = Engine(ensure_checkpoint(), threads=ns.threads)

@@ -15,6 +15,7 @@ Plugs into Engine(estimate_foreground=...) (compose.ForegroundEstimator).
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from engine import kernels
@@ -30,6 +31,8 @@ from engine.refine import _boxes, box_reduce, grow, work_scale, working_colour
 _WIDE = 0.1
 _POWER = 16
 _FLOOR = np.float32(1e-8)
+# A weight this small counts for nothing beside _FLOOR even summed over a whole window.
+_NEGLIGIBLE = 1e-20
 # Opaque pixels this many working pixels from a soft one are un-mixed too.
 _ZONE = 3
 # Foreground and background colours this far apart (RGB in [0, 1]) are fully trusted to un-mix.
@@ -37,12 +40,15 @@ _SEPARATE = 0.3
 
 
 def _power(x: np.ndarray) -> np.ndarray:
-    """x**_POWER by repeated squaring: numpy's float power is ~10x slower than four products."""
+    """x**_POWER by repeated squaring (numpy's float power is ~10x slower than four products),
+    weights under _NEGLIGIBLE set to 0: 0.004**16 is a denormal float, and arithmetic on those
+    runs many times slower (blur fusion at 12 MP: 30 ms instead of 5, by what the thread's
+    floating-point flags happened to be)."""
     assert _POWER & (_POWER - 1) == 0, "_POWER must be a power of two"
     out = x * x
     for _ in range(_POWER.bit_length() - 2):
         np.multiply(out, out, out=out)
-    return out
+    return cv2.threshold(out, _NEGLIGIBLE, 0, cv2.THRESH_TOZERO)[1]
 
 
 def blur_fusion(image: np.ndarray, alpha: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,8 +62,8 @@ def blur_fusion(image: np.ndarray, alpha: np.ndarray, radius: int) -> tuple[np.n
     """
     weighted = []
     for weight in (_power(alpha), _power(1 - alpha)):
-        both = np.empty((*alpha.shape, 4), np.float32)
-        np.multiply(image, weight[..., None], out=both[..., :3])
+        # [colour x weight, weight] in OpenCV's channel passes (numpy's strided writes: 7x slower).
+        both = cv2.cvtColor(cv2.multiply(image, cv2.cvtColor(weight, cv2.COLOR_GRAY2RGB)), cv2.COLOR_RGB2RGBA)
         both[..., 3] = weight
         weighted.append(both)
     fg, bg = _boxes(weighted, radius)

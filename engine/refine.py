@@ -23,6 +23,7 @@ from ~52 to ~? ms).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -270,13 +271,20 @@ def _blended_coefficients(guide: np.ndarray, source: np.ndarray, style: EdgeStyl
     valid on the `where` cells (and 0 far from them).
 
     The wide filter runs at half the working resolution (its output is smooth; a quarter of the
-    cost) and its coefficients are resampled back.
+    cost) and its coefficients are resampled back, on another core while the small one runs
+    (their numpy arithmetic is single-threaded; 12 MP: 23 -> 17 ms).
     """
     weight = _softness(source, style.reach, style.wide_at)[..., None]
+    if not weight.any():
+        return guided_coefficients(guide, source, style.small, style.eps, where)
+    wide = _POOL.submit(_wide_coefficients, guide, source, style, where)
     out = guided_coefficients(guide, source, style.small, style.eps, where)
-    if weight.any():
-        out += (_wide_coefficients(guide, source, style, where) - out) * weight
+    out += (wide.result() - out) * weight
     return out
+
+
+# Two workers: concurrent requests do not queue behind one another's wide filter.
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wide-filter")
 
 
 def _wide_coefficients(guide: np.ndarray, source: np.ndarray, style: EdgeStyle, where: np.ndarray) -> np.ndarray:

@@ -18,6 +18,9 @@ from service.config import Settings  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
+    from engine import allocator
+
+    allocator.tune()  # before any thread allocates (engine/allocator.py says why)
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     parser.add_argument("--port", type=int, help="gRPC port (default: CLEARBG_GRPC_PORT or 50051)")
     ns = parser.parse_args(argv)
