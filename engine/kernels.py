@@ -53,6 +53,14 @@ def unmix_colours(pixels: np.ndarray, alpha: np.ndarray, image: np.ndarray, fg: 
     in_strips(_unmix_colours, zone.shape[0], pixels, alpha, image, fg, bg, zone, scale, separate, floor)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _neighbours(pixel: int, inv: float, cells: int) -> tuple[int, int, float]:
+    """The two working cells around a full pixel's centre along one axis, and the second's weight."""
+    position = min(max((pixel + 0.5) * inv - 0.5, 0.0), cells - 1.0)
+    first = int(position)
+    return first, min(first + 1, cells - 1), position - first
+
+
 # Explicit signatures, any memory layout ("A"): one compiled version, made (or loaded from the
 # cache) when this module is imported, whatever views the callers pass.
 @numba.njit("void(uint8[:, :], uint8[:, :, :], float32[:, :, :], boolean[:, :], int64, int64, int64, int64, int64)",
@@ -78,20 +86,12 @@ def _apply_coefficients(
                 y = top + i * scale + dy
                 if y >= height:
                     break
-                fy = (i * scale + dy + 0.5) * inv - 0.5
-                fy = min(max(fy, 0.0), h - 1.0)
-                y0 = int(fy)
-                y1 = min(y0 + 1, h - 1)
-                wy = fy - y0
+                y0, y1, wy = _neighbours(i * scale + dy, inv, h)
                 for dx in range(scale):
                     x = left + j * scale + dx
                     if x >= width:
                         break
-                    fx = (j * scale + dx + 0.5) * inv - 0.5
-                    fx = min(max(fx, 0.0), w - 1.0)
-                    x0 = int(fx)
-                    x1 = min(x0 + 1, w - 1)
-                    wx = fx - x0
+                    x0, x1, wx = _neighbours(j * scale + dx, inv, w)
                     value = 0.0
                     for k in range(4):
                         upper = coefficients[y0, x0, k] + (coefficients[y0, x1, k] - coefficients[y0, x0, k]) * wx
