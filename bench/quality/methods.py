@@ -2,7 +2,8 @@
 
 A method turns photo files into `Cutout`s (the alpha it ships, and the colour when asked for).
 rembg runs in its own venv (created once under the cache dir) as a subprocess, so its
-dependencies (scipy, pymatting, numba...) never enter the project's venv; its outputs are
+dependencies (scipy, pymatting, its own pins of numba and onnxruntime) stay out of the project's
+venv; its outputs are
 cached per (rembg version, model sha256, variant, photo sha256), so reruns cost nothing.
 """
 
