@@ -385,9 +385,7 @@ class Engine:
         if size[0] <= 0 or size[1] <= 0:
             return np.zeros((out[1], out[0], 3), np.uint8), (np.zeros((out[1], out[0]), np.uint8) if has_alpha else None)
         box = (visible[0] * to_image[0], visible[1] * to_image[1], visible[2] * to_image[0], visible[3] * to_image[1])
-        whole = box == (0, 0, image.width, image.height) or (
-            max(abs(box[0]), abs(box[1]), abs(box[2] - image.width), abs(box[3] - image.height)) < 1e-6
-        )
+        whole = max(abs(box[0]), abs(box[1]), abs(box[2] - image.width), abs(box[3] - image.height)) < 1e-6
 
         def render(picture: Image.Image) -> np.ndarray:
             if whole and size == picture.size:
