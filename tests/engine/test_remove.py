@@ -9,10 +9,10 @@ import io
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
-import cv2
 
 from engine.decode import decode
 from engine.foreground import estimate_foreground
@@ -245,12 +245,22 @@ def test_from_environment_routes_settings(monkeypatch, tmp_path):
         Engine.from_environment()
 
 
-def test_embedded_colour_profile_is_carried_through(engine, person):
+@pytest.mark.parametrize("options", [
+    {"output_format": "webp"}, {"output_format": "png"}, {"output_format": "jpg"},
+    {"output_format": "png", "bg_color": (255, 0, 0, 128)}, {"output_format": "jpg", "bg_color": (0, 0, 255, 255)},
+    {"output_format": "zip"},
+], ids=["webp", "png", "jpg", "png-over-colour", "jpg-over-colour", "zip"])
+def test_embedded_colour_profile_is_carried_through(engine, person, options):
     from PIL import ImageCms
 
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     tagged = jpeg(decode(person[0]), icc_profile=profile)
-    result = engine.remove(tagged, RemovalOptions(output_format="webp", max_output_pixels=100_000))
+    result = engine.remove(tagged, RemovalOptions(max_output_pixels=100_000, **options))
+    if options["output_format"] == "zip":
+        with zipfile.ZipFile(io.BytesIO(result.data)) as archive:
+            colour = Image.open(io.BytesIO(archive.read("color.jpg")))
+        assert colour.info.get("icc_profile") == profile
+        return
     assert open_bytes(result.data).info.get("icc_profile") == profile
 
 
