@@ -64,6 +64,20 @@ def _place(part: Rect, canvas: Rect, scale: tuple[float, float], out: tuple[int,
     )
 
 
+def _seen_part(
+    region: Rect, canvas: Rect, scale: tuple[float, float], out: tuple[int, int]
+) -> tuple[Rect, tuple[int, int, int, int]] | None:
+    """The part of the canvas the net saw (sized pixels) and its output pixel rectangle; None
+    when none of the output shows it."""
+    seen = _intersect(canvas, region)
+    if seen is None:
+        return None
+    placed = _place(seen, canvas, scale, out)
+    if placed[2] <= placed[0] or placed[3] <= placed[1]:
+        return None
+    return seen, placed
+
+
 def resolve_roi(roi: tuple[Length, Length, Length, Length], width: int, height: int) -> Rect:
     """`x1 y1 x2 y2` (px or % of the image) -> pixel rectangle, checked against the image."""
     x0, y0 = roi[0].resolve(width), roi[1].resolve(height)
@@ -189,11 +203,13 @@ class Engine:
         scale = (out[0] / (source[2] - source[0]), out[1] / (source[3] - source[1]))
         canvas = source
 
-        alpha = self._render_alpha(matte, region, canvas, scale, out)
+        # The part of the output the net saw (the rest is outside the roi: background).
+        seen = _seen_part(region, canvas, scale, out)
+        alpha = self._render_alpha(matte, region, seen, out)
         colour, source_alpha = self._render_colour(image, to_image, full, canvas, scale, out)
         guide = None  # the colour on the edge steps' working grid, made once for both
         if self.refine_edges:
-            guide = self._refine(alpha, colour, region, canvas, scale, out, kind)
+            guide = self._refine(alpha, colour, seen, out, kind)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
         box = foreground_box(alpha)
@@ -327,14 +343,13 @@ class Engine:
         return (origin_x, origin_y, origin_x + canvas_w / zoom, origin_y + canvas_h / zoom)
 
     @staticmethod
-    def _render_alpha(matte: np.ndarray, region: Rect, canvas: Rect, scale: tuple[float, float], out: tuple[int, int]) -> np.ndarray:
+    def _render_alpha(
+        matte: np.ndarray, region: Rect, seen: tuple[Rect, tuple[int, int, int, int]] | None, out: tuple[int, int]
+    ) -> np.ndarray:
         alpha = np.zeros((out[1], out[0]), dtype=np.uint8)
-        seen = _intersect(canvas, region)
         if seen is None:
             return alpha
-        ox0, oy0, ox1, oy1 = _place(seen, canvas, scale, out)
-        if ox1 <= ox0 or oy1 <= oy0:
-            return alpha
+        seen, (ox0, oy0, ox1, oy1) = seen
         net_h, net_w = matte.shape
         per_px = (net_w / (region[2] - region[0]), net_h / (region[3] - region[1]))
         alpha[oy0:oy1, ox0:ox1] = upsample(
@@ -347,17 +362,14 @@ class Engine:
 
     @staticmethod
     def _refine(
-        alpha: np.ndarray, colour: np.ndarray, region: Rect, canvas: Rect,
-        scale: tuple[float, float], out: tuple[int, int], kind: str,
+        alpha: np.ndarray, colour: np.ndarray, seen: tuple[Rect, tuple[int, int, int, int]] | None,
+        out: tuple[int, int], kind: str,
     ) -> np.ndarray | None:
         """Refines `alpha` in place, inside the part of the output the net saw (outside the roi
         stays background). Returns the whole colour on the working grid when it made it."""
-        seen = _intersect(canvas, region)
         if seen is None:
             return None
-        ox0, oy0, ox1, oy1 = _place(seen, canvas, scale, out)
-        if ox1 <= ox0 or oy1 <= oy0:
-            return None
+        ox0, oy0, ox1, oy1 = seen[1]
         whole = (ox0, oy0, ox1, oy1) == (0, 0, out[0], out[1])
         guide = refine.working_colour(colour) if whole else None
         alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(colour[oy0:oy1, ox0:ox1], alpha[oy0:oy1, ox0:ox1], kind, guide)
