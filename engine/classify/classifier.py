@@ -16,7 +16,9 @@ scenery, a monument or a plant. Measured by bench/xtype.py.
 
 from __future__ import annotations
 
+import logging
 import os
+import pathlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,8 @@ from PIL import Image
 
 from engine.classify import labels, mobilenet_v2
 from engine.models import providers
+
+log = logging.getLogger(__name__)
 
 DETECTOR_SIZE = 512
 DETECTOR_STRIDE = 4
@@ -64,16 +68,18 @@ class Prediction:
 def _session(path: str | os.PathLike, threads: int) -> ort.InferenceSession:
     """On OpenVINO's provider where it is installed, held to fp32 (the labels measured by
     bench/xtype.py stay the same): the detector and classifier together took 28 ms a photo
-    there against 40 on the CPU provider; the CPU provider otherwise."""
+    there against 40 on the CPU provider; the CPU provider otherwise, or if OpenVINO fails."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.enable_cpu_mem_arena = False
     opts.log_severity_level = 3
-    provider = providers.CPU
     if providers.OPENVINO in ort.get_available_providers():
-        provider = providers.OPENVINO
-    return ort.InferenceSession(str(path), opts, providers=providers.provider_list(provider, threads, "f32"))
+        try:
+            return providers.inference_session(path, opts, providers.provider_list(providers.OPENVINO, threads, "f32"))
+        except Exception as exc:  # noqa: BLE001 - any provider failure: the CPU provider, said in the log
+            log.warning("X-Type network %s on OpenVINO failed (%s); using the CPU provider", pathlib.Path(path).name, exc)
+    return providers.inference_session(path, opts, [providers.CPU])
 
 
 def _matte_array(matte: np.ndarray, size: tuple[int, int]) -> np.ndarray:

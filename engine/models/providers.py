@@ -14,7 +14,9 @@ keep every run's peak allocation for good (2.1 GB vs 0.9 GB resident) for a few 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -91,10 +93,39 @@ def provider_list(provider: str, threads: int | None = None, precision: str | No
     options = {"device_type": "CPU", "num_of_threads": str(threads or default_threads())}
     if precision:
         options["load_config"] = json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": precision}})
+    options["cache_dir"] = str(_openvino_cache())
+    return [(OPENVINO, options), CPU]
+
+
+def _openvino_cache() -> pathlib.Path:
+    """Where OpenVINO keeps the networks it compiled (seconds saved at every start)."""
     cache = variants.variants_dir() / "openvino"
     cache.mkdir(parents=True, exist_ok=True)
-    options["cache_dir"] = str(cache)
-    return [(OPENVINO, options), CPU]
+    return cache
+
+
+@contextlib.contextmanager
+def _openvino_cache_lock():
+    """Held while a session on OpenVINO's provider is created: it compiles into, or imports
+    from, the shared cache directory, and two processes starting together (two servers on one
+    machine) otherwise race there; one deleted the blob the other was still writing, and that
+    server died at start ("cannot set permissions: No such file")."""
+    with open(_openvino_cache() / ".lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def inference_session(path: str | os.PathLike, options, provider_options: list):
+    """onnxruntime.InferenceSession(path, options, providers=provider_options), under the
+    OpenVINO cache's lock when OpenVINO is asked for: the one way the engine makes sessions."""
+    import onnxruntime as ort
+
+    wants_openvino = any((p[0] if isinstance(p, tuple) else p) == OPENVINO for p in provider_options)
+    with _openvino_cache_lock() if wants_openvino else contextlib.nullcontext():
+        return ort.InferenceSession(str(path), sess_options=options, providers=provider_options)
 
 
 def variant_kind(requested: str | None = None) -> str:
@@ -140,21 +171,18 @@ def open_session(model_path: str | os.PathLike, family: str = "isnet", threads: 
                  provider: str | None = None, kind: str | None = None) -> SessionChoice:
     """An InferenceSession on the chosen variant and provider, falling back to CPU and the
     cleaned fp32 graph if the faster pair cannot start (a broken OpenVINO install, say)."""
-    import onnxruntime as ort
-
     name = choose_provider(provider)
     path = model_variant(model_path, family, kind)
     precision = None
     if name == OPENVINO and path.name.startswith("fp32") and _cpu_has_bf16():
         precision = "bf16"  # OpenVINO's bf16 matched fp32 (IoU 0.999) at ~2x its speed
     try:
-        session = ort.InferenceSession(str(path), sess_options=session_options(threads, wants_arena(path)),
-                                       providers=provider_list(name, threads, precision))
+        session = inference_session(path, session_options(threads, wants_arena(path)), provider_list(name, threads, precision))
         return SessionChoice(session, path, session.get_providers()[0])
     except Exception as exc:  # noqa: BLE001 - any provider failure: fall back, say why in the log
         if name == CPU and path == variants.prepare(model_path, family, "fp32"):
             raise
         log.warning("session on %s with %s failed (%s); falling back to CPU fp32", name, path.name, exc)
     fallback = variants.prepare(model_path, family, "fp32")
-    session = ort.InferenceSession(str(fallback), sess_options=session_options(threads), providers=[CPU])
+    session = inference_session(fallback, session_options(threads), [CPU])
     return SessionChoice(session, fallback, CPU)

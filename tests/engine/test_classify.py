@@ -173,3 +173,28 @@ def test_fine_label_for_type_level_2(kind, coco, label):
     from engine.classify.labels import fine_label
 
     assert fine_label(kind, coco) == label
+
+
+
+
+def test_x_type_networks_fall_back_to_the_cpu_provider(monkeypatch):
+    """An OpenVINO failure while loading (a broken install, a cache another process is writing)
+    must not stop a server: the networks load on the CPU provider instead."""
+    from engine.classify import classifier as module
+    from engine.models import providers
+
+    real = providers.inference_session
+    asked = []
+
+    def openvino_fails(path, options, provider_options):
+        asked.append(provider_options)
+        if any(isinstance(p, tuple) and p[0] == providers.OPENVINO for p in provider_options):
+            raise RuntimeError("cannot set permissions: No such file or directory")
+        return real(path, options, provider_options)
+
+    monkeypatch.setattr(providers, "inference_session", openvino_fails)
+    monkeypatch.setattr(module.ort, "get_available_providers", lambda: [providers.OPENVINO, providers.CPU])
+    paths = fetch.ensure_models()
+    loaded = ForegroundClassifier(paths["detector"], paths["classifier"])
+    assert loaded._detector.get_providers() == [providers.CPU]
+    assert asked[-1] == [providers.CPU] and len(asked) == 4  # OpenVINO, then CPU, for each network

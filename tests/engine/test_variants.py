@@ -8,6 +8,8 @@ a temporary cache, where rebuilding costs seconds.
 from __future__ import annotations
 
 import io
+import os
+import pathlib
 
 import numpy as np
 import onnx
@@ -156,3 +158,35 @@ def test_open_session_loads_the_chosen_variant(source, fp32_path, monkeypatch):
     choice = providers.open_session(source, "isnet", threads=2)
     assert choice.model_path == fp32_path and choice.provider == providers.CPU
     assert [o.name for o in choice.session.get_outputs()] == ["output"]
+
+
+_OPEN_ON_OPENVINO = """
+import sys, time
+from engine.models import providers
+providers.inference_session(sys.argv[1], providers.session_options(1), providers.provider_list(providers.OPENVINO, 1))
+print(time.time())
+"""
+
+
+def test_openvino_sessions_wait_for_the_cache_lock(fp32_path, tmp_path, monkeypatch):
+    """Sessions on OpenVINO are made under one lock per cache, across processes: two servers
+    starting together raced in the compile cache (one deleted the blob the other was writing,
+    and that server died at start)."""
+    import subprocess
+    import sys
+    import time
+
+    import onnxruntime as ort
+
+    if providers.OPENVINO not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no OpenVINO provider")
+    monkeypatch.setenv("CLEARBG_CACHE_DIR", str(tmp_path))  # this process's lock and the child's
+    root = pathlib.Path(__file__).resolve().parents[2]
+    with providers._openvino_cache_lock():
+        child = subprocess.Popen([sys.executable, "-c", _OPEN_ON_OPENVINO, str(fp32_path)], cwd=root,
+                                 env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(3)  # the child would have made its session by now, were it not waiting
+        released = time.time()
+    output = child.communicate(timeout=300)[0]
+    assert child.returncode == 0, output
+    assert float(output.strip().splitlines()[-1]) >= released
