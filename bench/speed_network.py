@@ -76,8 +76,10 @@ def photos(quality: pathlib.Path, limit: int | None, sets: list[str]) -> dict[st
 
 def matte(sess, fam, image: Image.Image) -> np.ndarray:
     """The net's matte resized back to the photo, float32 in [0, 1]."""
-    size = sess.get_inputs()[0].shape[-1]
-    (out,) = sess.run(["output"], {sess.get_inputs()[0].name: fam.preprocess(image, size)})
+    height, width = sess.get_inputs()[0].shape[-2:]
+    fixed = isinstance(height, int) and isinstance(width, int)  # else any shape: the photo's aspect
+    shape = (width, height) if fixed else fam.input_shape(*image.size, keep_aspect=True)
+    (out,) = sess.run(["output"], {sess.get_inputs()[0].name: fam.preprocess(image, shape)})
     small = fam.postprocess(out)
     return np.asarray(Image.fromarray(small, mode="F").resize(image.size, Image.Resampling.BILINEAR))
 
@@ -106,27 +108,38 @@ def main(argv: list[str] | None = None) -> None:
     fam = family("isnet")
     sessions = {name: session(path, prov, prec, ns.threads) for name, (path, prov, prec) in table.items()}
 
-    # Latency: variants interleaved run by run, so a burst of load elsewhere hits them all alike.
-    side = next(iter(sessions.values())).get_inputs()[0].shape[-1]
-    probe = np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32) - 0.5
-    for sess in sessions.values():
-        for _ in range(2):
-            sess.run(["output"], {sess.get_inputs()[0].name: probe})
-    times = {name: [] for name in sessions}
-    for _ in range(ns.runs):
+    # Latency: variants interleaved run by run, so a burst of load elsewhere hits them all alike;
+    # at the square and at a 4:3 photo's shape (a variant that takes any shape keeps the aspect).
+    side = fam.size
+    shapes = {"square": (side, side), "4:3": fam.input_shape(4, 3, side, keep_aspect=True)}
+    rng = np.random.default_rng(0)
+    for label, (width, height) in shapes.items():
+        probes = {}
         for name, sess in sessions.items():
-            started = time.perf_counter()
-            sess.run(["output"], {sess.get_inputs()[0].name: probe})
-            times[name].append(time.perf_counter() - started)
-    base = "fp32-shipped" if "fp32-shipped" in times else next(iter(times))
-    print(f"latency at {side}x{side}, {ns.threads} threads, {ns.runs} runs (ratio to {base} in this run)")
-    print(f"{'variant':14} {'median s':>9} {'best s':>7} {'x median':>9} {'x best':>7}")
-    for name, t in times.items():
-        print(f"{name:14} {np.median(t):9.3f} {min(t):7.3f} {np.median(t) / np.median(times[base]):9.2f} "
-              f"{min(t) / min(times[base]):7.2f}")
+            fixed = all(isinstance(d, int) for d in sess.get_inputs()[0].shape[-2:])
+            shape = (side, side) if fixed else (width, height)
+            probes[name] = rng.random((1, 3, shape[1], shape[0]), dtype=np.float32) - 0.5
+            for _ in range(2):
+                sess.run(["output"], {sess.get_inputs()[0].name: probes[name]})
+        times = {name: [] for name in sessions}
+        for _ in range(ns.runs):
+            for name, sess in sessions.items():
+                started = time.perf_counter()
+                sess.run(["output"], {sess.get_inputs()[0].name: probes[name]})
+                times[name].append(time.perf_counter() - started)
+        base = "fp32-shipped" if "fp32-shipped" in times else next(iter(times))
+        print(f"latency for a {label} photo ({width}x{height} where the variant takes any shape, else "
+              f"{side}x{side}), {ns.threads} threads, {ns.runs} runs (ratio to {base} in this run)")
+        print(f"{'variant':14} {'shape':>9} {'median s':>9} {'best s':>7} {'x median':>9} {'x best':>7}")
+        for name, t in times.items():
+            shape = "x".join(map(str, probes[name].shape[:1:-1]))
+            print(f"{name:14} {shape:>9} {np.median(t):9.3f} {min(t):7.3f} {np.median(t) / np.median(times[base]):9.2f} "
+                  f"{min(t) / min(times[base]):7.2f}")
+        print()
 
-    # Quality: the shipped file's matte equals the cleaned one's (same arithmetic, fp32): skip it.
-    scored = [name for name in sessions if name != "fp32-shipped"]
+    # Quality. The shipped file runs the cleaned one's arithmetic, but only at its square: its
+    # row is what keeping the photo's aspect changed.
+    scored = list(sessions)
     reference = "fp32" if "fp32" in sessions else scored[0]
     for set_name, items in photos(ns.quality, ns.limit, ns.sets.split(",")).items():
         vs_ref = {name: [] for name in scored}

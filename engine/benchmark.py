@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> None:
     net = engine.segmenter.size
     square = photo.resize((net, net))
     print(f"inference at {net}x{net}: {_timed(lambda: engine.segmenter.matte(square), ns.runs)} (median of {ns.runs})")
-    _edge_share(engine, photo, square, ns.runs)
+    # What the net sees of a 12 MP 4:3 photo (its aspect kept, where the variant allows).
+    view = photo.resize(engine.segmenter.input_shape(4000, 3000))
+    if view.size != square.size:
+        print(f"inference at {view.width}x{view.height}: {_timed(lambda: engine.segmenter.matte(view), ns.runs)}")
+    _edge_share(engine, photo, view, ns.runs)
 
     for label, size in (("1 MP", (1155, 866)), ("12 MP", (4000, 3000))):
         data = _jpeg_of(photo, size)
@@ -87,16 +91,17 @@ def main(argv: list[str] | None = None) -> None:
               f"({ns.concurrency * 2 / seconds * 60:.0f}/min); peak RSS {_peak_rss_mb():.0f} MB")
 
 
-def _edge_share(engine: Engine, photo: Image.Image, square: Image.Image, runs: int) -> None:
-    """Issue 5's budget: the edge work on a 12 MP photo against the network's inference, CPU and
-    wall time in the same process (both use every core). First each step alone (engine/refine,
+def _edge_share(engine: Engine, photo: Image.Image, view: Image.Image, runs: int) -> None:
+    """Issue 5's budget: the edge work on a 12 MP photo against the network's inference on that
+    photo (`view`: what the net sees of it), CPU and wall time in the same process (both use
+    every core). First each step alone (engine/refine,
     engine/foreground), then what it adds to a whole remove() (12 MP JPEG -> PNG): the same call
     with the refinement and the foreground colour switched off, timed alternately."""
     from engine import compose, foreground, refine
     from engine.matte import upsample
 
     colour = photo.convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
-    matte = engine.segmenter.matte(square)
+    matte = engine.segmenter.matte(view)
     alpha = upsample(matte, colour.size)
     pixels = pixels_of(colour)
     guide = refine.working_colour(pixels)
@@ -122,8 +127,8 @@ def _edge_share(engine: Engine, photo: Image.Image, square: Image.Image, runs: i
             times.append(clock() - start)
         return statistics.median(times)
 
-    network = {"CPU": median_time(lambda: engine.segmenter.matte(square), time.process_time),
-               "wall": median_time(lambda: engine.segmenter.matte(square), time.perf_counter)}
+    network = {"CPU": median_time(lambda: engine.segmenter.matte(view), time.process_time),
+               "wall": median_time(lambda: engine.segmenter.matte(view), time.perf_counter)}
     for clock_name, clock in (("CPU", time.process_time), ("wall", time.perf_counter)):
         costs = {name: median_time(step, clock) for name, step in steps.items()}
         total = sum(costs.values())

@@ -32,7 +32,7 @@ from engine.types import EngineError, ForegroundType, ImageInfo, Length, Removal
 Rect = tuple[float, float, float, float]  # x0, y0, x1, y1
 
 # (the region of the photo the net saw, RGB, longest side <= 1024; the net's float32 matte of
-# that region in [0, 1], at the net's square resolution) -> "person" | "product" | "animal" |
+# that region in [0, 1], at the net's resolution) -> "person" | "product" | "animal" |
 # "car" | "other", optionally followed by "-" and a finer class ("animal-dog"; type_level 2).
 Classifier = Callable[[Image.Image, np.ndarray], str]
 
@@ -142,7 +142,11 @@ class Engine:
         """One inference and one small edge refinement, so the first request does not pay for
         onnxruntime's lazy set-up or OpenCV's and the edge loops' first calls."""
         size = self.segmenter.size
-        self.segmenter.matte(Image.new("RGB", (size, size), (128, 128, 128)))
+        # A net that takes any shape compiles each new one on first sight (OpenVINO: ~50 ms):
+        # the square and the commonest photo shapes, 4:3 both ways, are seen before serving.
+        for width, height in {(size, size), (size, size * 3 // 4), (size * 3 // 4, size)}:
+            shape = self.segmenter.input_shape(width, height)
+            self.segmenter.matte(Image.new("RGB", shape, (128, 128, 128)))
         if self.refine_edges:
             pixels = np.full((64, 64, 3), 128, np.uint8)
             alpha = np.zeros((64, 64), np.uint8)
@@ -175,7 +179,7 @@ class Engine:
         image = decode(data, self.max_input_pixels, min_size=min_size)
         to_image = (image.width / sized_w, image.height / sized_h)
 
-        view = self._net_view(image, region, to_image, net)
+        view = self._net_view(image, region, to_image, self.segmenter.input_shape)
         matte = self.segmenter.matte(view)
         if self.refine_edges:
             matte = refine.clean_matte(matte)
@@ -244,16 +248,20 @@ class Engine:
         return fmt
 
     @staticmethod
-    def _net_view(image: Image.Image, region: Rect, to_image: tuple[float, float], net: int) -> Image.Image:
-        """The region the net sees, resized to its square; transparency shown over white."""
+    def _net_view(
+        image: Image.Image, region: Rect, to_image: tuple[float, float], input_shape: Callable[[int, int], tuple[int, int]]
+    ) -> Image.Image:
+        """The region the net sees, resized to the net's input shape for it (Segmenter.input_shape);
+        transparency shown over white."""
         box = (region[0] * to_image[0], region[1] * to_image[1], region[2] * to_image[0], region[3] * to_image[1])
+        shape = input_shape(max(1, round(box[2] - box[0])), max(1, round(box[3] - box[1])))
         # Enlarging up to 3x in pixels, LANCZOS gives the net a sharper view than BILINEAR
         # (bench/quality, alphamatting14, ~2-2.6x: net alone SAD 59.8 -> 57.1, Grad 28.5 -> 25.5);
         # enlarging more it rings (grabcut50's small JPEGs, 3.4-6.8x: MSE 29.0 -> 29.7). Shrinking,
         # BILINEAR already averages every pixel and costs a third of LANCZOS (70 ms less at 12 MP).
-        pixels = (box[2] - box[0]) * (box[3] - box[1])
-        sharp = net * net / 3 <= pixels <= net * net
-        view = image.resize((net, net), Image.Resampling.LANCZOS if sharp else Image.Resampling.BILINEAR, box=box)
+        pixels, net_pixels = (box[2] - box[0]) * (box[3] - box[1]), shape[0] * shape[1]
+        sharp = net_pixels / 3 <= pixels <= net_pixels
+        view = image.resize(shape, Image.Resampling.LANCZOS if sharp else Image.Resampling.BILINEAR, box=box)
         if view.mode == "RGBA":
             white = Image.new("RGB", view.size, (255, 255, 255))
             view = Image.composite(view.convert("RGB"), white, view.getchannel("A"))

@@ -32,14 +32,15 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from engine.models.fetch import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
-RECIPE = 1
-"""Bump when clean() or quantise() change: old cached variants are then ignored, not reused."""
+RECIPE = 2
+"""Bump when clean() or quantise() change: old cached variants are then ignored, not reused.
+2: any input shape (flexible_input_size), int8 calibrated on the shapes the engine feeds."""
 
 KINDS = ("fp32", "int8")
 CALIBRATION_PERCENTILE = 99.99
@@ -168,17 +169,104 @@ def clean(model: onnx.ModelProto, output_name: str | None = None) -> onnx.ModelP
         graph.initializer.remove(init)
     del graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    flexible_input_size(model)
     onnx.checker.check_model(model)
     return model
+
+
+# --- any input shape -----------------------------------------------------------------------------
+
+
+def _spatial(model: onnx.ModelProto, name: str) -> list[int] | None:
+    """The static H, W of tensor `name` as shape inference left them, else None."""
+    values = [*model.graph.value_info, *model.graph.input, *model.graph.output]
+    for value in values:
+        if value.name == name:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:]):
+                return [dims[2].dim_value, dims[3].dim_value]
+    return None
+
+
+def flexible_input_size(model: onnx.ModelProto) -> bool:
+    """Lets an exported encoder-decoder take any H x W, in place; False (and untouched) if not.
+
+    PyTorch's export traces `interpolate(x, size=skip.shape[2:])` as a Resize whose target is a
+    constant: [32, 32] in IS-Net at 1024², so the graph only runs at its export size and every
+    photo has to be squashed into a square. Each such constant is replaced by the runtime H, W of
+    the tensor it was traced from: the Resize's output is concatenated with exactly that tensor
+    (or, for the last one, it is the model's input). The rewrite is only kept when every Resize
+    matches that pattern and each constant equals its partner's static size, so at the export
+    size the graph computes exactly what it did. A non-square input then keeps the photo's
+    aspect: IS-Net at 1024x768 on 4:3 photos is 25 % faster and closer to the truth
+    (notes in engine/models/families.py).
+    """
+    graph = model.graph
+    produced = {name: node for node in graph.node for name in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    input_name = graph.input[0].name
+    resizes = [n for n in graph.node if n.op_type == "Resize"]
+    plan = []
+    for resize in resizes:
+        sizes = produced.get(resize.input[3]) if len(resize.input) > 3 else None
+        if sizes is None or sizes.op_type != "Concat" or len(sizes.input) != 2:
+            return False
+        target = constants.get(sizes.input[1])
+        if target is None or target.shape != (2,):
+            return False
+        users = consumers.get(resize.output[0], [])
+        concats = [u for u in users if u.op_type == "Concat"]
+        if len(concats) == 1 and len(concats[0].input) == 2:
+            partner = next(name for name in concats[0].input if name != resize.output[0])
+        elif not concats:
+            partner = input_name
+        else:
+            return False
+        if _spatial(model, partner) != [int(v) for v in target]:
+            return False
+        plan.append((sizes, partner, resize.output[0]))  # output names are unique, node names need not be
+    if not plan or len({id(sizes) for sizes, _, _ in plan}) != len(plan):
+        return False
+    graph.initializer.extend([numpy_helper.from_array(np.array([2], np.int64), "flexible_hw_start"),
+                              numpy_helper.from_array(np.array([4], np.int64), "flexible_hw_end")])
+    added = []
+    for sizes, partner, name in plan:
+        shape, hw = f"{name}/target_shape", f"{name}/target_hw"
+        added += [helper.make_node("Shape", [partner], [shape], name=shape),
+                  helper.make_node("Slice", [shape, "flexible_hw_start", "flexible_hw_end"], [hw], name=hw)]
+        sizes.input[1] = hw
+    graph.node.extend(added)
+    used = {name for node in graph.node for name in node.input}
+    ordered = [n for n in topologically_sorted(graph) if n.op_type != "Constant" or n.output[0] in used]
+    del graph.node[:]
+    graph.node.extend(ordered)
+    for value in (graph.input[0], *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            dims[2].dim_param, dims[3].dim_param = "height", "width"
+    del graph.value_info[:]
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    model.CopyFrom(inferred)
+    return True
 
 
 # --- int8 --------------------------------------------------------------------------------------
 
 
-def calibration_tensors(family_name: str, photos: Sequence[pathlib.Path], size: int) -> Iterator[np.ndarray]:
+def calibration_tensors(family_name: str, photos: Sequence[pathlib.Path], size: int,
+                        keep_aspect: bool = False) -> Iterator[np.ndarray]:
     """Each photo as the net sees it, then mirrored, then a tight crop: varied framing and scale.
 
-    Yielded one at a time so calibration never holds more than one image's activations.
+    `keep_aspect`: at the shapes the engine feeds a net that takes any shape (the photos' own
+    aspect), not squashed into its square. Yielded one at a time so calibration never holds more
+    than one image's activations.
     """
     from PIL import Image, ImageOps
 
@@ -191,7 +279,7 @@ def calibration_tensors(family_name: str, photos: Sequence[pathlib.Path], size: 
         width, height = image.size
         crop = image.crop((width // 8, height // 8, width - width // 8, height - height // 8))
         for view in (image, ImageOps.mirror(image), crop):
-            yield fam.preprocess(view, size)
+            yield fam.preprocess(view, fam.input_shape(*view.size, size, keep_aspect))
 
 
 class _LazyReader:
@@ -223,9 +311,11 @@ def quantise(fp32_path: pathlib.Path, target: pathlib.Path, family_name: str, ph
 
     model = onnx.load(str(fp32_path), load_external_data=False)
     model_input = model.graph.input[0]
-    size = model_input.type.tensor_type.shape.dim[-1].dim_value or 1024
+    height, width = model_input.type.tensor_type.shape.dim[-2:]
+    flexible = not (height.dim_value and width.dim_value)
+    size = max(height.dim_value, width.dim_value) or 1024
     count = 3 * len(photos)
-    reader = _LazyReader(model_input.name, count, lambda: calibration_tensors(family_name, photos, size))
+    reader = _LazyReader(model_input.name, count, lambda: calibration_tensors(family_name, photos, size, flexible))
     # ORT prints a line per calibration pass and advises pre-processing (clean() already did what matters).
     logging.disable(logging.WARNING)
     try:

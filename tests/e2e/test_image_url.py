@@ -18,6 +18,7 @@ import requests
 from PIL import Image
 
 from clearbg.v1 import removebg_pb2, removebg_pb2_grpc
+from tests.e2e.api_calls import REAL_MATTE_IOU
 from tests.service.remote_fixtures import HOSTILE, LocalServer, body, declared_length, redirect, status
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +72,7 @@ def test_image_url_of_an_allowed_server_returns_a_real_cutout(stack, key, remote
     truth = np.asarray(Image.open(quality / MASK).convert("L")) > 127
     assert truth.shape == alpha.shape
     found = alpha > 127
-    assert (found & truth).sum() / (found | truth).sum() > 0.8
+    assert (found & truth).sum() / (found | truth).sum() > REAL_MATTE_IOU
     assert ("/person.jpg", f"127.0.0.1:{remote.port}") in remote.seen
 
 

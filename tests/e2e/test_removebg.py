@@ -21,6 +21,7 @@ import requests
 from PIL import Image
 
 from clearbg.v1 import removebg_pb2, removebg_pb2_grpc
+from tests.e2e.api_calls import REAL_MATTE_IOU
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +60,7 @@ def assert_real_cutout(png: bytes, quality: pathlib.Path) -> np.ndarray:
     assert truth.shape == alpha.shape, "size=auto keeps the original size"
     found = alpha > 127
     iou = (found & truth).sum() / (found | truth).sum()
-    assert iou > 0.8, f"IoU with the ground truth {iou:.2f}"
+    assert iou > REAL_MATTE_IOU, f"IoU with the ground truth {iou:.2f}"
     return alpha
 
 

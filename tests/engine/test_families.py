@@ -71,3 +71,22 @@ def test_family_lookup():
     assert isinstance(family("ISNet"), ISNet)
     with pytest.raises(ValueError, match="unknown model family"):
         family("nope")
+
+
+@pytest.mark.parametrize(
+    ("photo", "shape"),
+    [
+        ((1000, 750), (1024, 768)),  # 4:3: the long side at the net's size, aspect kept
+        ((750, 1000), (768, 1024)),
+        ((3000, 2000), (1024, 672)),  # 3:2: 682.7 rounded to the stride
+        ((500, 500), (1024, 1024)),
+        ((4000, 300), (1024, 256)),  # a banner: the short side's floor
+        ((1024, 768), (1024, 768)),  # a view already at its shape stays there
+    ],
+)
+def test_input_shape_keeps_the_aspect_where_the_net_allows(photo, shape):
+    isnet = ISNet()
+    assert isnet.input_shape(*photo, keep_aspect=True) == shape
+    assert isnet.input_shape(*photo) == (1024, 1024)  # a fixed-size net: its square
+    tensor = isnet.preprocess(Image.new("RGB", photo, (10, 20, 30)), shape)
+    assert tensor.shape == (1, 3, shape[1], shape[0])

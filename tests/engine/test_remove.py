@@ -102,7 +102,7 @@ def test_classifier_hook_and_given_type(engine, person):
     finally:
         engine.classify = classify_other
     assert (result.foreground_type, result.foreground_label) == ("person", "person-test")
-    assert seen == {"mode": "RGB", "size": (600, 450), "dtype": np.float32, "shape": (1024, 1024)}
+    assert seen == {"mode": "RGB", "size": (600, 450), "dtype": np.float32, "shape": (768, 1024)}  # aspect kept
     assert (given.foreground_type, given.foreground_label) == ("car", "car")
 
     flat = open_bytes(result.data)

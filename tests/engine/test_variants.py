@@ -190,3 +190,64 @@ def test_openvino_sessions_wait_for_the_cache_lock(fp32_path, tmp_path, monkeypa
     output = child.communicate(timeout=300)[0]
     assert child.returncode == 0, output
     assert float(output.strip().splitlines()[-1]) >= released
+
+
+def _traced_upsampler(target_hw: int = 8) -> onnx.ModelProto:
+    """The pattern PyTorch's export leaves for `cat(interpolate(x, size=skip.shape[2:]), skip)`:
+    the Resize's size a constant [8, 8], so the graph only runs at its export size."""
+    one = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    nodes = [
+        helper.make_node("MaxPool", ["x"], ["skip"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+        helper.make_node("MaxPool", ["skip"], ["deep"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+        helper.make_node("Shape", ["deep"], ["deep_shape"]),
+        helper.make_node("Slice", ["deep_shape", "zero", "two"], ["nc"]),
+        helper.make_node("Constant", [], ["hw"], value=one("hw_value", [target_hw, target_hw])),
+        helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+        helper.make_node("Resize", ["deep", "", "", "sizes"], ["up"], mode="linear"),
+        helper.make_node("Concat", ["up", "skip"], ["joined"], axis=1),
+        helper.make_node("ReduceMean", ["joined"], ["mean"], axes=[1], keepdims=1),
+        helper.make_node("Shape", ["mean"], ["mean_shape"]),
+        helper.make_node("Slice", ["mean_shape", "zero", "two"], ["nc2"]),
+        helper.make_node("Constant", [], ["hw2"], value=one("hw2_value", [2 * target_hw, 2 * target_hw])),
+        helper.make_node("Concat", ["nc2", "hw2"], ["sizes2"], axis=0),
+        helper.make_node("Resize", ["mean", "", "", "sizes2"], ["y"], mode="linear"),
+    ]
+    side = 2 * target_hw
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, side, side])],
+        [one("zero", [0]), one("two", [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def test_flexible_input_size_keeps_the_export_size_and_opens_every_other():
+    import onnxruntime as ort
+
+    static = _traced_upsampler()
+    flexible = onnx.ModelProto.FromString(static.SerializeToString())
+    assert variants.flexible_input_size(flexible)
+    onnx.checker.check_model(flexible)
+    run = lambda model, x: ort.InferenceSession(model.SerializeToString(), providers=[providers.CPU]).run(["y"], {"x": x})[0]  # noqa: E731
+    rng = np.random.default_rng(1)
+    square = rng.random((1, 1, 16, 16), dtype=np.float32)
+    np.testing.assert_array_equal(run(flexible, square), run(static, square))  # the same arithmetic
+    wide = rng.random((1, 1, 12, 20), dtype=np.float32)
+    assert run(flexible, wide).shape == (1, 1, 12, 20)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - what the rewrite is for
+        run(static, wide)
+
+
+def test_flexible_input_size_leaves_a_graph_it_cannot_prove():
+    model = _traced_upsampler()
+    hw = next(n for n in model.graph.node if n.output[0] == "hw")
+    hw.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array([7, 7], np.int64), "hw_value"))  # not the skip's size
+    before = model.SerializeToString()
+    assert not variants.flexible_input_size(model)
+    assert model.SerializeToString() == before
+
+
+def test_the_prepared_isnet_variants_take_any_shape(fp32_path, int8_path):
+    for path in (fp32_path, int8_path):
+        dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+        assert [d.dim_param for d in dims[2:]] == ["height", "width"], path.name
