@@ -102,7 +102,8 @@ def test_classifier_hook_and_given_type(engine, person):
     finally:
         engine.classify = classify_other
     assert (result.foreground_type, result.foreground_label) == ("person", "person-test")
-    assert seen == {"mode": "RGB", "size": (600, 450), "dtype": np.float32, "shape": (768, 1024)}  # aspect kept
+    # What the net saw (the 600x450 photo with its aspect kept) and its matte, pixel for pixel.
+    assert seen == {"mode": "RGB", "size": (1024, 768), "dtype": np.float32, "shape": (768, 1024)}
     assert (given.foreground_type, given.foreground_label) == ("car", "car")
 
     flat = open_bytes(result.data)
