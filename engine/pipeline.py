@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+import threading
 from typing import Callable
 
 import cv2
@@ -139,14 +140,14 @@ class Engine:
         return engine
 
     def warm_up(self) -> None:
-        """One inference and one small edge refinement, so the first request does not pay for
+        """Inferences and one small edge refinement, so the first request does not pay for
         onnxruntime's lazy set-up or OpenCV's and the edge loops' first calls."""
-        size = self.segmenter.size
-        # A net that takes any shape compiles each new one on first sight (OpenVINO: ~50 ms):
-        # the square and the commonest photo shapes, 4:3 both ways, are seen before serving.
-        for width, height in {(size, size), (size, size * 3 // 4), (size * 3 // 4, size)}:
-            shape = self.segmenter.input_shape(width, height)
-            self.segmenter.matte(Image.new("RGB", shape, (128, 128, 128)))
+        # A net that takes any shape sets each new one up on first sight: the square and the
+        # commonest photo shapes, 4:3 both ways, are seen before serving.
+        shapes = sorted({self.segmenter.input_shape(w, h) for w, h in ((4, 4), (4, 3), (3, 4))})
+        self.segmenter.warm_up(shapes)
+        # Further inference lanes (concurrent_inferences > 1) open behind the first requests.
+        threading.Thread(target=self.segmenter.open_lanes, args=(shapes,), name="open-lanes", daemon=True).start()
         if self.refine_edges:
             pixels = np.full((64, 64, 3), 128, np.uint8)
             alpha = np.zeros((64, 64), np.uint8)

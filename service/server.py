@@ -7,6 +7,7 @@ answers health checks meanwhile), then SERVING for "" and each service.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import sys
 from collections.abc import Callable
@@ -41,10 +42,11 @@ SERVICE_NAMES = (
 SHUTDOWN_GRACE_S = 10.0
 
 
-def default_engine() -> EngineLike:
+def default_engine(settings: Settings) -> EngineLike:
+    """The engine as configured: as many inferences at once as engine workers (engine/models/lanes)."""
     from engine.pipeline import Engine  # heavy (onnxruntime); imported only when serving
 
-    return Engine.from_environment()
+    return Engine.from_environment(concurrent_inferences=settings.engine_workers)
 
 
 class Server:
@@ -54,11 +56,11 @@ class Server:
         self,
         settings: Settings,
         storage: Storage | None = None,
-        engine_factory: Callable[[], EngineLike] = default_engine,
+        engine_factory: Callable[[], EngineLike] | None = None,
     ):
         self.settings = settings
         self.storage = storage or open_storage(settings.database_url)
-        self.engine_factory = engine_factory
+        self.engine_factory = engine_factory or functools.partial(default_engine, settings)
         limits = RateLimits(limiter_from_url(settings.redis_url), settings.preview_ip_limit)
         self.removal = RemovalService(self.storage, None, settings, limits)
         self.health = health_aio.HealthServicer()

@@ -7,13 +7,15 @@ arithmetic on arrays, so it is unit-testable without the model file.
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
-import threading
 from typing import ClassVar
 
 import numpy as np
 from PIL import Image
+
+log = logging.getLogger(__name__)
 
 
 # A net output whose maximum stays below this found no subject: it is not stretched.
@@ -152,10 +154,12 @@ class Segmenter:
         threads: int | None = None,
         concurrent_runs: int = 1,
     ):
+        from engine.models.lanes import Lanes
         from engine.models.providers import open_session
 
         self.family = family(family_name)
-        choice = open_session(pathlib.Path(model_path), self.family.name, threads or available_cores())
+        threads = threads or available_cores()
+        choice = open_session(pathlib.Path(model_path), self.family.name, threads)
         self.session = choice.session
         self.provider = choice.provider
         self.model_path = choice.model_path  # the variant file in use
@@ -170,18 +174,45 @@ class Segmenter:
         fixed = isinstance(height, int) and isinstance(width, int)
         self.size = max(height, width) if fixed else self.family.size
         self.fixed_shape: Shape | None = (width, height) if fixed else None
-        # Each run in flight holds its own activations (~0.6 GB for IS-Net at 1024²): four at
-        # once peaked at 3.6 GB RSS, for no gain when one run already uses every core. Callers'
-        # decoding and encoding still overlap; only the net itself takes turns.
-        self._runs = threading.BoundedSemaphore(max(1, concurrent_runs))
+        # `concurrent_runs` inferences at once: the first on this all-core session, the others on
+        # lanes of their own (engine/models/lanes.py). Each run in flight holds its activations
+        # (~0.6 GB for fp32 IS-Net at 1024², far less for int8), so it stays a small bound.
+        runs = max(1, concurrent_runs)
+        self._choice, self._lanes_wanted, self._lane_threads = choice, runs - 1, max(1, threads // runs)
+        self._lanes = Lanes(self.session)
 
     def input_shape(self, width: int, height: int) -> Shape:
         """The (w, h) the net sees a width x height picture at (see Family.input_shape)."""
         return self.fixed_shape or self.family.input_shape(width, height, self.size, keep_aspect=True)
 
+    def warm_up(self, shapes: list[Shape], session: object | None = None) -> None:
+        """The session (default: the all-core one) runs once at each shape: a runtime's first
+        run of a shape sets it up (OpenVINO: ~50 ms more for a new shape, up to 2x the time on
+        the first run at all)."""
+        for width, height in shapes:
+            tensor = np.zeros((1, 3, height, width), np.float32)
+            (session or self.session).run([self.output_name], {self.input_name: tensor})
+
+    def open_lanes(self, shapes: list[Shape]) -> int:
+        """Opens and warms the further lanes `concurrent_runs` asked for, adding each as it is
+        ready (~0.7 s to open and ~1 s to warm one on 2 cores, so a caller may run this after it
+        has started serving). Returns how many opened; a lane that fails is logged and skipped."""
+        opened = 0
+        for _ in range(self._lanes_wanted):
+            try:
+                session = self._choice.another(self._lane_threads)
+                self.warm_up(shapes, session)
+            except Exception as exc:  # noqa: BLE001 - the wide session still serves every request
+                log.warning("another inference lane failed to open (%s); serving with %d", exc, 1 + opened)
+                break
+            self._lanes.add(session)
+            opened += 1
+        self._lanes_wanted -= opened
+        return opened
+
     def matte(self, image: Image.Image) -> np.ndarray:
         """RGB image -> float32 HxW matte in [0, 1] at the net's resolution (input_shape)."""
         tensor = self.family.preprocess(image, self.input_shape(*image.size))
-        with self._runs:
-            (output,) = self.session.run([self.output_name], {self.input_name: tensor})
+        with self._lanes.session() as session:
+            (output,) = session.run([self.output_name], {self.input_name: tensor})
         return self.family.postprocess(output)

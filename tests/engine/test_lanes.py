@@ -1,0 +1,116 @@
+"""Inference lanes: the all-core session for a request alone, a lane of its own for each further one."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from engine.models import providers
+from engine.models.families import Segmenter
+from engine.models.fetch import ensure_checkpoint
+from engine.models.lanes import Lanes
+
+
+def hold(lanes: Lanes, taken: list, release: threading.Event) -> threading.Thread:
+    """A thread that takes a session, notes it in `taken` and keeps it until `release` is set."""
+
+    def run():
+        with lanes.session() as session:
+            taken.append(session)
+            release.wait(10)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def wait_for(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_a_lone_inference_runs_on_the_wide_session_and_a_second_on_a_lane():
+    lanes = Lanes("wide", ["narrow"])
+    with lanes.session() as alone:
+        assert alone == "wide"
+    taken, release = [], threading.Event()
+    first = hold(lanes, taken, release)
+    wait_for(lambda: len(taken) == 1)
+    with lanes.session() as second:
+        assert (taken[0], second) == ("wide", "narrow")
+    release.set()
+    first.join()
+
+
+def test_the_wide_session_serves_when_free_and_no_lane_is():
+    lanes = Lanes("wide", ["narrow"])
+    taken, release_first, release_second = [], threading.Event(), threading.Event()
+    first = hold(lanes, taken, release_first)
+    wait_for(lambda: len(taken) == 1)
+    second = hold(lanes, taken, release_second)
+    wait_for(lambda: len(taken) == 2)
+    release_first.set()  # the wide one is free again; the lane is still busy
+    first.join()
+    with lanes.session() as third:
+        assert third == "wide"
+    release_second.set()
+    second.join()
+
+
+def test_a_third_inference_waits_until_a_session_is_free_or_a_lane_is_added():
+    lanes = Lanes("wide", ["narrow"])
+    taken, release = [], threading.Event()
+    holders = [hold(lanes, taken, release) for _ in range(2)]
+    wait_for(lambda: len(taken) == 2)
+    third = hold(lanes, taken, release)
+    time.sleep(0.2)
+    assert len(taken) == 2  # both sessions busy: it waits
+    lanes.add("added")
+    wait_for(lambda: len(taken) == 3)
+    assert taken[2] == "added"
+    release.set()
+    for thread in (*holders, third):
+        thread.join()
+
+
+def test_openvino_threads_are_not_pinned():
+    """OpenVINO put every one-thread model on the same core: two lanes shared one core."""
+    import json
+
+    options = dict(providers.provider_list(providers.OPENVINO, 1)[0][1])
+    assert json.loads(options["load_config"])["CPU"]["ENABLE_CPU_PINNING"] == "NO"
+
+
+@pytest.fixture(scope="module")
+def two_lanes():
+    segmenter = Segmenter(ensure_checkpoint(), "isnet", threads=2, concurrent_runs=2)
+    assert segmenter.open_lanes([(1024, 768)]) == 1
+    return segmenter
+
+
+def test_two_inferences_at_once_agree_with_one_alone(two_lanes, grabcut):
+    from io import BytesIO
+
+    from PIL import Image
+
+    image = Image.open(BytesIO(grabcut("person1")[0])).convert("RGB")
+    alone = two_lanes.matte(image)
+    results = [None, None]
+
+    def run(i):
+        results[i] = two_lanes.matte(image)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for matte in results:  # one ran on the wide session, one on the lane: the same net
+        assert matte.shape == alone.shape
+        assert float(np.abs(matte - alone).mean()) < 0.005
+        assert ((matte > 0.5) == (alone > 0.5)).mean() > 0.995
