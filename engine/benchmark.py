@@ -105,7 +105,7 @@ def _edge_share(engine: Engine, photo: Image.Image, view: Image.Image, runs: int
     alpha = upsample(matte, colour.size)
     pixels = pixels_of(colour)
     guide = refine.working_colour(pixels)
-    refined = refine.refine_alpha(pixels, alpha, "other", guide)
+    refined = refine.refine_alpha(pixels, alpha, guide)
     # As Engine.remove runs them on the output-size colour array, the working-grid colour made
     # once for both; the foreground step recolours the array in place, so each of its runs gets
     # a fresh copy, made outside the clock.
@@ -113,7 +113,7 @@ def _edge_share(engine: Engine, photo: Image.Image, view: Image.Image, runs: int
     steps = {
         "clean_matte": lambda: refine.clean_matte(matte),
         "working_colour": lambda: refine.working_colour(pixels),
-        "refine_alpha": lambda: refine.refine_alpha(pixels, alpha, "other", guide),
+        "refine_alpha": lambda: refine.refine_alpha(pixels, alpha, guide),
         "estimate_foreground": lambda: foreground.estimate_foreground(fresh.pop(), refined, guide),
     }
 

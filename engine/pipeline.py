@@ -18,6 +18,7 @@ import math
 import os
 import pathlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import cv2
@@ -38,6 +39,8 @@ Rect = tuple[float, float, float, float]  # x0, y0, x1, y1
 Classifier = Callable[[Image.Image, np.ndarray], str]
 
 _CLASSIFIER_VIEW = 1024
+# X-Type beside the rest of each request: a worker per request the engine may run at once.
+_X_TYPE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="x-type")
 _FOREGROUND_TYPES = ("person", "product", "animal", "car", "other")
 
 
@@ -189,8 +192,9 @@ class Engine:
         # into it (the same, unless scale/position move the subject within the frame).
         canvas = source = full
         placed = options.crop or options.scale_percent is not None or options.position is not None
-        kind, label = self._foreground_type(options, image, region, to_image, view, matte)
-        refined = (image, to_image, kind) if self.refine_edges else None
+        # X-Type names the subject for the headers only: it runs beside the rest of the request.
+        typing = _X_TYPE.submit(self._foreground_type, options, image, region, to_image, view, matte)
+        refined = (image, to_image) if self.refine_edges else None
         subject = self._subject_box(matte, region, refined) if placed else None
         if subject is not None:
             if options.crop:
@@ -214,7 +218,7 @@ class Engine:
         colour, source_alpha = self._render_colour(image, to_image, full, canvas, scale, out)
         guide = None  # the colour on the edge steps' working grid, made once for both
         if self.refine_edges:
-            guide = self._refine(alpha, colour, seen, out, kind)
+            guide = self._refine(alpha, colour, seen, out)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
         box = foreground_box(alpha)
@@ -224,6 +228,7 @@ class Engine:
         if options.shadow_opacity:  # after the box: X-Foreground-* is the subject's, not its shadow's
             colour, alpha = compose.drop_shadow(colour, alpha, options.shadow_opacity, box.height)
         data_out, content_type = self._encode(colour, alpha, image.info.get("icc_profile"), options, out)
+        kind, label = typing.result()
         return RemovalResult(
             data=data_out,
             content_type=content_type,
@@ -270,7 +275,7 @@ class Engine:
 
     @staticmethod
     def _subject_box(
-        matte: np.ndarray, region: Rect, refined: tuple[Image.Image, tuple[float, float], str] | None = None
+        matte: np.ndarray, region: Rect, refined: tuple[Image.Image, tuple[float, float]] | None = None
     ) -> Rect | None:
         """Foreground box, exact in sized pixels (alpha above the threshold); None if there is none.
 
@@ -303,13 +308,13 @@ class Engine:
              (x1 - region[0]) * per_px[0], (y1 - region[1]) * per_px[1]),
         )
         if refined is not None:
-            image, to_image, kind = refined
+            image, to_image = refined
             colour = image.convert("RGB") if image.mode != "RGB" else image
             colour = colour.resize(
                 (x1 - x0, y1 - y0), Image.Resampling.BICUBIC,
                 box=(x0 * to_image[0], y0 * to_image[1], x1 * to_image[0], y1 * to_image[1]),
             )
-            patch = refine.refine_alpha(pixels_of(colour), patch, kind)
+            patch = refine.refine_alpha(pixels_of(colour), patch)
         found = foreground_box(patch)
         if found.width == 0:
             return None
@@ -372,7 +377,7 @@ class Engine:
     @staticmethod
     def _refine(
         alpha: np.ndarray, colour: np.ndarray, seen: tuple[Rect, tuple[int, int, int, int]] | None,
-        out: tuple[int, int], kind: str,
+        out: tuple[int, int],
     ) -> np.ndarray | None:
         """Refines `alpha` in place, inside the part of the output the net saw (outside the roi
         stays background). Returns the whole colour on the working grid when it made it."""
@@ -381,7 +386,7 @@ class Engine:
         ox0, oy0, ox1, oy1 = seen[1]
         whole = (ox0, oy0, ox1, oy1) == (0, 0, out[0], out[1])
         guide = refine.working_colour(colour) if whole else None
-        alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(colour[oy0:oy1, ox0:ox1], alpha[oy0:oy1, ox0:ox1], kind, guide)
+        alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(colour[oy0:oy1, ox0:ox1], alpha[oy0:oy1, ox0:ox1], guide)
         return guide
 
     @staticmethod

@@ -44,7 +44,7 @@ REACH = 10
 
 @dataclass(frozen=True)
 class EdgeStyle:
-    """How one kind of subject's edge is treated.
+    """How the edge is treated.
 
     low, high: the contrast curve on the net's alpha (<= low -> 0, >= high -> 1, linear
     between): the net leaves grey where it hesitates (a petal at 0.8, a shadow at 0.05); a
@@ -63,32 +63,22 @@ class EdgeStyle:
     wide_at: float = 0.5
 
 
-# Measured with the service's X-Type classifier picking the style (make bench-quality): with a
-# softer curve for people and animals (low 0) and no wide filter on crisp subjects (wide_at 1),
-# grabcut50 SAD 8.19 (rembg+matting 8.16) and alphamatting14 Grad 22.33; with low 0.04 for
-# people and animals, Grad 22.37; with both changes, SAD 8.09 and Grad 21.68. So the styles
-# differ only in where the curve starts. The wide filter's radius and eps were set again when
-# the network moved to OpenVINO's int8 (its mattes differ a little from ORT's CPU int8): with 16
-# and 1e-4, alphamatting14 Grad 21.78 (-14.9 % vs rembg+matting's 25.59); with 18 and 5e-5, Grad
-# 21.61 (-15.6 %), SAD 52.00 (-15.5 %), grabcut50 SAD 8.09 (a 20 radius: Grad -16.5 % but
-# grabcut50 SAD 8.15, at rembg+matting's 8.16). Set a third time when the net began to see photos
-# with their aspect kept (engine/models/families.py), which sharpened IoU and SAD on both sets but
-# moved alphamatting14's Grad from 21.61 to 22.39 (-12.5 %): a wider filter reaching further
-# brings it back. Sweep on both sets (alphamatting14 Grad / SAD, grabcut50 SAD): 18/5: 22.39 /
+# The styles once differed by foreground type (X-Type picked a crisper curve for products and
+# cars, low 0.05, than for people, animals and the rest, 0.04). Measured with the service's
+# classifier picking them: a softer curve for people and animals (low 0) and no wide filter on
+# crisp subjects (wide_at 1) gave grabcut50 SAD 8.19 (rembg+matting 8.16) and alphamatting14 Grad
+# 22.33; low 0.04 for people and animals, Grad 22.37; both, SAD 8.09 and Grad 21.68. The wide
+# filter was set again when the network moved to OpenVINO's int8 (16/1e-4: Grad 21.78; 18/5e-5:
+# Grad 21.61, SAD 52.00, grabcut50 SAD 8.09), and a third time when the net began to see photos
+# with their aspect kept (engine/models/families.py), which sharpened IoU and SAD on both sets
+# but moved alphamatting14's Grad from 21.61 to 22.39 (-12.5 %): a wider filter reaching further
+# brings it back. Sweep (wide/reach: alphamatting14 Grad / SAD, grabcut50 SAD): 18/5: 22.39 /
 # 51.08 / 7.77; 26/5: 21.78 / 51.00 / 7.90; 26/7: 21.72 / 51.15 / 7.93; 30/5: 21.59 / 50.99 /
 # 7.95; 30/7: 21.51 / 51.14 / 8.00; 34/7: 21.34 / 51.14 / 8.05 (rembg+matting: 25.59, 61.57,
-# 8.16). 30/7 keeps both alphamatting14 margins near -16 % and grabcut50 2 % ahead.
-STYLES: dict[str, EdgeStyle] = {
-    "soft": EdgeStyle(low=0.04, high=0.85),
-    "crisp": EdgeStyle(low=0.05, high=0.85),
-    "other": EdgeStyle(low=0.04, high=0.85),
-}
-_STYLE_OF_TYPE = {"person": "soft", "animal": "soft", "product": "crisp", "car": "crisp"}
-
-
-def style_for(kind: str) -> EdgeStyle:
-    """The edge style of a foreground type ("person", "animal-dog", "product", ...)."""
-    return STYLES[_STYLE_OF_TYPE.get(kind.split("-", 1)[0], "other")]
+# 8.16). At 30/7 the crisp curve for products and cars no longer paid: one curve for every
+# subject gave Grad 21.44, SAD 50.96, grabcut50 SAD 8.01 (make bench-quality). So the edge work
+# does not wait for X-Type, which the pipeline runs beside it.
+STYLE = EdgeStyle(low=0.04, high=0.85)
 
 
 # -- cleaning -------------------------------------------------------------------------------------
@@ -310,14 +300,14 @@ def _wide_coefficients(guide: np.ndarray, source: np.ndarray, style: EdgeStyle, 
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def refine_alpha(pixels: np.ndarray, alpha: np.ndarray, kind: str = "other", guide: np.ndarray | None = None) -> np.ndarray:
+def refine_alpha(pixels: np.ndarray, alpha: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
     """uint8 alpha at the colour's size (pixels: uint8 HxWx3) -> the refined uint8 alpha (a new
     array). `guide`: working_colour(pixels), if the caller has it.
 
     The contrast curve first (a lookup on every pixel), then the guided filters on the band,
     which soften the curved edge again where the photo's colours say so.
     """
-    style = style_for(kind)
+    style = STYLE
     out = cv2.LUT(alpha, curve_lut(style.low, style.high))
     height, width = alpha.shape
     scale = work_scale(width, height)

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         f"run time {elapsed:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in clock.items()) + "; rembg's outputs are cached)",
         f"- model: `{model}` ({family}, sha256 {sha256_file(model)[:16]}…); rembg from `{rembg_venv()}` "
         "(`dis_custom` session; rembg+matting = `alpha_matting=True`, default thresholds 240/10/erode 10)",
-        *([f"- ours: engine.pipeline.Engine.from_environment(), as the service runs it (the X-Type classifier picks each photo's edge style; channels=alpha PNG; RGBA for the colour check) running "
+        *([f"- ours: engine.pipeline.Engine.from_environment(), as the service runs it (X-Type classifier included; channels=alpha PNG; RGBA for the colour check) running "
            f"`{m.describe}` (CLEARBG_MODEL_VARIANT=fp32 forces the fp32 graph)" for m in methods if isinstance(m, Ours)]),
         f"- ground truth: `{root}`; grabcut50's unlabelled band (`ignore/`) left out of every metric but BF; "
         f"its three two-person photos, where the truth keeps one person, are the group '{datasets.TWO_PEOPLE_GROUP}', "

@@ -52,7 +52,7 @@ def _decode(png: bytes) -> Cutout:
 
 class Ours:
     """The project's engine built as the service builds it (Engine.from_environment: the same
-    model rule as `model_file`, and the X-Type classifier, which picks each photo's edge style),
+    model rule as `model_file`, and the X-Type classifier),
     asked for the matte as the API ships it (channels=alpha, PNG), or for the RGBA cut-out when
     the colour matters."""
 
