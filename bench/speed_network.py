@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> None:
                 sess.run(["output"], {sess.get_inputs()[0].name: probes[name]})
                 times[name].append(time.perf_counter() - started)
         base = "fp32-shipped" if "fp32-shipped" in times else next(iter(times))
-        print(f"latency for a {label} photo ({width}x{height} where the variant takes any shape, else "
-              f"{side}x{side}), {ns.threads} threads, {ns.runs} runs (ratio to {base} in this run)")
+        shown = f"{width}x{height} where the variant takes any shape, else {side}x{side}" if width != height else f"{side}x{side}"
+        print(f"latency for a {label} photo ({shown}), {ns.threads} threads, {ns.runs} runs (ratio to {base} in this run)")
         print(f"{'variant':14} {'shape':>9} {'median s':>9} {'best s':>7} {'x median':>9} {'x best':>7}")
         for name, t in times.items():
             shape = "x".join(map(str, probes[name].shape[:1:-1]))

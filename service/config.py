@@ -56,10 +56,10 @@ class Settings:
     # Upload cap (the documented 22 MB), checked before any decode.
     max_file_bytes: int = 22 * MIB
     # Engine threads working on requests at once, and how many calls may wait for one before
-    # the server answers 503 instead of queueing without bound. The network itself runs one
-    # inference at a time (Engine's concurrent_inferences); a second worker decodes, refines
-    # and encodes meanwhile: +30 % images a minute at 12 MP and 4 clients (bench/speed.py),
-    # for ~0.2 GB more at peak.
+    # the server answers 503 instead of queueing without bound. As many inferences may run at
+    # once (Engine's concurrent_inferences): a request alone gets every core, a second one a
+    # lane of its own (engine/models/lanes.py). Two workers: +30 % images a minute at 12 MP and
+    # 4 clients (bench/speed.py), and with the second lane 1 MP at 2 clients 241 -> 307 a minute.
     engine_workers: int = 2
     max_queue: int = 16
     # image_url / bg_image_url downloads: the whole download's time cap (DNS, redirects, body),
