@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -147,15 +146,20 @@ class Engine:
         onnxruntime's lazy set-up or OpenCV's and the edge loops' first calls."""
         # A net that takes any shape sets each new one up on first sight: the square and the
         # commonest photo shapes, 4:3 both ways, are seen before serving.
-        shapes = sorted({self.segmenter.input_shape(w, h) for w, h in ((4, 4), (4, 3), (3, 4))})
-        self.segmenter.warm_up(shapes)
-        # Further inference lanes (concurrent_inferences > 1) open behind the first requests.
-        threading.Thread(target=self.segmenter.open_lanes, args=(shapes,), name="open-lanes", daemon=True).start()
+        self.segmenter.warm_up(self._warm_shapes())
         if self.refine_edges:
             pixels = np.full((64, 64, 3), 128, np.uint8)
             alpha = np.zeros((64, 64), np.uint8)
             alpha[:, 32:], alpha[:, 30:34] = 255, 128
             self.estimate_foreground(pixels, refine.refine_alpha(pixels, alpha))
+
+    def open_lanes(self) -> int:
+        """Opens the further inference lanes `concurrent_inferences` asked for, warmed (seconds
+        of work: a server calls it once it serves, so start-up stays short). Returns how many."""
+        return self.segmenter.open_lanes(self._warm_shapes())
+
+    def _warm_shapes(self) -> list[tuple[int, int]]:
+        return sorted({self.segmenter.input_shape(w, h) for w, h in ((4, 4), (4, 3), (3, 4))})
 
     def probe(self, data: bytes) -> ImageInfo:
         return probe(data, self.max_input_pixels)

@@ -104,6 +104,9 @@ class Server:
         self.removal.engine = engine
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving")
+        # The further inference lanes open while the first requests are served (engine/models/lanes.py).
+        opened = await asyncio.to_thread(engine.open_lanes)
+        log.info("inference_lanes_open", lanes=1 + opened)
 
     def _load_engine(self) -> EngineLike:
         engine = self.engine_factory()

@@ -7,7 +7,8 @@ competes with the net's threads for the same cores: 1 MP, 2 clients, in process,
 minute. Two one-thread sessions side by side, each request on its own: 320 a minute at the same
 CPU cost per image. So the first inference in flight takes the wide session and each further
 one a narrow lane, or the wide session again if it is free and no lane is. Lanes can be added
-while serving (the server opens them after it reports healthy: start-up stays short).
+while serving (the server opens them after it reports healthy: start-up stays short, and its log
+says `inference_lanes_open` when they are).
 """
 
 from __future__ import annotations

@@ -82,6 +82,7 @@ def two_server_deployment(
             out.flush()
             pytest.fail(f"the two-server stack did not start: {exc}\n{log.read_text()[-4000:]}")
         try:
+            wait_for_inference_lanes(log, ("server", "server-2"))
             wait_until_every_server_gets_calls(stack)
             storage = open_storage(database_url)
             try:
@@ -101,6 +102,19 @@ def postgres_pair(tmp_path_factory, postgres_schema, free_port) -> Iterator[Depl
         "postgres", workdir, postgres_schema(), free_port, CLEARBG_ADMIN_TOKEN=ADMIN_TOKEN
     ) as deployment:
         yield deployment
+
+
+def wait_for_inference_lanes(log: pathlib.Path, servers: tuple[str, ...], timeout_s: float = 60.0) -> None:
+    """Until each server has opened its further inference lanes (it does so after it reports
+    healthy, seconds of CPU work): otherwise the first server done with them takes every call
+    of a burst, and the tests below would not see two processes share the work."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        if all(re.search(rf"^\[{server}\] .*inference_lanes_open", text, re.MULTILINE) for server in servers):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"the servers did not open their inference lanes within {timeout_s:.0f} s:\n{log.read_text()[-4000:]}")
 
 
 def wait_until_every_server_gets_calls(stack: Stack, timeout_s: float = 30.0) -> None:

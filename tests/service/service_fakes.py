@@ -25,9 +25,15 @@ class FakeEngine:
     fail_with: BaseException | None = None
     calls: list[tuple[bytes, RemovalOptions]] = field(default_factory=list)
     warmed: bool = False
+    lanes_opened: bool = False
 
     def warm_up(self) -> None:
         self.warmed = True
+
+    def open_lanes(self) -> int:
+        assert self.warmed, "lanes open after the warm-up, once the server serves"
+        self.lanes_opened = True
+        return 0
 
     def probe(self, data: bytes) -> ImageInfo:
         try:

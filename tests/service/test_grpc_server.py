@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from decimal import Decimal
 
 import grpc
@@ -176,6 +177,10 @@ def test_get_account_has_the_documented_shape(channel):
 def test_health_reports_serving_once_the_engine_is_warm(channel, engine):
     stub = health_pb2_grpc.HealthStub(channel)
     assert engine.warmed
+    deadline = time.monotonic() + 5
+    while not engine.lanes_opened:  # further inference lanes, opened behind the first requests
+        assert time.monotonic() < deadline, "the server never opened the engine's further lanes"
+        time.sleep(0.01)
     for name in ("", "clearbg.v1.RemoveBgService", "clearbg.v1.AccountService"):
         assert stub.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
 
