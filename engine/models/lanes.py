@@ -6,7 +6,9 @@ session take turns, and the rest of each request (decoding, X-Type, edges, encod
 competes with the net's threads for the same cores: 1 MP, 2 clients, in process, 282 images a
 minute. Two one-thread sessions side by side, each request on its own: 320 a minute at the same
 CPU cost per image. So the first inference in flight takes the wide session and each further
-one a narrow lane, or the wide session again if it is free and no lane is. Lanes can be added
+one a narrow lane, or the wide session again if it is free and no lane is: with one lane beside
+the wide session, 271 / 303 / 316 a minute at 1 / 2 / 4 clients; with two lanes 253 / 318 / 315
+for ~260 MB more, so the engine opens one per further concurrent run. Lanes can be added
 while serving (the server opens them after it reports healthy: start-up stays short, and its log
 says `inference_lanes_open` when they are).
 """
