@@ -38,7 +38,8 @@ Rect = tuple[float, float, float, float]  # x0, y0, x1, y1
 Classifier = Callable[[Image.Image, np.ndarray], str]
 
 _CLASSIFIER_VIEW = 1024
-# X-Type beside the rest of each request: a worker per request the engine may run at once.
+# X-Type beside the rest of each request: more workers than the server runs requests at once
+# (CLEARBG_ENGINE_WORKERS, default 2), so none waits for another's classifier.
 _X_TYPE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="x-type")
 _FOREGROUND_TYPES = ("person", "product", "animal", "car", "other")
 

@@ -34,7 +34,7 @@ Shape = tuple[int, int]  # (width, height), as Pillow's sizes
 
 
 class Family:
-    """Resize to the net's square, normalise per channel, read back a [0, 1] matte."""
+    """Resize to the net's input shape, normalise per channel, read back a [0, 1] matte."""
 
     name: ClassVar[str]
     size: ClassVar[int]
