@@ -1,4 +1,4 @@
-"""From the net's small square matte to 8-bit alpha at any output size, and the foreground box.
+"""From the net's small matte to 8-bit alpha at any output size, and the foreground box.
 
 The matte is resampled in float32 straight from the net's resolution to the requested pixels
 (one resampling, no 8-bit staircase), in horizontal strips so a 50 MP output never holds a
