@@ -218,10 +218,14 @@ def test_concurrent_full_size_calls_spend_exactly_the_balance(deployment):
     ledger = deployment.storage.ledger(account_id)
     assert [e.kind for e in ledger] == ["charge"] * CREDITS
     assert sum(e.amount for e in ledger) == charged
-    if deployment.name == "postgres":  # two processes shared the work, not one
+    if deployment.name == "postgres":  # two processes raced for the one balance, not one
+        # Each answered calls of the burst (a charge or a 402): which one reserves the credits
+        # first is a race of milliseconds (one server took all 10 in some runs, its peer's 402s
+        # all within 30 ms), so where the 200s land is not the point; that both took part is.
         text = deployment.log.read_text()
         for server in ("server", "server-2"):
-            assert re.search(rf"^\[{server}\] .*removed", text, re.MULTILINE), f"{server} served nothing"
+            answered = re.findall(rf'^\[{server}\] .*"(?:removed|insufficient_credits)"', text, re.MULTILINE)
+            assert answered, f"{server} answered none of the calls"
 
 
 def test_a_call_failing_after_its_reservation_costs_nothing(deployment):
