@@ -26,7 +26,7 @@ from PIL import Image
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from engine.models import providers, variants  # noqa: E402
-from engine.models.families import family  # noqa: E402
+from engine.models.families import family, fixed_shape  # noqa: E402
 from engine.models.fetch import ensure_checkpoint  # noqa: E402
 
 DEFAULT_QUALITY = pathlib.Path(__file__).resolve().parents[2] / "shared" / "quality"
@@ -76,9 +76,7 @@ def photos(quality: pathlib.Path, limit: int | None, sets: list[str]) -> dict[st
 
 def matte(sess, fam, image: Image.Image) -> np.ndarray:
     """The net's matte resized back to the photo, float32 in [0, 1]."""
-    height, width = sess.get_inputs()[0].shape[-2:]
-    fixed = isinstance(height, int) and isinstance(width, int)  # else any shape: the photo's aspect
-    shape = (width, height) if fixed else fam.input_shape(*image.size, keep_aspect=True)
+    shape = fixed_shape(sess) or fam.input_shape(*image.size, keep_aspect=True)  # else the photo's aspect
     (out,) = sess.run(["output"], {sess.get_inputs()[0].name: fam.preprocess(image, shape)})
     small = fam.postprocess(out)
     return np.asarray(Image.fromarray(small, mode="F").resize(image.size, Image.Resampling.BILINEAR))
@@ -116,8 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, (width, height) in shapes.items():
         probes = {}
         for name, sess in sessions.items():
-            fixed = all(isinstance(d, int) for d in sess.get_inputs()[0].shape[-2:])
-            shape = (side, side) if fixed else (width, height)
+            shape = fixed_shape(sess) or (width, height)
             probes[name] = rng.random((1, 3, shape[1], shape[0]), dtype=np.float32) - 0.5
             for _ in range(2):
                 sess.run(["output"], {sess.get_inputs()[0].name: probes[name]})

@@ -128,6 +128,13 @@ def family(name: str) -> Family:
         raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
 
 
+def fixed_shape(session) -> Shape | None:
+    """The (w, h) an onnxruntime session's input is fixed at, or None where it takes any shape
+    (a variant made by variants.flexible_input_size)."""
+    height, width = session.get_inputs()[0].shape[-2:]
+    return (width, height) if isinstance(height, int) and isinstance(width, int) else None
+
+
 def available_cores() -> int:
     """Cores this process may run on (a container's CPU set, not the host's core count)."""
     try:
@@ -170,10 +177,8 @@ class Segmenter:
         self.output_name = wanted if wanted in outputs else outputs[0]
         # A checkpoint exported at another square size (e.g. a 512² IS-Net) says so in its shape;
         # one whose variant takes any shape (variants.flexible_input_size) keeps photos' aspect.
-        height, width = model_input.shape[-2:]
-        fixed = isinstance(height, int) and isinstance(width, int)
-        self.size = max(height, width) if fixed else self.family.size
-        self.fixed_shape: Shape | None = (width, height) if fixed else None
+        self.fixed_shape = fixed_shape(self.session)
+        self.size = max(self.fixed_shape) if self.fixed_shape else self.family.size
         # `concurrent_runs` inferences at once: the first on this all-core session, the others on
         # lanes of their own (engine/models/lanes.py). Each run in flight holds its activations
         # (~0.6 GB for fp32 IS-Net at 1024², far less for int8), so it stays a small bound.
