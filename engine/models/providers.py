@@ -158,7 +158,9 @@ def model_variant(model_path: str | os.PathLike, family: str = "isnet", kind: st
     return hit or variants.prepare(model_path, family, "fp32")
 
 
-def _cpu_has_bf16() -> bool:
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where OpenVINO's bf16
+    runs at about twice its f32 speed."""
     try:
         flags = pathlib.Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -186,7 +188,7 @@ def open_session(model_path: str | os.PathLike, family: str = "isnet", threads: 
     name = choose_provider(provider)
     path = model_variant(model_path, family, kind)
     precision = None
-    if name == OPENVINO and path.name.startswith("fp32") and _cpu_has_bf16():
+    if name == OPENVINO and path.name.startswith("fp32") and cpu_has_bf16():
         precision = "bf16"  # OpenVINO's bf16 matched fp32 (IoU 0.999) at ~2x its speed
     try:
         session = inference_session(path, session_options(threads, wants_arena(path)), provider_list(name, threads, precision))
