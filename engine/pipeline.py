@@ -145,9 +145,12 @@ class Engine:
     def warm_up(self) -> None:
         """Inferences and one small edge refinement, so the first request does not pay for
         onnxruntime's lazy set-up or OpenCV's and the edge loops' first calls."""
-        # A net that takes any shape sets each new one up on first sight: the square and the
-        # commonest photo shapes, 4:3 both ways, are seen before serving.
-        self.segmenter.warm_up(self._warm_shapes())
+        # A session's first run takes up to twice a later one; a net that takes any shape then
+        # sets each further shape up on first sight, for less (2 cores, int8 on OpenVINO: 0.49 s
+        # first, then 0.39 and 0.55 s for 4:3 portrait and the square against 0.35 / 0.45 s
+        # warm). Start-up to healthy is kept short: only the commonest shape, 4:3 landscape, is
+        # seen before serving (all three took 1.4 s); the lanes opened later see all three.
+        self.segmenter.warm_up([self.segmenter.input_shape(4, 3)])
         if self.refine_edges:
             pixels = np.full((64, 64, 3), 128, np.uint8)
             alpha = np.zeros((64, 64), np.uint8)

@@ -7,6 +7,7 @@ answers health checks meanwhile), then SERVING for "" and each service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import signal
 import sys
@@ -40,6 +41,23 @@ SERVICE_NAMES = (
     account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
 )
 SHUTDOWN_GRACE_S = 10.0
+# How long the further inference lanes wait for a health checker to have seen SERVING (the
+# gateway checks twice a second); without a gateway they open after this.
+LANES_AFTER_SERVING_S = 2.0
+
+
+class ObservedHealth(health_aio.HealthServicer):
+    """The standard health service, noting once a checker (the gateway) has been told SERVING."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen_serving = asyncio.Event()
+
+    async def Check(self, request, context):
+        response = await super().Check(request, context)
+        if response is not None and response.status == health_pb2.HealthCheckResponse.SERVING:
+            self.seen_serving.set()
+        return response
 
 
 def default_engine(settings: Settings) -> EngineLike:
@@ -63,7 +81,8 @@ class Server:
         self.engine_factory = engine_factory or functools.partial(default_engine, settings)
         limits = RateLimits(limiter_from_url(settings.redis_url), settings.preview_ip_limit)
         self.removal = RemovalService(self.storage, None, settings, limits)
-        self.health = health_aio.HealthServicer()
+        self.health = ObservedHealth()
+        self._lanes: asyncio.Task | None = None
         max_message = max(MAX_MESSAGE_BYTES, 3 * settings.max_file_bytes)
         self.grpc = grpc.aio.server(
             options=[
@@ -105,6 +124,14 @@ class Server:
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving")
         # The further inference lanes open while the first requests are served (engine/models/lanes.py).
+        self._lanes = asyncio.create_task(self._open_lanes(engine))
+
+    async def _open_lanes(self, engine: EngineLike) -> None:
+        """Setting up a session holds the GIL (~1.4 s on 2 cores, in onnxruntime): nothing else in
+        this process runs meanwhile, health checks included. So the lanes open once a checker (the
+        gateway) has seen SERVING, and the gateway's first healthy answer comes before that stall."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.health.seen_serving.wait(), LANES_AFTER_SERVING_S)
         opened = await asyncio.to_thread(engine.open_lanes)
         log.info("inference_lanes_open", lanes=1 + opened)
 
@@ -115,6 +142,8 @@ class Server:
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
         """Health NOT_SERVING first (the gateway stops sending), then let calls finish."""
+        if self._lanes is not None:  # a lane being set up finishes in its thread, unused
+            self._lanes.cancel()
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(grace)
         self.removal.shutdown()
