@@ -251,7 +251,7 @@ def start_ours(workdir: pathlib.Path, log) -> Server:
     """Envoy + the gRPC server (the launcher's Stack), an account the benchmark cannot exhaust."""
     from decimal import Decimal
 
-    from service.launcher import Stack
+    from service.launcher import Stack, wait_for_log
     from service.storage import open_storage
 
     database_url = f"sqlite:///{workdir / 'clearbg.db'}"
@@ -269,6 +269,11 @@ def start_ours(workdir: pathlib.Path, log) -> Server:
         stack.stop()
         raise
     started_s = time.perf_counter() - began
+    # Measured from its steady state: the server sets up its further inference lanes after it
+    # reports healthy (seconds of CPU work, service/server.py), not during the first cells.
+    if not wait_for_log(workdir / "stack.log", r"inference_lanes_open", START_TIMEOUT_S):
+        stack.stop()
+        raise RuntimeError(f"our server never opened its inference lanes: {(workdir / 'stack.log').read_text()[-2000:]}")
     url = stack.rest_url + "/v1.0/removebg"
 
     def send(http: requests.Session, photo: bytes) -> requests.Response:

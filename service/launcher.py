@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import signal
 import string
@@ -162,6 +163,20 @@ def health_status(url: str, timeout: float = 2.0) -> int | None:
         return exc.code
     except (urllib.error.URLError, OSError):
         return None
+
+
+def wait_for_log(path: pathlib.Path, pattern: str, timeout_s: float) -> bool:
+    """Whether a line matching the regular expression `pattern` appeared in the log at `path`
+    within `timeout_s` (a Stack's `out` file, say: the server logs `inference_lanes_open` once its
+    further inference lanes are set up, seconds after it reports healthy)."""
+    deadline = time.monotonic() + timeout_s
+    compiled = re.compile(pattern, re.MULTILINE)
+    while True:
+        if path.is_file() and compiled.search(path.read_text(errors="replace")):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
 
 
 @dataclass

@@ -32,7 +32,7 @@ import requests
 from PIL import Image, ImageDraw
 
 from clearbg.v1 import account_pb2, account_pb2_grpc, admin_pb2, admin_pb2_grpc
-from service.launcher import LaunchError, Stack
+from service.launcher import LaunchError, Stack, wait_for_log
 from service.storage import Storage, open_storage
 from service.storage.base import generate_key
 
@@ -109,12 +109,9 @@ def wait_for_inference_lanes(log: pathlib.Path, servers: tuple[str, ...], timeou
     healthy, seconds of CPU work): otherwise the first server done with them takes every call
     of a burst, and the tests below would not see two processes share the work."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        text = log.read_text()
-        if all(re.search(rf"^\[{server}\] .*inference_lanes_open", text, re.MULTILINE) for server in servers):
-            return
-        time.sleep(0.2)
-    pytest.fail(f"the servers did not open their inference lanes within {timeout_s:.0f} s:\n{log.read_text()[-4000:]}")
+    for server in servers:
+        if not wait_for_log(log, rf"^\[{server}\] .*inference_lanes_open", max(0.0, deadline - time.monotonic())):
+            pytest.fail(f"the servers did not open their inference lanes within {timeout_s:.0f} s:\n{log.read_text()[-4000:]}")
 
 
 def wait_until_every_server_gets_calls(stack: Stack, timeout_s: float = 30.0) -> None:

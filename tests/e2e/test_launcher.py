@@ -117,3 +117,18 @@ def test_dies_loudly_when_a_child_dies(launcher):
     assert launcher.wait() == 1
     assert "server exited with code -9" in launcher.output
     assert gone(envoy)
+
+
+def test_wait_for_log_sees_a_line_written_later_and_gives_up_on_one_never_written(tmp_path):
+    from service.launcher import wait_for_log
+
+    log = tmp_path / "stack.log"
+    writer = threading.Timer(0.3, lambda: log.write_text('[server] {"event": "inference_lanes_open"}\n'))
+    writer.start()
+    try:
+        assert wait_for_log(log, r"^\[server\] .*inference_lanes_open", 10.0)
+    finally:
+        writer.join()
+    began = time.monotonic()
+    assert not wait_for_log(log, r"engine_failed", 0.5)
+    assert time.monotonic() - began >= 0.5
