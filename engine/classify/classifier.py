@@ -117,10 +117,26 @@ def _reduced(image: Image.Image, side: int) -> Image.Image:
 
 
 def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
+    rows = np.flatnonzero(mask.any(axis=1))  # two reductions, not the coordinates of every pixel
+    if rows.size == 0:
         return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _alone(rgb: np.ndarray, matte: np.ndarray, box: tuple[int, int, int, int]) -> Image.Image:
+    """`box` of the photo (it may reach outside: black there, as Pillow's crop) with the matte's
+    background grey. Composited only inside the box: the same pixels as compositing the whole
+    photo and cropping, for the box's share of the arithmetic."""
+    x0, y0, x1, y1 = box
+    out = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+    ix0, iy0 = max(x0, 0), max(y0, 0)
+    ix1, iy1 = min(x1, rgb.shape[1]), min(y1, rgb.shape[0])
+    if ix1 > ix0 and iy1 > iy0:
+        alpha = matte[iy0:iy1, ix0:ix1, None]
+        part = rgb[iy0:iy1, ix0:ix1].astype(np.float32)
+        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = (part * alpha + 128.0 * (1.0 - alpha)).astype(np.uint8)
+    return Image.fromarray(out)
 
 
 class ForegroundClassifier:
@@ -176,19 +192,16 @@ class ForegroundClassifier:
         the whole photo: the setting, which tells a gravestone in a field or a flower in a pot
         from an object on a table, and backs up a view the matte's cut-out misleads.
         """
-        rgb = np.asarray(image, np.float32)
-        alpha = matte[..., None]
-        alone = Image.fromarray((rgb * alpha + 128.0 * (1.0 - alpha)).astype(np.uint8))
         box = _box_of(matte > 0.5) or (0, 0, image.width, image.height)
         x1, y1, x2, y2 = box
         cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1)
 
-        def square(img: Image.Image, scale: float) -> Image.Image:
+        def square(scale: float) -> tuple[int, int, int, int]:
             half = side * scale / 2  # outside the photo the crop is black; the aspect is kept
-            return img.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half)))
+            return int(cx - half), int(cy - half), int(cx + half), int(cy + half)
 
         size = mobilenet_v2.INPUT_SIZE
-        views = [square(alone, 1.1), square(image, 1.3), image]
+        views = [_alone(np.asarray(image), matte, square(1.1)), image.crop(square(1.3)), image]
         x = np.stack([np.asarray(v.resize((size, size), Image.BILINEAR), np.float32) for v in views])
         x = ((x / 255.0 - mobilenet_v2.MEAN) / mobilenet_v2.STD).transpose(0, 3, 1, 2)
         logits = self._classifier.run(None, {"image": np.ascontiguousarray(x, np.float32)})[0]

@@ -100,6 +100,24 @@ def test_empty_or_odd_mattes_still_give_a_type(classifier: ForegroundClassifier)
     assert classifier.classify(Image.new("L", (30, 30), 9), np.ones((30, 30))) in TYPES
 
 
+@pytest.mark.parametrize("box", [(40, 30, 120, 90), (-20, -10, 60, 50), (100, 70, 190, 150), (-5, -5, 170, 130)])
+def test_the_object_alone_view_is_the_whole_composite_cropped(box) -> None:
+    """The classifier composites only the box it looks at (outside the photo: black, as Pillow's
+    crop): the same pixels as compositing the whole photo on grey and cropping."""
+    from engine.classify.classifier import _alone, _box_of
+
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    matte = np.zeros((120, 160), np.float32)
+    matte[20:100, 30:140] = rng.random((80, 110), dtype=np.float32)
+    whole = rgb.astype(np.float32) * matte[..., None] + 128.0 * (1.0 - matte[..., None])
+    expected = np.asarray(Image.fromarray(whole.astype(np.uint8)).crop(box))
+    assert np.array_equal(np.asarray(_alone(rgb, matte, box)), expected)
+    ys, xs = np.nonzero(matte > 0.5)
+    assert _box_of(matte > 0.5) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert _box_of(np.zeros((4, 4), bool)) is None
+
+
 def test_installed_models_match_their_recorded_sha256() -> None:
     paths = fetch.ensure_models()
     for path in paths.values():
