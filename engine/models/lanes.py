@@ -9,8 +9,8 @@ CPU cost per image. So the first inference in flight takes the wide session and 
 one a narrow lane, or the wide session again if it is free and no lane is: with one lane beside
 the wide session, 271 / 303 / 316 a minute at 1 / 2 / 4 clients; with two lanes 253 / 318 / 315
 for ~260 MB more, so the engine opens one per further concurrent run. Lanes can be added
-while serving (the server opens them after it reports healthy: start-up stays short, and its log
-says `inference_lanes_open` when they are).
+while serving (the server opens them once the gateway has seen it healthy: start-up stays short,
+and its log says `inference_lanes_open` when they are; service/server.py says why the wait).
 """
 
 from __future__ import annotations
