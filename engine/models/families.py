@@ -12,6 +12,7 @@ import os
 import pathlib
 from typing import ClassVar
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -71,22 +72,37 @@ class Family:
             tensor[0, c] -= shift[c]
         return tensor
 
-    def postprocess(self, output: np.ndarray) -> np.ndarray:
+    def postprocess(self, output: np.ndarray, coarse_to: Shape | None = None) -> np.ndarray:
         """Net output (1x1xHxW or HxW) -> float32 HxW in [0, 1], min-max stretched as rembg does.
+
+        `coarse_to`: the output is a prepared variant's COARSE_LOGITS (see `matte_output`), to
+        be brought to this (w, h), the input's, as the nodes cut from the net did: bilinear with
+        half-pixel centres (OpenCV's, as ONNX's Resize), then the sigmoid.
 
         The stretch makes the most confident pixel fully opaque when a net never quite reaches
         1.0. It is skipped when nothing reaches STRETCH_FLOOR: on a blank wall IS-Net answers at
         most ~0.02, and stretching that noise to 1.0 (as rembg does) would invent a subject.
         """
         matte = np.asarray(output, dtype=np.float32).reshape(output.shape[-2:])
-        if self.logits:
-            matte = 1.0 / (1.0 + np.exp(-matte))
+        if coarse_to is not None:
+            matte = _sigmoid(cv2.resize(matte, coarse_to, interpolation=cv2.INTER_LINEAR))
+        elif self.logits:
+            matte = _sigmoid(matte.copy())
         low, high = float(matte.min()), float(matte.max())
         if high >= STRETCH_FLOOR and high - low > 1e-6:
             matte = (matte - np.float32(low)) * np.float32(1.0 / (high - low))
         else:
             matte = np.clip(matte, 0.0, 1.0)
         return matte.astype(np.float32, copy=False)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """In place (float32): 1 / (1 + e^-x); far negative logits overflow e^-x to inf, giving 0."""
+    with np.errstate(over="ignore"):
+        np.negative(logits, out=logits)
+        np.exp(logits, out=logits)
+    logits += np.float32(1.0)
+    return np.reciprocal(logits, out=logits)
 
 
 class ISNet(Family):
@@ -135,6 +151,17 @@ def fixed_shape(session) -> Shape | None:
     return (width, height) if isinstance(height, int) and isinstance(width, int) else None
 
 
+def matte_output(session, fam: Family) -> tuple[str, bool]:
+    """The output a session's matte is read from, and whether it is a prepared variant's coarse
+    logits (variants.COARSE_LOGITS: Family.postprocess's `coarse_to`) rather than the matte."""
+    from engine.models.variants import COARSE_LOGITS
+
+    outputs = [o.name for o in session.get_outputs()]
+    if COARSE_LOGITS in outputs:
+        return COARSE_LOGITS, True
+    return (fam.output_name if fam.output_name in outputs else outputs[0]), False
+
+
 def available_cores() -> int:
     """Cores this process may run on (a container's CPU set, not the host's core count)."""
     try:
@@ -172,9 +199,7 @@ class Segmenter:
         self.model_path = choice.model_path  # the variant file in use
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
-        outputs = [o.name for o in self.session.get_outputs()]
-        wanted = self.family.output_name
-        self.output_name = wanted if wanted in outputs else outputs[0]
+        self.output_name, self._coarse = matte_output(self.session, self.family)
         # A checkpoint exported at another square size (e.g. a 512² IS-Net) says so in its shape;
         # one whose variant takes any shape (variants.flexible_input_size) keeps photos' aspect.
         self.fixed_shape = fixed_shape(self.session)
@@ -219,7 +244,8 @@ class Segmenter:
 
     def matte(self, image: Image.Image) -> np.ndarray:
         """RGB image -> float32 HxW matte in [0, 1] at the net's resolution (input_shape)."""
-        tensor = self.family.preprocess(image, self.input_shape(*image.size))
+        shape = self.input_shape(*image.size)
+        tensor = self.family.preprocess(image, shape)
         with self._lanes.session() as session:
             (output,) = session.run([self.output_name], {self.input_name: tensor})
-        return self.family.postprocess(output)
+        return self.family.postprocess(output, shape if self._coarse else None)

@@ -38,9 +38,15 @@ from engine.models.fetch import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
-RECIPE = 2
+RECIPE = 3
 """Bump when clean() or quantise() change: old cached variants are then ignored, not reused.
-2: any input shape (flexible_input_size), int8 calibrated on the shapes the engine feeds."""
+2: any input shape (flexible_input_size), int8 calibrated on the shapes the engine feeds.
+3: the output's upsampling and sigmoid left to the reader (drop_output_upsample)."""
+
+COARSE_LOGITS = "coarse_logits"
+"""The output of a variant whose last Resize and Sigmoid were cut (drop_output_upsample): the
+logits on the decoder's last grid, to be resized bilinearly (half-pixel centres) to the input's
+size and passed through the sigmoid, as the cut nodes did (families.Family.postprocess)."""
 
 KINDS = ("fp32", "int8")
 CALIBRATION_PERCENTILE = 99.99
@@ -116,8 +122,25 @@ def _to_fp32(graph: onnx.GraphProto) -> None:
             value.type.tensor_type.elem_type = TensorProto.FLOAT
 
 
+def _prune(graph: onnx.GraphProto, output: str) -> None:
+    """Drops the nodes and initializers `output` does not depend on, and the stale shapes."""
+    needed = {output}
+    live = []
+    for node in reversed(graph.node):
+        if any(name in needed for name in node.output):
+            live.append(node)
+            needed.update(name for name in node.input if name)
+    del graph.node[:]
+    graph.node.extend(reversed(live))
+    for init in [i for i in graph.initializer if i.name not in needed]:
+        graph.initializer.remove(init)
+    del graph.value_info[:]
+
+
 def clean(model: onnx.ModelProto, output_name: str | None = None) -> onnx.ModelProto:
-    """One output, topologically sorted, all float tensors fp32 (no Cast between float types).
+    """One output, topologically sorted, all float tensors fp32 (no Cast between float types);
+    where provable, any input shape and the output's upsampling left to the reader
+    (flexible_input_size, drop_output_upsample).
 
     `output_name` None keeps the first output. Returns a new, checked, shape-inferred model.
     """
@@ -156,20 +179,10 @@ def clean(model: onnx.ModelProto, output_name: str | None = None) -> onnx.ModelP
 
     for output in [o for o in graph.output if o.name != keep]:
         graph.output.remove(output)
-    needed = {keep}
-    live = []
-    for node in reversed(graph.node):
-        if any(name in needed for name in node.output):
-            live.append(node)
-            needed.update(name for name in node.input if name)
-    del graph.node[:]
-    graph.node.extend(reversed(live))
-    unused = [init for init in graph.initializer if init.name not in needed]
-    for init in unused:
-        graph.initializer.remove(init)
-    del graph.value_info[:]
+    _prune(graph, keep)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    flexible_input_size(model)
+    if flexible_input_size(model):
+        drop_output_upsample(model)
     onnx.checker.check_model(model)
     return model
 
@@ -254,6 +267,49 @@ def flexible_input_size(model: onnx.ModelProto) -> bool:
     del graph.value_info[:]
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     model.CopyFrom(inferred)
+    return True
+
+
+def drop_output_upsample(model: onnx.ModelProto) -> bool:
+    """Cuts a flexible graph's tail `Sigmoid(Resize(logits, the input's H x W))`, in place: the
+    output becomes COARSE_LOGITS. False (and untouched) unless the tail is exactly that: a
+    bilinear, half-pixel Resize to sizes read from the input's shape (as flexible_input_size
+    leaves the last one), nothing else reading either result.
+
+    Why: on OpenVINO the int8 IS-Net ran that one-channel upsample to 1024x768 in 7 ms, with its
+    quantise/dequantise pair, of a 0.16 s inference (its layout pads one channel to sixteen);
+    numpy does the same resize and sigmoid on the coarse logits in 0.5 ms.
+    """
+    graph = model.graph
+    if len(graph.output) != 1:
+        return False
+    produced = {name: node for node in graph.node for name in node.output}
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    sigmoid = produced.get(graph.output[0].name)
+    resize = produced.get(sigmoid.input[0]) if sigmoid is not None and sigmoid.op_type == "Sigmoid" else None
+    if resize is None or resize.op_type != "Resize" or readers.get(resize.output[0]) != 1 or len(resize.input) < 4:
+        return False
+    attributes = {a.name: helper.get_attribute_value(a) for a in resize.attribute}
+    transform = attributes.get("coordinate_transformation_mode", b"half_pixel")
+    if (attributes.get("mode") != b"linear" or transform not in (b"half_pixel", b"pytorch_half_pixel")
+            or attributes.get("antialias", 0) or attributes.get("exclude_outside", 0)):
+        return False
+    sizes = produced.get(resize.input[3])
+    hw = produced.get(sizes.input[-1]) if sizes is not None and sizes.op_type == "Concat" else None
+    shape = produced.get(hw.input[0]) if hw is not None and hw.op_type == "Slice" else None
+    if shape is None or shape.op_type != "Shape" or shape.input[0] != graph.input[0].name:
+        return False
+    logits = resize.input[0]
+    graph.node.remove(sigmoid)
+    graph.node.remove(resize)
+    _rename(graph, logits, COARSE_LOGITS)
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(COARSE_LOGITS, TensorProto.FLOAT, None))
+    _prune(graph, COARSE_LOGITS)
+    model.CopyFrom(onnx.shape_inference.infer_shapes(model, strict_mode=True))
     return True
 
 

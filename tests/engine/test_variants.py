@@ -19,7 +19,7 @@ from PIL import Image
 
 from engine.models import providers, variants
 from engine.models.calibration import PHOTOS
-from engine.models.families import family
+from engine.models.families import ISNet, family, matte_output
 from engine.models.fetch import ensure_checkpoint
 
 INT8_IOU_BOUND = 0.95  # measured 0.97-1.00 per photo on grabcut50 (bench/speed_network.py)
@@ -46,7 +46,7 @@ def test_cleaned_graph_is_sorted_fp32_with_one_output(source, fp32_path):
     cleaned = onnx.load(str(fp32_path))
     graph = cleaned.graph
     assert variants.is_topologically_sorted(graph)
-    assert [o.name for o in graph.output] == ["output"]
+    assert [o.name for o in graph.output] == [variants.COARSE_LOGITS]  # the tail left to the reader
     assert all(i.data_type != TensorProto.FLOAT16 for i in graph.initializer)
     float_casts = [n for n in graph.node if n.op_type == "Cast" and n.attribute[0].i in (TensorProto.FLOAT, TensorProto.FLOAT16)]
     assert float_casts == []
@@ -92,8 +92,9 @@ def test_int8_mask_agrees_with_fp32_on_a_real_photo(fp32_path, int8_path, grabcu
 
         session = ort.InferenceSession(str(path), sess_options=providers.session_options(2),
                                        providers=[providers.CPU])
-        (out,) = session.run(["output"], {"input": fam.preprocess(image)})
-        masks.append(fam.postprocess(out) > 0.5)
+        name, coarse = matte_output(session, fam)
+        (out,) = session.run([name], {"input": fam.preprocess(image)})
+        masks.append(fam.postprocess(out, (fam.size, fam.size) if coarse else None) > 0.5)
     fp32, int8 = masks
     score = (fp32 & int8).sum() / (fp32 | int8).sum()
     print(f"int8 vs fp32 IoU on person1: {score:.4f}")
@@ -157,7 +158,7 @@ def test_open_session_loads_the_chosen_variant(source, fp32_path, monkeypatch):
     monkeypatch.setenv("CLEARBG_MODEL_VARIANT", "fp32")
     choice = providers.open_session(source, "isnet", threads=2)
     assert choice.model_path == fp32_path and choice.provider == providers.CPU
-    assert [o.name for o in choice.session.get_outputs()] == ["output"]
+    assert [o.name for o in choice.session.get_outputs()] == [variants.COARSE_LOGITS]
 
 
 _OPEN_ON_OPENVINO = """
@@ -251,3 +252,58 @@ def test_the_prepared_isnet_variants_take_any_shape(fp32_path, int8_path):
     for path in (fp32_path, int8_path):
         dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
         assert [d.dim_param for d in dims[2:]] == ["height", "width"], path.name
+
+
+def _upsampled_logits(transform: str = "half_pixel", mode: str = "linear") -> onnx.ModelProto:
+    """A flexible graph ending as IS-Net's does: coarse logits (a max pool standing in for the
+    net), Resize to the input's H x W read from its shape, Sigmoid."""
+    one = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    nodes = [
+        helper.make_node("MaxPool", ["x"], ["logits"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+        helper.make_node("Shape", ["logits"], ["logits_shape"]),
+        helper.make_node("Slice", ["logits_shape", "zero", "two"], ["nc"]),
+        helper.make_node("Shape", ["x"], ["x_shape"]),
+        helper.make_node("Slice", ["x_shape", "two", "four"], ["hw"]),
+        helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+        helper.make_node("Resize", ["logits", "", "", "sizes"], ["up"], mode=mode,
+                         coordinate_transformation_mode=transform),
+        helper.make_node("Sigmoid", ["up"], ["output"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, "height", "width"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, "height", "width"])],
+        [one("zero", [0]), one("two", [2]), one("four", [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+@pytest.mark.parametrize("transform", ["half_pixel", "pytorch_half_pixel"])
+@pytest.mark.parametrize("height,width", [(16, 24), (13, 21)])  # 2x, and ratios that are not whole
+def test_dropped_output_upsample_leaves_the_reader_the_same_matte(transform, height, width):
+    import onnxruntime as ort
+
+    whole = _upsampled_logits(transform)
+    cut = onnx.ModelProto.FromString(whole.SerializeToString())
+    assert variants.drop_output_upsample(cut)
+    onnx.checker.check_model(cut)
+    assert [n.op_type for n in cut.graph.node] == ["MaxPool"]
+    run = lambda model, name, x: ort.InferenceSession(model.SerializeToString(), providers=[providers.CPU]).run([name], {"x": x})[0]  # noqa: E731
+    x = (np.random.default_rng(2).standard_normal((1, 1, height, width)) * 6).astype(np.float32)
+    session = ort.InferenceSession(cut.SerializeToString(), providers=[providers.CPU])
+    name, coarse = matte_output(session, ISNet())
+    assert (name, coarse) == (variants.COARSE_LOGITS, True)
+    logits = run(cut, name, x)
+    assert logits.shape[-2:] == (-(-height // 2), -(-width // 2))
+    expected = ISNet().postprocess(run(whole, "output", x))
+    np.testing.assert_allclose(ISNet().postprocess(logits, (width, height)), expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("change", ["nearest", "align_corners", "second reader"])
+def test_drop_output_upsample_leaves_a_tail_it_cannot_prove(change):
+    model = _upsampled_logits(**({"mode": "nearest"} if change == "nearest" else
+                                 {"transform": "align_corners"} if change == "align_corners" else {}))
+    if change == "second reader":  # the upsampled logits are read by more than the sigmoid
+        model.graph.node.insert(-1, helper.make_node("Relu", ["up"], ["other"]))
+    before = model.SerializeToString()
+    assert not variants.drop_output_upsample(model)
+    assert model.SerializeToString() == before
