@@ -33,12 +33,13 @@ from engine.models import providers
 log = logging.getLogger(__name__)
 
 DETECTOR_SIZE = 512
-# The photo is looked at no larger than this (long side): the detector sees 512² and the
-# classifier 224² crops, so more pixels only cost resizing and float arithmetic. At 1024 the
-# resizes and compositing took ~40 ms of a 1 MP request's ~100 ms X-Type step (py-spy, server
-# under load). bench/xtype.py (grabcut50's photos, at most 640 wide) with the engine's matte:
-# 43/50 at 1024 and 640, 42/50 at 512 and 384.
-VIEW_SIDE = 640
+# The photo is looked at no larger than this (long side). The detector sees 512² and the
+# classifier 224² views, each resized straight from the photo by OpenCV's area filter: at 1 MP
+# (the net's 1024x768 view) that costs ~1 ms, where shrinking it to 640 first and resizing the
+# views with Pillow's bilinear filter took ~10 ms of a ~37 ms X-Type step (CPU). bench/xtype.py,
+# grabcut50, either matte: 43/50 both ways (was 43/50 at 1024 and 640, 42/50 at 512 and 384,
+# when Pillow resized).
+VIEW_SIDE = 1024
 DETECTOR_STRIDE = 4
 MAX_DETECTIONS = 20
 MIN_DETECTION_SCORE = 0.15  # weaker peaks are ignored altogether
@@ -53,6 +54,9 @@ _IMAGENET_TYPE_MATRIX = np.zeros((1000, len(labels.TYPES)), np.float32)
 for _i in range(1000):
     _IMAGENET_TYPE_MATRIX[_i, labels.TYPES.index(labels.imagenet_type(_i))] = 1.0
 _OTHER = labels.TYPES.index("other")
+# ImageNet's normalisation, (pixel / 255 - mean) / std, as one multiply and one subtraction.
+_CLASSIFIER_SCALE = (1.0 / (255.0 * mobilenet_v2.STD)).astype(np.float32)
+_CLASSIFIER_SHIFT = (mobilenet_v2.MEAN / mobilenet_v2.STD).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -107,13 +111,28 @@ def _matte_array(matte: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(m, 0.0, 1.0)
 
 
-def _reduced(image: Image.Image, side: int) -> Image.Image:
-    """`image` with its long side at most `side` (area-averaged, aspect kept)."""
+def _reduced(image: Image.Image, side: int) -> np.ndarray:
+    """`image` as uint8 HxWx3, its long side at most `side` (area-averaged, aspect kept)."""
+    rgb = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
     scale = side / max(image.size)
     if scale >= 1:
-        return image
+        return rgb
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return Image.fromarray(cv2.resize(np.asarray(image), size, interpolation=cv2.INTER_AREA))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def _resized(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`array` resized to `size` (w, h): first averaged over whole k x l blocks (OpenCV's area
+    filter at an integer factor, its fast path; the last partial block is left out), then
+    bilinear for the remaining factor, under 2. A 1024x768 photo to 224²: 0.2 ms, where the area
+    filter at the fractional factor took 1.7 ms and Pillow's bilinear filter 2.1 ms."""
+    kx, ky = max(1, array.shape[1] // size[0]), max(1, array.shape[0] // size[1])
+    if kx > 1 or ky > 1:
+        height, width = array.shape[0] // ky * ky, array.shape[1] // kx * kx
+        array = cv2.resize(array[:height, :width], (width // kx, height // ky), interpolation=cv2.INTER_AREA)
+    if (array.shape[1], array.shape[0]) == size:
+        return array
+    return cv2.resize(array, size, interpolation=cv2.INTER_AREA)
 
 
 def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -124,19 +143,55 @@ def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def _alone(rgb: np.ndarray, matte: np.ndarray, box: tuple[int, int, int, int]) -> Image.Image:
-    """`box` of the photo (it may reach outside: black there, as Pillow's crop) with the matte's
-    background grey. Composited only inside the box: the same pixels as compositing the whole
-    photo and cropping, for the box's share of the arithmetic."""
+def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """`box` of the array (it may reach outside: zero there, as Pillow's crop); a view when it
+    lies inside."""
+    x0, y0, x1, y1 = box
+    height, width = array.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height:
+        return array[y0:y1, x0:x1]
+    out = np.zeros((y1 - y0, x1 - x0, *array.shape[2:]), array.dtype)
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if ix1 > ix0 and iy1 > iy0:
+        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = array[iy0:iy1, ix0:ix1]
+    return out
+
+
+def _alone(rgb: np.ndarray, matte: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """`box` of the photo (it may reach outside: black there) with the matte's background grey,
+    uint8 HxWx3. Composited only inside the box, by OpenCV's weighted sum (rounded)."""
     x0, y0, x1, y1 = box
     out = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
     ix0, iy0 = max(x0, 0), max(y0, 0)
     ix1, iy1 = min(x1, rgb.shape[1]), min(y1, rgb.shape[0])
     if ix1 > ix0 and iy1 > iy0:
-        alpha = matte[iy0:iy1, ix0:ix1, None]
-        part = rgb[iy0:iy1, ix0:ix1].astype(np.float32)
-        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = (part * alpha + 128.0 * (1.0 - alpha)).astype(np.uint8)
-    return Image.fromarray(out)
+        alpha = np.ascontiguousarray(matte[iy0:iy1, ix0:ix1], np.float32)
+        part = np.ascontiguousarray(rgb[iy0:iy1, ix0:ix1])
+        grey = np.full_like(part, 128)
+        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = cv2.blendLinear(part, grey, alpha, 1.0 - alpha)
+    return out
+
+
+def _peaks(heat: np.ndarray) -> list[tuple[int, int, int, float]]:
+    """(class, row, column, score) of CenterNet's peaks in a CxHxW heat map, strongest first
+    (ties in class, row, column order), at most MAX_DETECTIONS.
+
+    A peak is a cell that is the maximum of its 3x3 neighbourhood (CenterNet's NMS); only cells
+    above the score floor can matter, so only those are compared with neighbours. They are found
+    where any class reaches the floor first (one pass over the classes, not a mask of all 80).
+    """
+    _, hh, ww = heat.shape
+    rows, cols = np.nonzero(heat.max(axis=0) >= MIN_DETECTION_SCORE)
+    cls_i, at = np.nonzero(heat[:, rows, cols] >= MIN_DETECTION_SCORE)
+    ys, xs = rows[at], cols[at]
+    neighbours = np.max(
+        [heat[cls_i, np.clip(ys + dy, 0, hh - 1), np.clip(xs + dx, 0, ww - 1)]
+         for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0,
+    ) if cls_i.size else np.empty(0, np.float32)
+    scores = heat[cls_i, ys, xs]
+    keep = scores >= neighbours
+    order = np.argsort(-scores[keep], kind="stable")[:MAX_DETECTIONS]
+    return [(int(cls_i[keep][i]), int(ys[keep][i]), int(xs[keep][i]), float(scores[keep][i])) for i in order]
 
 
 class ForegroundClassifier:
@@ -156,24 +211,13 @@ class ForegroundClassifier:
 
     # -- the two networks ------------------------------------------------------------------------
 
-    def detect(self, image: Image.Image) -> list[Detection]:
-        w, h = image.size
-        x = np.asarray(image.resize((DETECTOR_SIZE, DETECTOR_SIZE), Image.BILINEAR), np.float32)[None]
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """COCO detections in a uint8 HxWx3 photo, strongest first."""
+        h, w = rgb.shape[:2]
+        x = _resized(rgb, (DETECTOR_SIZE, DETECTOR_SIZE)).astype(np.float32)[None]
         heat, wh = self._detector.run(None, {"image": x})
         heat, wh = heat[0], wh[0]
-        # A peak is a cell that is the maximum of its 3x3 neighbourhood (CenterNet's NMS); only
-        # cells above the score floor can matter, so only those are compared with neighbours.
-        _, hh, ww = heat.shape
-        cls_i, ys, xs = np.nonzero(heat >= MIN_DETECTION_SCORE)
-        neighbours = np.max(
-            [heat[cls_i, np.clip(ys + dy, 0, hh - 1), np.clip(xs + dx, 0, ww - 1)]
-             for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0,
-        ) if cls_i.size else np.empty(0, np.float32)
-        scores = heat[cls_i, ys, xs]
-        keep = scores >= neighbours
-        order = np.argsort(-scores[keep], kind="stable")[:MAX_DETECTIONS]
-        peaks = [(int(cls_i[keep][i]), int(ys[keep][i]), int(xs[keep][i]), float(scores[keep][i]))
-                 for i in order]
+        peaks = _peaks(heat)
         sx, sy = w / DETECTOR_SIZE, h / DETECTOR_SIZE
         out = []
         for cls_, gy, gx, score in peaks:
@@ -184,15 +228,17 @@ class ForegroundClassifier:
             out.append(Detection(cls_, score, box))
         return out
 
-    def imagenet_probs(self, image: Image.Image, matte: np.ndarray) -> np.ndarray:
+    def imagenet_probs(self, rgb: np.ndarray, matte: np.ndarray) -> np.ndarray:
         """ImageNet probabilities for three views of the foreground, shape (3, 1000).
 
-        View 0 is the matte's square box composited on grey: the object alone, so a busy
-        background cannot name it. View 1 is the same box a little larger, unmasked, and view 2
-        the whole photo: the setting, which tells a gravestone in a field or a flower in a pot
-        from an object on a table, and backs up a view the matte's cut-out misleads.
+        `rgb`: uint8 HxWx3; `matte`: float32 in [0, 1] at its size. View 0 is the matte's
+        square box composited on grey: the object alone, so a busy background cannot name it.
+        View 1 is the same box a little larger, unmasked, and view 2 the whole photo: the
+        setting, which tells a gravestone in a field or a flower in a pot from an object on a
+        table, and backs up a view the matte's cut-out misleads.
         """
-        box = _box_of(matte > 0.5) or (0, 0, image.width, image.height)
+        height, width = rgb.shape[:2]
+        box = _box_of(matte > 0.5) or (0, 0, width, height)
         x1, y1, x2, y2 = box
         cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1)
 
@@ -200,23 +246,24 @@ class ForegroundClassifier:
             half = side * scale / 2  # outside the photo the crop is black; the aspect is kept
             return int(cx - half), int(cy - half), int(cx + half), int(cy + half)
 
-        size = mobilenet_v2.INPUT_SIZE
-        views = [_alone(np.asarray(image), matte, square(1.1)), image.crop(square(1.3)), image]
-        x = np.stack([np.asarray(v.resize((size, size), Image.BILINEAR), np.float32) for v in views])
-        x = ((x / 255.0 - mobilenet_v2.MEAN) / mobilenet_v2.STD).transpose(0, 3, 1, 2)
-        logits = self._classifier.run(None, {"image": np.ascontiguousarray(x, np.float32)})[0]
+        size = (mobilenet_v2.INPUT_SIZE,) * 2
+        views = [_alone(rgb, matte, square(1.1)), _crop(rgb, square(1.3)), rgb]
+        x = np.stack([_resized(v, size) for v in views]).astype(np.float32)
+        x *= _CLASSIFIER_SCALE
+        x -= _CLASSIFIER_SHIFT
+        logits = self._classifier.run(None, {"image": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
     # -- the decision ----------------------------------------------------------------------------
 
     def predict(self, image_rgb: Image.Image, matte: np.ndarray) -> Prediction:
-        image = _reduced(image_rgb.convert("RGB"), VIEW_SIDE)
+        rgb = _reduced(image_rgb, VIEW_SIDE)
         # The two networks side by side (each on one thread): a lone request has a core idle
         # here, and under load the work is the same.
-        detecting = _POOL.submit(self.detect, image)
-        m = _matte_array(matte, image.size)
-        probs = self.imagenet_probs(image, m)
+        detecting = _POOL.submit(self.detect, rgb)
+        m = _matte_array(matte, (rgb.shape[1], rgb.shape[0]))
+        probs = self.imagenet_probs(rgb, m)
         detections = detecting.result()
         views = probs @ _IMAGENET_TYPE_MATRIX  # (views, types): each view's mass per type
         fused = views.mean(axis=0)

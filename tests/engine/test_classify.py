@@ -103,7 +103,7 @@ def test_empty_or_odd_mattes_still_give_a_type(classifier: ForegroundClassifier)
 @pytest.mark.parametrize("box", [(40, 30, 120, 90), (-20, -10, 60, 50), (100, 70, 190, 150), (-5, -5, 170, 130)])
 def test_the_object_alone_view_is_the_whole_composite_cropped(box) -> None:
     """The classifier composites only the box it looks at (outside the photo: black, as Pillow's
-    crop): the same pixels as compositing the whole photo on grey and cropping."""
+    crop): the same pixels, to rounding, as compositing the whole photo on grey and cropping."""
     from engine.classify.classifier import _alone, _box_of
 
     rng = np.random.default_rng(7)
@@ -112,10 +112,43 @@ def test_the_object_alone_view_is_the_whole_composite_cropped(box) -> None:
     matte[20:100, 30:140] = rng.random((80, 110), dtype=np.float32)
     whole = rgb.astype(np.float32) * matte[..., None] + 128.0 * (1.0 - matte[..., None])
     expected = np.asarray(Image.fromarray(whole.astype(np.uint8)).crop(box))
-    assert np.array_equal(np.asarray(_alone(rgb, matte, box)), expected)
+    alone = _alone(rgb, matte, box)
+    assert alone.shape == expected.shape and alone.dtype == np.uint8
+    assert np.abs(alone.astype(int) - expected).max() <= 1  # rounded where the float sum was cut
+    assert (alone[np.asarray(Image.fromarray(np.ones_like(rgb)).crop(box)) == 0] == 0).all()
     ys, xs = np.nonzero(matte > 0.5)
     assert _box_of(matte > 0.5) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     assert _box_of(np.zeros((4, 4), bool)) is None
+
+
+def test_peaks_are_the_local_maxima_above_the_floor_strongest_first() -> None:
+    from engine.classify.classifier import MAX_DETECTIONS, MIN_DETECTION_SCORE, _peaks
+
+    rng = np.random.default_rng(3)
+    heat = (rng.random((6, 20, 24), dtype=np.float32) ** 6).astype(np.float32)  # mostly faint
+    heat[2, 5, 5], heat[2, 5, 6] = 0.9, 0.9  # a tie of neighbours: both stand, row order
+    padded = np.pad(heat, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    expected = []
+    for c, y, x in zip(*np.nonzero(heat >= MIN_DETECTION_SCORE)):
+        if heat[c, y, x] >= padded[c, y:y + 3, x:x + 3].max():
+            expected.append((int(c), int(y), int(x), float(heat[c, y, x])))
+    expected.sort(key=lambda p: -p[3])  # stable: class, row, column among equals
+    assert len(expected) > MAX_DETECTIONS  # the cap is exercised
+    assert _peaks(heat) == expected[:MAX_DETECTIONS]
+    assert _peaks(np.zeros((3, 4, 4), np.float32)) == []
+
+
+def test_views_are_averaged_blocks_then_area_resized() -> None:
+    from engine.classify.classifier import _crop, _resized
+
+    checker = np.indices((97, 130)).sum(axis=0) % 2 * 255  # a pattern only averaging turns grey
+    rgb = np.repeat(checker[..., None], 3, axis=2).astype(np.uint8)
+    small = _resized(rgb, (31, 23))
+    assert small.shape == (23, 31, 3) and small.dtype == np.uint8
+    assert np.abs(small.astype(int) - 128).max() <= 8
+    assert _resized(rgb, (130, 97)) is rgb
+    assert np.array_equal(_crop(rgb, (-2, -3, 5, 4))[3:, 2:], rgb[:4, :5])
+    assert not _crop(rgb, (-2, -3, 5, 4))[:3].any() and not _crop(rgb, (-2, -3, 5, 4))[:, :2].any()
 
 
 def test_installed_models_match_their_recorded_sha256() -> None:
