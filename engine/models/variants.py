@@ -38,10 +38,11 @@ from engine.models.fetch import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
-RECIPE = 3
+RECIPE = 4
 """Bump when clean() or quantise() change: old cached variants are then ignored, not reused.
 2: any input shape (flexible_input_size), int8 calibrated on the shapes the engine feeds.
-3: the output's upsampling and sigmoid left to the reader (drop_output_upsample)."""
+3: the output's upsampling and sigmoid left to the reader (drop_output_upsample).
+4: int8 concatenations quantised on one scale (share_concat_scales)."""
 
 COARSE_LOGITS = "coarse_logits"
 """The output of a variant whose last Resize and Sigmoid were cut (drop_output_upsample): the
@@ -122,9 +123,9 @@ def _to_fp32(graph: onnx.GraphProto) -> None:
             value.type.tensor_type.elem_type = TensorProto.FLOAT
 
 
-def _prune(graph: onnx.GraphProto, output: str) -> None:
-    """Drops the nodes and initializers `output` does not depend on, and the stale shapes."""
-    needed = {output}
+def _prune(graph: onnx.GraphProto, *outputs: str) -> None:
+    """Drops the nodes and initializers the `outputs` do not depend on, and the stale shapes."""
+    needed = set(outputs)
     live = []
     for node in reversed(graph.node):
         if any(name in needed for name in node.output):
@@ -362,7 +363,8 @@ class _LazyReader:
 
 
 def quantise(fp32_path: pathlib.Path, target: pathlib.Path, family_name: str, photos: Sequence[pathlib.Path]) -> None:
-    """Static int8 QDQ of a cleaned model: u8 activations, s8 per-channel weights, percentile."""
+    """Static int8 QDQ of a cleaned model: u8 activations, s8 per-channel weights, percentile;
+    each concatenation on one scale (share_concat_scales)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model = onnx.load(str(fp32_path), load_external_data=False)
@@ -392,6 +394,45 @@ def quantise(fp32_path: pathlib.Path, target: pathlib.Path, family_name: str, ph
             )
     finally:
         logging.disable(logging.NOTSET)
+    quantised = onnx.load(str(target))
+    if share_concat_scales(quantised):
+        onnx.save(quantised, str(target))
+
+
+def share_concat_scales(model: onnx.ModelProto) -> int:
+    """Gives each quantised Concat's inputs the scale and zero point of its output, in place;
+    returns how many inputs were re-pointed.
+
+    ORT's quantiser calibrates every tensor on its own, so a decoder stage joins two tensors of
+    different scales and OpenVINO requantises each into the concatenation's (a FakeQuantize over
+    ~25M values at 512x384 alone). On one scale it copies them as they are. The inputs' other
+    readers (the encoder's max pools) then see the wider of the ranges. IS-Net int8 on
+    OpenVINO at 1024x768, 2 threads: 3-6 % faster (interleaved runs); mean IoU against the
+    truth grabcut50 0.8681 -> 0.8689, alphamatting14 0.8075 -> 0.8051 (fp32: 0.8688, 0.7914).
+    """
+    graph = model.graph
+    produced = {name: node for node in graph.node for name in node.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    shared = 0
+    for concat in [n for n in graph.node if n.op_type == "Concat"]:
+        after = readers.get(concat.output[0], [])
+        if len(after) != 1 or after[0].op_type != "QuantizeLinear" or len(after[0].input) < 3:
+            continue
+        scale, zero_point = after[0].input[1], after[0].input[2]
+        for name in concat.input:
+            dequantise = produced.get(name)
+            quantise = produced.get(dequantise.input[0]) if dequantise is not None and dequantise.op_type == "DequantizeLinear" else None
+            if quantise is None or quantise.op_type != "QuantizeLinear" or quantise.input[1:3] == [scale, zero_point]:
+                continue
+            for node in [quantise, *(r for r in readers.get(quantise.output[0], []) if r.op_type == "DequantizeLinear")]:
+                node.input[1:3] = [scale, zero_point]
+            shared += 1
+    if shared:
+        _prune(graph, *(o.name for o in graph.output))  # the inputs' own scales are read by nobody now
+    return shared
 
 
 # --- cache -------------------------------------------------------------------------------------

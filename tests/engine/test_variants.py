@@ -307,3 +307,49 @@ def test_drop_output_upsample_leaves_a_tail_it_cannot_prove(change):
     before = model.SerializeToString()
     assert not variants.drop_output_upsample(model)
     assert model.SerializeToString() == before
+
+
+def _quantised_concat() -> onnx.ModelProto:
+    """Two tensors quantised on scales of their own, dequantised, joined, quantised again: the
+    pattern ORT's QDQ quantiser leaves around a Concat. The first input is also read elsewhere."""
+    scalar = lambda name, value, dtype: numpy_helper.from_array(np.array(value, dtype), name)  # noqa: E731
+    nodes = [
+        helper.make_node("QuantizeLinear", ["a", "sa", "za"], ["qa"]),
+        helper.make_node("DequantizeLinear", ["qa", "sa", "za"], ["da"]),
+        helper.make_node("QuantizeLinear", ["b", "sb", "zb"], ["qb"]),
+        helper.make_node("DequantizeLinear", ["qb", "sb", "zb"], ["db"]),
+        helper.make_node("Concat", ["da", "db"], ["joined"], axis=1),
+        helper.make_node("QuantizeLinear", ["joined", "sc", "zc"], ["qc"]),
+        helper.make_node("DequantizeLinear", ["qc", "sc", "zc"], ["y"]),
+        helper.make_node("Relu", ["da"], ["elsewhere"]),
+    ]
+    inits = [scalar("sa", 0.01, np.float32), scalar("za", 0, np.uint8), scalar("sb", 0.05, np.float32),
+             scalar("zb", 10, np.uint8), scalar("sc", 0.04, np.float32), scalar("zc", 5, np.uint8)]
+    vector = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 2, 3])  # noqa: E731
+    graph = helper.make_graph(nodes, "g", [vector("a"), vector("b")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3]), vector("elsewhere")], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_concat_inputs_share_the_output_scale():
+    import onnxruntime as ort
+
+    model = _quantised_concat()
+    assert variants.share_concat_scales(model) == 2
+    onnx.checker.check_model(model)
+    nodes = {n.output[0]: n for n in model.graph.node}
+    assert [list(nodes[name].input[1:]) for name in ("qa", "da", "qb", "db")] == [["sc", "zc"]] * 4
+    assert {i.name for i in model.graph.initializer} == {"sc", "zc"}
+    rng = np.random.default_rng(4)
+    a, b = rng.random((1, 2, 3), dtype=np.float32) * 2, rng.random((1, 2, 3), dtype=np.float32) * 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=[providers.CPU])
+    y, elsewhere = session.run(["y", "elsewhere"], {"a": a, "b": b})
+    on_output_scale = lambda x: (np.clip(np.round(x / 0.04) + 5, 0, 255) - 5) * np.float32(0.04)  # noqa: E731
+    np.testing.assert_allclose(y, np.concatenate([on_output_scale(a), on_output_scale(b)], axis=1), atol=1e-6)
+    np.testing.assert_allclose(elsewhere, on_output_scale(a), atol=1e-6)  # its other reader: the same scale
+
+
+def test_the_prepared_int8_variant_joins_on_one_scale(int8_path):
+    model = onnx.load(str(int8_path), load_external_data=False)
+    assert variants.share_concat_scales(model) == 0  # nothing left to share: prepare() did it
+    assert sum(n.op_type == "Concat" for n in model.graph.node) > 10
