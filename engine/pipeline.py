@@ -296,8 +296,13 @@ class Engine:
         net_h, net_w = matte.shape
         per_px = (net_w / (region[2] - region[0]), net_h / (region[3] - region[1]))  # net px per sized px
         reach = 2 + math.ceil(max(1.0, *per_px))
-        if refined is not None:  # the refined edge may reach a little further out (engine/refine)
-            reach += math.ceil(refine.REACH * max(1.0, *per_px))
+        if refined is not None:
+            # The refined edge may reach a little further out (engine/refine), and the part is
+            # refined with the context the whole picture's refinement would give its edge, so
+            # that the box found here is the one a whole render reports.
+            image, to_image = refined
+            scale = refine.work_scale(round(image.width / to_image[0]), round(image.height / to_image[1]))
+            reach += math.ceil(refine.REACH * max(1.0, *per_px)) + math.ceil(refine.CONTEXT * scale * max(per_px))
         mx0, my0 = max(0, rough[0] - reach), max(0, rough[1] - reach)
         mx1, my1 = min(net_w, rough[2] + reach), min(net_h, rough[3] + reach)
         # The same area in sized pixels, on whole pixels, inside the region.
@@ -316,7 +321,6 @@ class Engine:
              (x1 - region[0]) * per_px[0], (y1 - region[1]) * per_px[1]),
         )
         if refined is not None:
-            image, to_image = refined
             colour = image.convert("RGB") if image.mode != "RGB" else image
             colour = colour.resize(
                 (x1 - x0, y1 - y0), Image.Resampling.BICUBIC,

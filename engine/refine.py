@@ -80,6 +80,12 @@ class EdgeStyle:
 # does not wait for X-Type, which the pipeline runs beside it.
 STYLE = EdgeStyle(low=0.04, high=0.85)
 
+# How far (working pixels) a refined value depends on the colour and alpha around it: the wide
+# filter's window twice (its coefficients are averaged over a window again) and the blend's
+# reach. A part refined with this much around it matches the whole picture refined there
+# (the pipeline finds a crop's subject box that way).
+CONTEXT = 2 * STYLE.wide + STYLE.reach
+
 
 # -- cleaning -------------------------------------------------------------------------------------
 

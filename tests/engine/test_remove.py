@@ -148,13 +148,26 @@ def test_bg_image_covers_canvas(engine, person):
     assert caught.value.code == "invalid_file_type" and "Background" in caught.value.detail
 
 
+@pytest.mark.parametrize(("stem", "size"), [("388016", 250_000), ("person1", None)])
+def test_crop_is_the_whole_renders_foreground_box(engine, grabcut, stem, size):
+    """The crop refines the subject's area alone (engine/refine) with the context the whole
+    picture's refinement gives its edge (refine.CONTEXT): the box a whole render reports, to the
+    pixel (388016 at size small came out 192x393 against 190x390 with less context)."""
+    data = grabcut(stem)[0]
+    box = engine.remove(data, RemovalOptions(max_output_pixels=size)).foreground
+    cropped = engine.remove(data, RemovalOptions(max_output_pixels=size, crop=True))
+    assert box.width > 0
+    assert (cropped.width, cropped.height) == (box.width, box.height)
+    assert (cropped.foreground.top, cropped.foreground.left) == (0, 0)
+
+
 def test_crop_with_margin(engine, person, default_result):
     box = default_result.foreground
     cropped = engine.remove(person[0], RemovalOptions(crop=True, output_format="png"))
-    # The crop refines the subject's area alone (engine/refine), the box the whole picture: the
-    # filters see different borders, a pixel or two apart.
-    assert abs(cropped.width - box.width) <= 2 and abs(cropped.height - box.height) <= 2
-    assert cropped.foreground.top <= 2 and cropped.foreground.left <= 2
+    # The crop refines the subject's area alone (engine/refine), with the context the whole
+    # picture's refinement gives its edge (refine.CONTEXT): the same box.
+    assert (cropped.width, cropped.height) == (box.width, box.height)
+    assert (cropped.foreground.top, cropped.foreground.left) == (0, 0)
     margin = Length(10, "%")
     framed = engine.remove(person[0], RemovalOptions(crop=True, crop_margin=(margin, Length(20), margin, Length(20))))
     assert abs(framed.width - (cropped.width + 40)) <= 1
