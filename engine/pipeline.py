@@ -158,9 +158,13 @@ class Engine:
             self.estimate_foreground(pixels, refine.refine_alpha(pixels, alpha))
 
     def open_lanes(self) -> int:
-        """Opens the further inference lanes `concurrent_inferences` asked for, warmed (seconds
-        of work: a server calls it once it serves, so start-up stays short). Returns how many."""
-        return self.segmenter.open_lanes(self._warm_shapes())
+        """Opens the further inference lanes `concurrent_inferences` asked for, warmed, and
+        shows the first session the shapes warm_up left out (seconds of work: a server calls it
+        once it serves, so start-up stays short). Returns how many lanes opened."""
+        shapes = self._warm_shapes()
+        opened = self.segmenter.open_lanes(shapes)
+        self.segmenter.warm_up_free(shapes)
+        return opened
 
     def _warm_shapes(self) -> list[tuple[int, int]]:
         return sorted({self.segmenter.input_shape(w, h) for w, h in ((4, 4), (4, 3), (3, 4))})

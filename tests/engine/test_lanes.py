@@ -114,3 +114,28 @@ def test_two_inferences_at_once_agree_with_one_alone(two_lanes, grabcut):
         assert matte.shape == alone.shape
         assert float(np.abs(matte - alone).mean()) < 0.005
         assert ((matte > 0.5) == (alone > 0.5)).mean() > 0.995
+
+
+class _Recording:
+    """A session that notes the input shapes it ran."""
+
+    def __init__(self, name: str):
+        self.name, self.shapes = name, []
+
+    def run(self, outputs, feeds):
+        self.shapes.append(next(iter(feeds.values())).shape[2:])
+        return [np.zeros((1, 1, 4, 4), np.float32)]
+
+
+def test_warm_up_free_shows_the_shapes_to_a_free_session_not_to_a_busy_one(two_lanes, monkeypatch):
+    wide, narrow = _Recording("wide"), _Recording("narrow")
+    monkeypatch.setattr(two_lanes, "_lanes", Lanes(wide, [narrow]))
+    two_lanes.warm_up_free([(1024, 768), (768, 1024)])
+    assert wide.shapes == [(768, 1024), (1024, 768)] and narrow.shapes == []  # alone: the wide one
+    taken, release = [], threading.Event()
+    busy = hold(two_lanes._lanes, taken, release)  # a request on the wide session meanwhile
+    wait_for(lambda: taken)
+    two_lanes.warm_up_free([(1024, 1024)])
+    release.set()
+    busy.join()
+    assert taken == [wide] and wide.shapes == [(768, 1024), (1024, 768)] and narrow.shapes == [(1024, 1024)]
