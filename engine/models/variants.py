@@ -89,6 +89,16 @@ def is_topologically_sorted(graph: onnx.GraphProto) -> bool:
     return True
 
 
+def _links(graph: onnx.GraphProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
+    """Each tensor's producing node, and the nodes that read it."""
+    produced = {name: node for node in graph.node for name in node.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return produced, readers
+
+
 def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
     for node in graph.node:
         for i, name in enumerate(node.input):
@@ -216,11 +226,7 @@ def flexible_input_size(model: onnx.ModelProto) -> bool:
     (notes in engine/models/families.py).
     """
     graph = model.graph
-    produced = {name: node for node in graph.node for name in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    produced, consumers = _links(graph)
     constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
@@ -284,14 +290,11 @@ def drop_output_upsample(model: onnx.ModelProto) -> bool:
     graph = model.graph
     if len(graph.output) != 1:
         return False
-    produced = {name: node for node in graph.node for name in node.output}
-    readers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    produced, readers = _links(graph)
     sigmoid = produced.get(graph.output[0].name)
     resize = produced.get(sigmoid.input[0]) if sigmoid is not None and sigmoid.op_type == "Sigmoid" else None
-    if resize is None or resize.op_type != "Resize" or readers.get(resize.output[0]) != 1 or len(resize.input) < 4:
+    if (resize is None or resize.op_type != "Resize" or len(resize.input) < 4
+            or len(readers.get(resize.output[0], [])) != 1):
         return False
     attributes = {a.name: helper.get_attribute_value(a) for a in resize.attribute}
     transform = attributes.get("coordinate_transformation_mode", b"half_pixel")
@@ -411,11 +414,7 @@ def share_concat_scales(model: onnx.ModelProto) -> int:
     truth grabcut50 0.8681 -> 0.8689, alphamatting14 0.8075 -> 0.8051 (fp32: 0.8688, 0.7914).
     """
     graph = model.graph
-    produced = {name: node for node in graph.node for name in node.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    produced, readers = _links(graph)
     shared = 0
     for concat in [n for n in graph.node if n.op_type == "Concat"]:
         after = readers.get(concat.output[0], [])
