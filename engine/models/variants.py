@@ -423,10 +423,13 @@ def share_concat_scales(model: onnx.ModelProto) -> int:
         scale, zero_point = after[0].input[1], after[0].input[2]
         for name in concat.input:
             dequantise = produced.get(name)
-            quantise = produced.get(dequantise.input[0]) if dequantise is not None and dequantise.op_type == "DequantizeLinear" else None
+            if dequantise is None or dequantise.op_type != "DequantizeLinear":
+                continue
+            quantise = produced.get(dequantise.input[0])
             if quantise is None or quantise.op_type != "QuantizeLinear" or quantise.input[1:3] == [scale, zero_point]:
                 continue
-            for node in [quantise, *(r for r in readers.get(quantise.output[0], []) if r.op_type == "DequantizeLinear")]:
+            pairs = [r for r in readers.get(quantise.output[0], []) if r.op_type == "DequantizeLinear"]
+            for node in (quantise, *pairs):
                 node.input[1:3] = [scale, zero_point]
             shared += 1
     if shared:
