@@ -33,11 +33,12 @@ log = logging.getLogger(__name__)
 
 DETECTOR_SIZE = 512
 # The photo is looked at no larger than this (long side). The detector sees 512² and the
-# classifier 224² views, each resized straight from the photo by OpenCV's area filter: at 1 MP
-# (the net's 1024x768 view) that costs ~1 ms, where shrinking it to 640 first and resizing the
-# views with Pillow's bilinear filter took ~10 ms of a ~37 ms X-Type step (CPU). bench/xtype.py,
-# grabcut50, either matte: 43/50 both ways (was 43/50 at 1024 and 640, 42/50 at 512 and 384,
-# when Pillow resized).
+# classifier 224² views, each resized straight from the photo (`_resized`): at 1 MP (the net's
+# 1024x768 view) ~3 ms for all four, where shrinking it to 640 first and resizing the views with
+# Pillow's bilinear filter took ~10 ms of a ~37 ms X-Type step (CPU). bench/xtype.py, grabcut50:
+# 43/50 either way with the ground-truth matte and with the model's (42/50 with the model's since
+# the int8 variant's RECIPE 4 changed its matte: banana2 on a cluttered background). When Pillow
+# resized: 43/50 at 1024 and 640, 42/50 at 512 and 384.
 VIEW_SIDE = 1024
 DETECTOR_STRIDE = 4
 MAX_DETECTIONS = 20
@@ -120,9 +121,10 @@ def _reduced(image: Image.Image, side: int) -> np.ndarray:
 
 def _resized(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`array` resized to `size` (w, h): first averaged over whole k x l blocks (OpenCV's area
-    filter at an integer factor, its fast path; the last partial block is left out), then
-    bilinear for the remaining factor, under 2. A 1024x768 photo to 224²: 0.2 ms, where the area
-    filter at the fractional factor took 1.7 ms and Pillow's bilinear filter 2.1 ms."""
+    filter at an integer factor, its fast path; the last partial block is left out), then the
+    area filter for the remaining factor, under 2, on the smaller array. A 1024x768 photo to
+    224²: 0.9 ms, where the area filter in one step took 1.7 ms and Pillow's bilinear filter 2.1
+    ms; a bilinear second step (0.2 ms) cost bench/xtype.py a photo (42/50)."""
     kx, ky = max(1, array.shape[1] // size[0]), max(1, array.shape[0] // size[1])
     if kx > 1 or ky > 1:
         height, width = array.shape[0] // ky * ky, array.shape[1] // kx * kx
@@ -259,9 +261,10 @@ class ForegroundClassifier:
         m = _matte_array(matte, (rgb.shape[1], rgb.shape[0]))
         # The detector first: a person it finds stands on its own (ImageNet has no person
         # class), so the classifier and its three views are only run when it does not. The
-        # two networks side by side would answer a lone request ~7 ms sooner on an idle core,
-        # but a request is never alone in its CPU: the network and edge work of the same or
-        # other requests take every core (1 MP, in process: see the commit's figures).
+        # two networks side by side would answer a lone request sooner on an idle core, but a
+        # request is never alone in its CPU: the network and edge work of the same or other
+        # requests take every core (1 MP in process, the speed benchmark's three photos in
+        # turn, one at a time: 200 -> 196 ms a request).
         detections = self.detect(rgb)
         best = self._foreground_detection(detections, m)
         if best is not None and best.type == "person" and self._detection_stands(best, None):
