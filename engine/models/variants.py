@@ -306,6 +306,9 @@ def drop_output_upsample(model: onnx.ModelProto) -> bool:
     shape = produced.get(hw.input[0]) if hw is not None and hw.op_type == "Slice" else None
     if shape is None or shape.op_type != "Shape" or shape.input[0] != graph.input[0].name:
         return False
+    constants = {i.name: numpy_helper.to_array(i).tolist() for i in graph.initializer}
+    if [constants.get(name) for name in hw.input[1:3]] != [[2], [4]]:  # the input's H, W
+        return False
     logits = resize.input[0]
     graph.node.remove(sigmoid)
     graph.node.remove(resize)

@@ -298,12 +298,15 @@ def test_dropped_output_upsample_leaves_the_reader_the_same_matte(transform, hei
     np.testing.assert_allclose(ISNet().postprocess(logits, (width, height)), expected, atol=2e-6)
 
 
-@pytest.mark.parametrize("change", ["nearest", "align_corners", "second reader"])
+@pytest.mark.parametrize("change", ["nearest", "align_corners", "second reader", "not H, W"])
 def test_drop_output_upsample_leaves_a_tail_it_cannot_prove(change):
     model = _upsampled_logits(**({"mode": "nearest"} if change == "nearest" else
                                  {"transform": "align_corners"} if change == "align_corners" else {}))
     if change == "second reader":  # the upsampled logits are read by more than the sigmoid
         model.graph.node.insert(-1, helper.make_node("Relu", ["up"], ["other"]))
+    if change == "not H, W":  # sizes from the input's shape, but not its last two dimensions
+        hw = next(n for n in model.graph.node if n.output[0] == "hw")
+        hw.input[1:3] = ["zero", "two"]
     before = model.SerializeToString()
     assert not variants.drop_output_upsample(model)
     assert model.SerializeToString() == before
