@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import sys
 import tempfile
 import time
@@ -473,7 +474,20 @@ def _store(tmp: pathlib.Path, source_sha: str, kind: str, **details: object) -> 
     record_tmp = record_path.with_suffix(".json.part")
     record_tmp.write_text(json.dumps(record, indent=1))
     os.replace(record_tmp, record_path)
+    _drop_other_recipes(path.parent, kind)
     return path
+
+
+def _drop_other_recipes(folder: pathlib.Path, kind: str) -> None:
+    """Deletes the `kind` variant files of other recipes beside a new one: no version reads
+    them any more, and each IS-Net pair is ~0.2 GB. A process still running an old file keeps
+    its open copy (removing a file does not take it from a process that holds it)."""
+    pattern = re.compile(rf"{re.escape(kind)}-r(\d+)\.(onnx|json)$")
+    for old in folder.iterdir():
+        found = pattern.match(old.name)
+        if found and int(found.group(1)) != RECIPE:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 def default_kind() -> str:

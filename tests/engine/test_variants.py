@@ -128,6 +128,19 @@ def test_second_prepare_reuses_the_cache(temp_cache, monkeypatch):
     assert second == first and second.stat().st_mtime_ns == stamp
 
 
+def test_a_new_variant_replaces_the_files_of_older_recipes(temp_cache):
+    folder = variants.variants_dir() / variants.sha256_file(temp_cache)
+    folder.mkdir(parents=True)
+    stale = [folder / f"fp32-r{variants.RECIPE - 1}.onnx", folder / f"fp32-r{variants.RECIPE - 1}.json"]
+    other_kind = folder / f"int8-r{variants.RECIPE - 1}.onnx"
+    for path in (*stale, other_kind):
+        path.write_bytes(b"old")
+    made = variants.prepare(temp_cache, "isnet", "fp32")
+    assert made.is_file() and made.name == f"fp32-r{variants.RECIPE}.onnx"
+    assert not any(path.exists() for path in stale)
+    assert other_kind.exists()  # an int8 file goes when an int8 variant is made
+
+
 def test_corrupted_variant_is_detected_and_rebuilt(temp_cache):
     path = variants.prepare(temp_cache, "isnet", "fp32")
     good = variants.sha256_file(path)
