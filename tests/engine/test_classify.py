@@ -138,6 +138,67 @@ def test_peaks_are_the_local_maxima_above_the_floor_strongest_first() -> None:
     assert _peaks(np.zeros((3, 4, 4), np.float32)) == []
 
 
+class _FakeNet:
+    """A session that answers one fixed output, or fails the test when run."""
+
+    def __init__(self, outputs: list[np.ndarray] | None):
+        self.outputs, self.runs = outputs, 0
+
+    def run(self, names, feeds):
+        self.runs += 1
+        if self.outputs is None:
+            raise AssertionError("the classifier ran although the detection decides alone")
+        return self.outputs
+
+
+def _classifier_with_one_detection(label: str, score: float, logits: np.ndarray | None) -> ForegroundClassifier:
+    """The decision logic with fake networks: the detector sees one `label` at `score` over
+    the middle of a 64x64 heat map (a 256x256 photo), its box about the matte below."""
+    from engine.classify import labels as label_names
+    from engine.classify.classifier import DETECTOR_SIZE, DETECTOR_STRIDE
+
+    cells = DETECTOR_SIZE // DETECTOR_STRIDE
+    heat = np.zeros((1, 80, cells, cells), np.float32)
+    wh = np.zeros((1, 4, cells, cells), np.float32)
+    heat[0, label_names.COCO_LABELS.index(label), cells // 2, cells // 2] = score
+    wh[0, :, cells // 2, cells // 2] = DETECTOR_SIZE / 4  # a box over the middle half
+    found = ForegroundClassifier.__new__(ForegroundClassifier)
+    found._detector = _FakeNet([heat, wh])
+    found._classifier = _FakeNet(None if logits is None else [logits])
+    return found
+
+
+@pytest.mark.parametrize(("label", "score"), [("dog", 0.6), ("car", 0.5), ("person", 0.3)])
+def test_a_detection_that_stands_alone_skips_the_classifier(label: str, score: float) -> None:
+    """A person, or any type the detector is sure of, decides without the classifier's views
+    (which could not overturn it): the classifier network is never run."""
+    from engine.classify import labels as label_names
+
+    image = Image.new("RGB", (256, 256), (90, 120, 60))
+    matte = np.zeros((256, 256), np.uint8)
+    matte[80:176, 80:176] = 255
+    found = _classifier_with_one_detection(label, score, None)
+    prediction = found.predict(image, matte)
+    assert prediction.type == label_names.coco_type(label_names.COCO_LABELS.index(label))
+    assert prediction.imagenet_top is None and prediction.type_scores is None
+    assert found._detector.runs == 1 and found._classifier.runs == 0
+
+
+def test_a_weak_detection_still_asks_the_classifier() -> None:
+    """Under SURE_SCORE a dog needs most views to back "animal": here they all see a car."""
+    from engine.classify.classifier import SURE_SCORE
+
+    image = Image.new("RGB", (256, 256), (90, 120, 60))
+    matte = np.zeros((256, 256), np.uint8)
+    matte[80:176, 80:176] = 255
+    logits = np.zeros((3, 1000), np.float32)
+    logits[:, 817] = 20.0  # ImageNet 817: sports car
+    found = _classifier_with_one_detection("dog", SURE_SCORE - 0.1, logits)
+    prediction = found.predict(image, matte)
+    assert found._classifier.runs == 1
+    assert prediction.type == "car" and prediction.imagenet_top == 817
+
+
 def test_views_are_averaged_blocks_then_area_resized() -> None:
     from engine.classify.classifier import _crop, _resized
 
