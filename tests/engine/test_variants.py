@@ -365,7 +365,32 @@ def test_concat_inputs_share_the_output_scale():
     np.testing.assert_allclose(elsewhere, on_output_scale(a), atol=1e-6)  # its other reader: the same scale
 
 
+def test_shapes_are_read_from_the_quantised_tensor():
+    """A Resize target measured on a dequantised tensor measures its quantised input instead:
+    the same shapes, the same outputs; a Shape of anything else is left alone."""
+    import onnxruntime as ort
+
+    model = _quantised_concat()
+    nodes = list(model.graph.node)
+    nodes += [helper.make_node("Shape", ["db"], ["db_shape"]), helper.make_node("Shape", ["joined"], ["joined_shape"])]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.output.extend([helper.make_tensor_value_info(name, TensorProto.INT64, [3])
+                               for name in ("db_shape", "joined_shape")])
+    rng = np.random.default_rng(5)
+    feeds = {"a": rng.random((1, 2, 3), dtype=np.float32), "b": rng.random((1, 2, 3), dtype=np.float32)}
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=[providers.CPU]).run(None, feeds)  # noqa: E731
+    before = run(model)
+    assert variants.shapes_read_quantised(model) == 1
+    onnx.checker.check_model(model)
+    shapes = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Shape"}
+    assert shapes == {"db_shape": "qb", "joined_shape": "joined"}
+    for got, want in zip(run(model), before):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_the_prepared_int8_variant_joins_on_one_scale(int8_path):
     model = onnx.load(str(int8_path), load_external_data=False)
     assert variants.share_concat_scales(model) == 0  # nothing left to share: prepare() did it
+    assert variants.shapes_read_quantised(model) == 0  # and no Shape reads a dequantised tensor
     assert sum(n.op_type == "Concat" for n in model.graph.node) > 10
