@@ -365,6 +365,83 @@ def test_concat_inputs_share_the_output_scale():
     np.testing.assert_allclose(elsewhere, on_output_scale(a), atol=1e-6)  # its other reader: the same scale
 
 
+def _quantised_resample(op: str, **attributes) -> onnx.ModelProto:
+    """`op` between a dequantisation and a requantisation on a scale of its own, as ORT's QDQ
+    quantiser leaves it; for a Resize (x2) its output joined with `b` on the joint scale."""
+    scalar = lambda name, value, dtype: numpy_helper.from_array(np.array(value, dtype), name)  # noqa: E731
+    nodes = [helper.make_node("QuantizeLinear", ["a", "s1", "z1"], ["q1"]),
+             helper.make_node("DequantizeLinear", ["q1", "s1", "z1"], ["d1"])]
+    inits = [scalar("s1", 0.02, np.float32), scalar("z1", 3, np.uint8), scalar("s2", 0.05, np.float32),
+             scalar("z2", 7, np.uint8)]
+    if op == "MaxPool":
+        nodes += [helper.make_node("MaxPool", ["d1"], ["r"], kernel_shape=[2, 2], strides=[2, 2]),
+                  helper.make_node("QuantizeLinear", ["r", "s2", "z2"], ["q2"]),
+                  helper.make_node("DequantizeLinear", ["q2", "s2", "z2"], ["y"])]
+        out_shape = [1, 2, 2, 3]
+    else:
+        inits.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"))
+        nodes += [helper.make_node("Resize", ["d1", "", "scales"], ["r"], **attributes),
+                  helper.make_node("QuantizeLinear", ["r", "s2", "z2"], ["q2"]),
+                  helper.make_node("DequantizeLinear", ["q2", "s2", "z2"], ["d2"]),
+                  helper.make_node("QuantizeLinear", ["b", "s2", "z2"], ["qb"]),
+                  helper.make_node("DequantizeLinear", ["qb", "s2", "z2"], ["db"]),
+                  helper.make_node("Concat", ["d2", "db"], ["y"], axis=1)]
+        out_shape = [1, 4, 8, 12]
+    tensor = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)  # noqa: E731
+    inputs = [tensor("a", [1, 2, 4, 6])] + ([tensor("b", [1, 2, 8, 12])] if op == "Resize" else [])
+    graph = helper.make_graph(nodes, "g", inputs, [tensor("y", out_shape)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+
+
+def test_max_pools_run_on_the_quantised_tensor():
+    """The max of quantised values is one of them: read on the input's scale, the result is
+    the float max pool quantised once, and no requantisation is left."""
+    import onnxruntime as ort
+
+    model = _quantised_resample("MaxPool")
+    assert variants.resample_quantised(model) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["QuantizeLinear", "MaxPool", "DequantizeLinear"]
+    a = np.random.default_rng(6).random((1, 2, 4, 6), dtype=np.float32) * 4
+    y = ort.InferenceSession(model.SerializeToString(), providers=[providers.CPU]).run(["y"], {"a": a})[0]
+    quantised = np.clip(np.round(a / np.float32(0.02)) + 3, 0, 255)
+    expected = (quantised.reshape(1, 2, 2, 2, 3, 2).max(axis=(3, 5)) - 3) * np.float32(0.02)
+    np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("mode", ["linear", "nearest"])
+def test_upsamplings_run_on_the_quantised_tensor_on_the_joint_scale(mode):
+    """The upsampled tensor is quantised on the concatenation's scale and interpolated in
+    uint8: within one step of that scale of the float upsampling of the same values."""
+    import onnxruntime as ort
+
+    model = _quantised_resample("Resize", mode=mode)
+    assert variants.resample_quantised(model) == 1
+    onnx.checker.check_model(model)
+    nodes = {n.output[0]: n for n in model.graph.node}
+    assert list(nodes["q1"].input[1:]) == ["s2", "z2"] and nodes["r"].input[0] == "q1"
+    assert "q2" not in nodes and nodes["d2"].input[0] == "r"
+    rng = np.random.default_rng(7)
+    a, b = rng.random((1, 2, 4, 6), dtype=np.float32) * 6, rng.random((1, 2, 8, 12), dtype=np.float32) * 6
+    y = ort.InferenceSession(model.SerializeToString(), providers=[providers.CPU]).run(["y"], {"a": a, "b": b})[0]
+    on_joint = (np.clip(np.round(a / np.float32(0.05)) + 7, 0, 255) - 7) * np.float32(0.05)
+    float_model = helper.make_model(helper.make_graph(
+        [helper.make_node("Resize", ["x", "", "scales"], ["up"], mode=mode)], "f",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 6])],
+        [helper.make_tensor_value_info("up", TensorProto.FLOAT, [1, 2, 8, 12])],
+        [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]),
+        opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+    up = ort.InferenceSession(float_model.SerializeToString(), providers=[providers.CPU]).run(["up"], {"x": on_joint})[0]
+    np.testing.assert_allclose(y[:, :2], up, atol=0.05 + 1e-6)
+
+
+def test_resampling_leaves_a_cubic_upsampling_in_float():
+    model = _quantised_resample("Resize", mode="cubic")
+    before = model.SerializeToString()
+    assert variants.resample_quantised(model) == 0
+    assert model.SerializeToString() == before
+
+
 def test_shapes_are_read_from_the_quantised_tensor():
     """A Resize target measured on a dequantised tensor measures its quantised input instead:
     the same shapes, the same outputs; a Shape of anything else is left alone."""
@@ -393,4 +470,8 @@ def test_the_prepared_int8_variant_joins_on_one_scale(int8_path):
     model = onnx.load(str(int8_path), load_external_data=False)
     assert variants.share_concat_scales(model) == 0  # nothing left to share: prepare() did it
     assert variants.shapes_read_quantised(model) == 0  # and no Shape reads a dequantised tensor
+    assert variants.resample_quantised(model) == 0  # and pools and upsamplings read uint8
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert sum(n.op_type in ("MaxPool", "Resize") and producers.get(n.input[0]) == "QuantizeLinear"
+               for n in model.graph.node) > 50
     assert sum(n.op_type == "Concat" for n in model.graph.node) > 10
