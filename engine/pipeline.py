@@ -279,6 +279,15 @@ class Engine:
         # BILINEAR already averages every pixel and costs a third of LANCZOS (70 ms less at 12 MP).
         pixels, net_pixels = (box[2] - box[0]) * (box[3] - box[1]), shape[0] * shape[1]
         sharp = net_pixels / 3 <= pixels <= net_pixels
+        # Shrinking by less than half on each side (a 1 MP photo: 1176x850 -> 1024x736) from
+        # whole pixels, OpenCV's bilinear filter samples enough of the photo: mean IoU against
+        # the truth within +-0.0015 of Pillow's antialiased one (../shared/quality scaled to
+        # 1.15, 1.5 and 1.9x the net's side) at 2.5-3.7 ms instead of 10-17 ms, one core.
+        mild = shape[0] <= box[2] - box[0] < 2 * shape[0] and shape[1] <= box[3] - box[1] < 2 * shape[1]
+        if mild and image.mode == "RGB" and all(float(v).is_integer() for v in box):
+            whole = box == (0, 0, image.width, image.height)
+            part = image if whole else image.crop(tuple(int(v) for v in box))
+            return Image.fromarray(cv2.resize(pixels_of(part), shape, interpolation=cv2.INTER_LINEAR))
         view = image.resize(shape, Image.Resampling.LANCZOS if sharp else Image.Resampling.BILINEAR, box=box)
         if view.mode == "RGBA":
             white = Image.new("RGB", view.size, (255, 255, 255))

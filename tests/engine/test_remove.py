@@ -288,3 +288,32 @@ def test_scale_and_position_move_the_subject(engine, person, default_result):
     assert moved.left <= 1 and abs(moved.top + moved.height - 450) <= 1  # bottom-left corner
     alpha = np.asarray(open_bytes(result.data).getchannel("A"))
     assert alpha[:, moved.left + moved.width + 2 :].max() <= 12  # nothing else was drawn
+
+
+@pytest.mark.parametrize(
+    ("size", "region", "reader"),
+    [
+        ((1176, 850), (0, 0, 1176, 850), "opencv"),  # a 1 MP photo: shrunk by less than half
+        ((1300, 1000), (100, 50, 1276, 900), "opencv"),  # a roi on whole pixels
+        ((2400, 1800), (0, 0, 2400, 1800), "pillow"),  # shrunk by more: Pillow's averaging filter
+        ((1176, 850), (0.5, 0, 1176, 850), "pillow"),  # a fractional box
+        ((640, 480), (0, 0, 640, 480), "pillow"),  # enlarged
+    ],
+)
+def test_the_net_view_is_resampled_by_the_filter_its_scale_calls_for(size, region, reader):
+    from engine.models.families import ISNet
+    from engine.pipeline import Engine
+
+    rng = np.random.default_rng(11)
+    photo = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    shape_of = lambda w, h: ISNet().input_shape(w, h, keep_aspect=True)  # noqa: E731
+    view = Engine._net_view(photo, region, (1.0, 1.0), shape_of)
+    shape = shape_of(round(region[2] - region[0]), round(region[3] - region[1]))
+    assert view.size == shape and view.mode == "RGB"
+    if reader == "opencv":
+        part = np.asarray(photo)[int(region[1]):int(region[3]), int(region[0]):int(region[2])]
+        expected = cv2.resize(np.ascontiguousarray(part), shape, interpolation=cv2.INTER_LINEAR)
+    else:
+        sharp = shape[0] * shape[1] / 3 <= (region[2] - region[0]) * (region[3] - region[1]) <= shape[0] * shape[1]
+        expected = np.asarray(photo.resize(shape, Image.Resampling.LANCZOS if sharp else Image.Resampling.BILINEAR, box=region))
+    np.testing.assert_array_equal(np.asarray(view), expected)
