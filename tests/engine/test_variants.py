@@ -102,6 +102,32 @@ def test_int8_mask_agrees_with_fp32_on_a_real_photo(fp32_path, int8_path, grabcu
     assert score >= INT8_IOU_BOUND
 
 
+def test_int8_is_the_same_net_at_every_optimisation_level_of_the_cpu_provider(int8_path):
+    """onnxruntime's CPU provider fuses QDQ patterns at its full level; a rewrite it fuses
+    wrongly computes another net there (max pools on uint8 did: IoU with the truth 0.81 -> 0.76
+    on alphamatting14; on its GT01 the logits' signs agreed on 62 % of the pixels, mean |diff|
+    2.96, against 99.95 % and 0.16 as ORT quantised it). The logits with and without its
+    optimisations must agree closely."""
+    import onnxruntime as ort
+
+    photo = pathlib.Path(__file__).resolve().parents[3] / "shared" / "quality" / "alphamatting14" / "images" / "GT01.png"
+    if not photo.is_file():
+        pytest.skip("../shared/quality is not here")
+    fam = family("isnet")
+    image = Image.open(photo).convert("RGB")
+    x = fam.preprocess(image, fam.input_shape(*image.size, keep_aspect=True))
+    outs = []
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        options = providers.session_options(2)
+        options.graph_optimization_level = level
+        session = ort.InferenceSession(str(int8_path), sess_options=options, providers=[providers.CPU])
+        outs.append(session.run([matte_output(session, fam)[0]], {"input": x})[0])
+    plain, fused = outs
+    print(f"int8 logits, CPU provider unoptimised vs fully: mean |diff| {np.abs(plain - fused).mean():.3f}")
+    assert np.abs(plain - fused).mean() < 1.0
+    assert ((plain > 0) == (fused > 0)).mean() > 0.99
+
+
 def test_int8_record_names_its_calibration(source, int8_path):
     import json
 
@@ -393,20 +419,13 @@ def _quantised_resample(op: str, **attributes) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
 
 
-def test_max_pools_run_on_the_quantised_tensor():
-    """The max of quantised values is one of them: read on the input's scale, the result is
-    the float max pool quantised once, and no requantisation is left."""
-    import onnxruntime as ort
-
+def test_max_pools_are_left_as_quantised():
+    """A max pool stays in float between its dequantisation and requantisation: run on uint8,
+    onnxruntime's CPU provider computed a different IS-Net at its full optimisation level."""
     model = _quantised_resample("MaxPool")
-    assert variants.resample_quantised(model) == 1
-    onnx.checker.check_model(model)
-    assert [n.op_type for n in model.graph.node] == ["QuantizeLinear", "MaxPool", "DequantizeLinear"]
-    a = np.random.default_rng(6).random((1, 2, 4, 6), dtype=np.float32) * 4
-    y = ort.InferenceSession(model.SerializeToString(), providers=[providers.CPU]).run(["y"], {"a": a})[0]
-    quantised = np.clip(np.round(a / np.float32(0.02)) + 3, 0, 255)
-    expected = (quantised.reshape(1, 2, 2, 2, 3, 2).max(axis=(3, 5)) - 3) * np.float32(0.02)
-    np.testing.assert_array_equal(y, expected)
+    before = model.SerializeToString()
+    assert variants.upsample_quantised(model) == 0
+    assert model.SerializeToString() == before
 
 
 @pytest.mark.parametrize("mode", ["linear", "nearest"])
@@ -416,7 +435,7 @@ def test_upsamplings_run_on_the_quantised_tensor_on_the_joint_scale(mode):
     import onnxruntime as ort
 
     model = _quantised_resample("Resize", mode=mode)
-    assert variants.resample_quantised(model) == 1
+    assert variants.upsample_quantised(model) == 1
     onnx.checker.check_model(model)
     nodes = {n.output[0]: n for n in model.graph.node}
     assert list(nodes["q1"].input[1:]) == ["s2", "z2"] and nodes["r"].input[0] == "q1"
@@ -435,10 +454,10 @@ def test_upsamplings_run_on_the_quantised_tensor_on_the_joint_scale(mode):
     np.testing.assert_allclose(y[:, :2], up, atol=0.05 + 1e-6)
 
 
-def test_resampling_leaves_a_cubic_upsampling_in_float():
+def test_a_cubic_upsampling_is_left_in_float():
     model = _quantised_resample("Resize", mode="cubic")
     before = model.SerializeToString()
-    assert variants.resample_quantised(model) == 0
+    assert variants.upsample_quantised(model) == 0
     assert model.SerializeToString() == before
 
 
@@ -470,8 +489,8 @@ def test_the_prepared_int8_variant_joins_on_one_scale(int8_path):
     model = onnx.load(str(int8_path), load_external_data=False)
     assert variants.share_concat_scales(model) == 0  # nothing left to share: prepare() did it
     assert variants.shapes_read_quantised(model) == 0  # and no Shape reads a dequantised tensor
-    assert variants.resample_quantised(model) == 0  # and pools and upsamplings read uint8
+    assert variants.upsample_quantised(model) == 0  # and upsamplings read uint8
     producers = {o: n.op_type for n in model.graph.node for o in n.output}
-    assert sum(n.op_type in ("MaxPool", "Resize") and producers.get(n.input[0]) == "QuantizeLinear"
-               for n in model.graph.node) > 50
+    assert sum(n.op_type == "Resize" and producers.get(n.input[0]) == "QuantizeLinear" for n in model.graph.node) > 25
+    assert not any(n.op_type == "MaxPool" and producers.get(n.input[0]) == "QuantizeLinear" for n in model.graph.node)
     assert sum(n.op_type == "Concat" for n in model.graph.node) > 10
