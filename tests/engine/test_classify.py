@@ -153,7 +153,7 @@ class _FakeNet:
 
 def _classifier_with_one_detection(label: str, score: float, logits: np.ndarray | None) -> ForegroundClassifier:
     """The decision logic with fake networks: the detector sees one `label` at `score` over
-    the middle of a 64x64 heat map (a 256x256 photo), its box about the matte below."""
+    the middle of its heat map, its box over the middle half of the photo, as the matte below."""
     from engine.classify import labels as label_names
     from engine.classify.classifier import DETECTOR_SIZE, DETECTOR_STRIDE
 
