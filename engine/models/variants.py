@@ -413,6 +413,14 @@ def quantise(fp32_path: pathlib.Path, target: pathlib.Path, family_name: str, ph
         onnx.save(quantised, str(target))
 
 
+def _rescale(quantise: onnx.NodeProto, readers: dict[str, list[onnx.NodeProto]], scale: list[str]) -> None:
+    """Puts a QuantizeLinear and every DequantizeLinear of its output on `scale` ([scale, zero
+    point] names), so they stay a matched pair."""
+    pairs = [r for r in readers.get(quantise.output[0], []) if r.op_type == "DequantizeLinear"]
+    for node in (quantise, *pairs):
+        node.input[1:3] = scale
+
+
 def share_concat_scales(model: onnx.ModelProto) -> int:
     """Gives each quantised Concat's inputs the scale and zero point of its output, in place;
     returns how many inputs were re-pointed.
@@ -439,9 +447,7 @@ def share_concat_scales(model: onnx.ModelProto) -> int:
             quantise = produced.get(dequantise.input[0])
             if quantise is None or quantise.op_type != "QuantizeLinear" or quantise.input[1:3] == [scale, zero_point]:
                 continue
-            pairs = [r for r in readers.get(quantise.output[0], []) if r.op_type == "DequantizeLinear"]
-            for node in (quantise, *pairs):
-                node.input[1:3] = [scale, zero_point]
+            _rescale(quantise, readers, [scale, zero_point])
             shared += 1
     if shared:
         _prune(graph, *(o.name for o in graph.output))  # the inputs' own scales are read by nobody now
@@ -488,8 +494,7 @@ def upsample_quantised(model: onnx.ModelProto) -> int:
         scale = list(requantise.input[1:3])
         if moved.setdefault(quantise.output[0], scale) != scale:
             continue  # another upsampling put it on a scale of its own
-        for quantised in (quantise, *(r for r in readers.get(quantise.output[0], []) if r.op_type == "DequantizeLinear")):
-            quantised.input[1:3] = scale
+        _rescale(quantise, readers, scale)
         node.input[0] = dequantise.input[0]
         for reader in outputs:
             reader.input[0] = node.output[0]
