@@ -1,14 +1,15 @@
-"""Settings read once from CLEARBG_* environment variables.
-
-The model settings (CLEARBG_MODEL, CLEARBG_MODEL_PATH, CLEARBG_MODEL_FAMILY, CLEARBG_CACHE_DIR)
-are read by `engine.pipeline.Engine.from_environment` itself, so they are not repeated here.
-"""
+"""Settings read once from CLEARBG_* environment variables; the engine gets its part as an
+EngineConfig (`Settings.engine_config`): it reads no environment itself."""
 
 from __future__ import annotations
 
 import os
+import pathlib
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from engine.config import DEFAULT_CHECKPOINT, EngineConfig
 
 MIB = 1024 * 1024
 
@@ -46,6 +47,21 @@ def _admin_token(env: Mapping[str, str]) -> str | None:
     return token or None
 
 
+def default_cache_dir(env: Mapping[str, str]) -> pathlib.Path:
+    """CLEARBG_CACHE_DIR, else $XDG_CACHE_HOME/clearbg, else ~/.cache/clearbg (as modelprep's)."""
+    root = env.get("CLEARBG_CACHE_DIR", "").strip() or os.path.join(
+        env.get("XDG_CACHE_HOME", "").strip() or os.path.expanduser("~/.cache"), "clearbg"
+    )
+    return pathlib.Path(root)
+
+
+def _variant(env: Mapping[str, str]) -> str:
+    value = env.get("CLEARBG_MODEL_VARIANT", "").strip().lower() or "auto"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+        raise ValueError(f"CLEARBG_MODEL_VARIANT must be auto, fp32, int8 or a candidate's name, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     http_port: int = 8080
@@ -75,6 +91,20 @@ class Settings:
     # The gRPC AdminService is served only when this is set, to callers presenting it
     # (service/admin/servicer.py); None: not served at all.
     admin_token: str | None = None
+    # The model (engine/config.py): a catalog checkpoint or a prepared file, the variant and
+    # provider `make model` chose unless these force others, and where its manifest lives.
+    model: str = DEFAULT_CHECKPOINT
+    model_path: pathlib.Path | None = None
+    model_variant: str = "auto"
+    execution_provider: str | None = None
+    cache_dir: pathlib.Path = field(default_factory=lambda: default_cache_dir(os.environ))
+
+    def engine_config(self, **overrides) -> EngineConfig:
+        return EngineConfig(
+            cache_dir=self.cache_dir, checkpoint=self.model, model_path=self.model_path,
+            variant=self.model_variant, provider=self.execution_provider,
+            concurrent_inferences=self.engine_workers, **overrides,
+        )
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -96,4 +126,9 @@ class Settings:
             redis_url=env.get("CLEARBG_REDIS_URL", "").strip() or None,
             preview_ip_limit=_int(env, "CLEARBG_PREVIEW_IP_LIMIT", cls.preview_ip_limit, 1),
             admin_token=_admin_token(env),
+            model=env.get("CLEARBG_MODEL", "").strip() or cls.model,
+            model_path=pathlib.Path(path) if (path := env.get("CLEARBG_MODEL_PATH", "").strip()) else None,
+            model_variant=_variant(env),
+            execution_provider=env.get("CLEARBG_EXECUTION_PROVIDER", "").strip() or None,
+            cache_dir=default_cache_dir(env),
         )

@@ -64,7 +64,7 @@ def default_engine(settings: Settings) -> EngineLike:
     """The engine as configured: as many inferences at once as engine workers (engine/models/lanes)."""
     from engine.pipeline import Engine  # heavy (onnxruntime); imported only when serving
 
-    return Engine.from_environment(concurrent_inferences=settings.engine_workers)
+    return Engine.from_config(settings.engine_config())
 
 
 class Server:
