@@ -71,13 +71,19 @@ class Settings:
     database_url: str = "sqlite:///var/clearbg.db"
     # Upload cap (the documented 22 MB), checked before any decode.
     max_file_bytes: int = 22 * MIB
-    # Engine threads working on requests at once, and how many calls may wait for one before
-    # the server answers 503 instead of queueing without bound. As many inferences may run at
-    # once (Engine's concurrent_inferences): a request alone gets every core, a second one a
-    # lane of its own (engine/models/lanes.py). Two workers: +30 % images a minute at 12 MP and
-    # 4 clients (bench/speed.py), and with the second lane 1 MP at 2 clients 241 -> 307 a minute.
+    # Engine threads working on requests at once. As many inferences may run at once (Engine's
+    # concurrent_inferences): a request alone gets every core, a second one a lane of its own
+    # (engine/models/lanes.py). Two workers: +30 % images a minute at 12 MP and 4 clients
+    # (bench/speed.py), and with the second lane 1 MP at 2 clients 241 -> 307 a minute.
     engine_workers: int = 2
-    max_queue: int = 16
+    # Admission (service/admission.py): a call is queued only if it can expect to start within
+    # this many seconds, by the server's own measured service times; else 503 with Retry-After.
+    # The gateway's timeouts are rendered from it (service/launcher.py), so no admitted call is
+    # cut by Envoy. max_queue caps the uploads held in memory while they wait.
+    max_queue_wait_s: float = 20.0
+    max_queue: int = 64
+    # On SIGTERM / Ctrl-C: how long calls already in the engine may take to finish.
+    shutdown_grace_s: float = 10.0
     # image_url / bg_image_url downloads: the whole download's time cap (DNS, redirects, body),
     # how many run at once (503 beyond), and hosts exempt from the address checks (for tests
     # and trusted internal sources; empty by default: loopback and private addresses refused).
@@ -118,6 +124,8 @@ class Settings:
             max_file_bytes=_int(env, "CLEARBG_MAX_FILE_MB", cls.max_file_bytes // MIB, 1) * MIB,
             engine_workers=_int(env, "CLEARBG_ENGINE_WORKERS", cls.engine_workers, 1),
             max_queue=_int(env, "CLEARBG_MAX_QUEUE", cls.max_queue, 0),
+            max_queue_wait_s=_seconds(env, "CLEARBG_MAX_QUEUE_WAIT_S", cls.max_queue_wait_s),
+            shutdown_grace_s=_seconds(env, "CLEARBG_SHUTDOWN_GRACE_S", cls.shutdown_grace_s),
             url_fetch_timeout_s=_seconds(env, "CLEARBG_URL_FETCH_TIMEOUT_S", cls.url_fetch_timeout_s),
             url_fetch_concurrency=_int(env, "CLEARBG_URL_FETCH_CONCURRENCY", cls.url_fetch_concurrency, 1),
             url_fetch_allow_hosts=tuple(
