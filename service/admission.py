@@ -75,8 +75,25 @@ class _Call:
     turn: asyncio.Future | None = field(default=None, repr=False)
 
 
+@dataclass(eq=False)
+class _Promise:
+    """A refused call's Retry-After: the place it was told it would have when it comes back."""
+
+    due: float
+    expected_s: float
+
+
+# A promise no call came back for is forgotten this long after it fell due.
+PROMISE_GRACE_S = 2.0
+
+
 class Admission:
-    """FIFO admission to `workers` engine slots, bounded by expected waiting time."""
+    """FIFO admission to `workers` engine slots, bounded by expected waiting time.
+
+    A refused call is told when to come back, and that time is kept for it: the place it would
+    take is counted in every later newcomer's expected start (so those are told to come later
+    still), and the first call arriving once it falls due takes it. Honoured, a Retry-After is
+    a place in the queue, not a lottery ticket against clients that never wait."""
 
     def __init__(self, workers: int, max_wait_s: float, times: ServiceTimes | None = None,
                  max_queued: int | None = None, clock: Callable[[], float] = time.monotonic):
@@ -86,23 +103,26 @@ class Admission:
         self.clock = clock
         self._running: list[_Call] = []
         self._waiting: collections.deque[_Call] = collections.deque()
+        self._promises: collections.deque[_Promise] = collections.deque()
         self.closed = False
 
     # -- what a new call can expect -------------------------------------------------------------
 
-    def _slots_free_at(self) -> list[float]:
-        """When each worker should be free for a newcomer (seconds from now), after the calls
-        running and waiting have taken their turns in order."""
+    def _expected_start(self, promises) -> float:
+        """When a worker should be free for a newcomer (seconds from now), after the calls
+        running and waiting, then the `promises` from their due times, have taken their turns."""
         now = self.clock()
         slots = [max(0.0, c.expected_s - (now - (c.started_at or now))) for c in self._running]
         slots += [0.0] * max(0, self.workers - len(slots))
         heapq.heapify(slots)
         for call in self._waiting:
             heapq.heappush(slots, heapq.heappop(slots) + call.expected_s)
-        return slots
+        for promise in promises:
+            heapq.heappush(slots, max(heapq.heappop(slots), promise.due - now) + promise.expected_s)
+        return slots[0]
 
     def expected_start(self) -> float:
-        return min(self._slots_free_at())
+        return self._expected_start(self._promises)
 
     @property
     def depth(self) -> tuple[int, int]:
@@ -110,23 +130,47 @@ class Admission:
 
     # -- admitting and running ------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def admit(self, megapixels: float) -> AsyncIterator["Ticket"]:
-        """Joins the queue, or raises 503 `overloaded` at once. The ticket's `run` waits for the
-        call's turn; leaving the block (done, failed or cancelled) gives the place up."""
+    def _decide(self, megapixels: float, redeem: bool) -> None:
         if self.closed:
             raise ApiError(503, "shutting_down", "The server is shutting down; try again shortly.",
                            headers=[("retry-after", "1")])
-        wait = self.expected_start()
+        now = self.clock()
+        while self._promises and self._promises[0].due + PROMISE_GRACE_S < now:
+            self._promises.popleft()  # nobody came back for it
         held = len(self._running) + len(self._waiting)
         full = self.max_queued is not None and held >= self.workers + self.max_queued
-        if wait > self.max_wait_s or full:
-            # When the queue ahead should have drained enough for this call to start in time.
-            retry = max(wait - self.max_wait_s, self.times.estimate(megapixels) if full else 0.0)
-            log.info("overloaded", expected_start_s=round(wait, 2), running=len(self._running),
-                     waiting=len(self._waiting), retry_after_s=math.ceil(max(1.0, retry)))
-            raise overloaded(retry)
+        ripe = self._promises[0] if self._promises and self._promises[0].due <= now else None
+        if ripe is not None and not full:
+            # The earliest promise: only the calls already queued are ahead of it.
+            if self._expected_start(()) <= self.max_wait_s:
+                if redeem:
+                    self._promises.remove(ripe)
+                return
+        wait = self.expected_start()
+        if wait <= self.max_wait_s and not full:
+            return
+        # Come back when the queue ahead, promises included, should let this call start in time.
+        retry = max(1, math.ceil(max(wait - self.max_wait_s, self.times.estimate(megapixels) if full else 0.0)))
+        self._promises.append(_Promise(now + retry, self.times.estimate(megapixels)))
+        log.info("overloaded", expected_start_s=round(wait, 2), running=len(self._running),
+                 waiting=len(self._waiting), promised=len(self._promises), retry_after_s=retry)
+        raise overloaded(retry)
+
+    def check(self, megapixels: float) -> None:
+        """Raises 503 `overloaded` (or `shutting_down`) if a call of this size would be refused
+        now, promising it a later place. A caller refuses early this way, before work it would
+        undo; `admit` decides again."""
+        self._decide(megapixels, redeem=False)
+
+    @contextlib.asynccontextmanager
+    async def admit(self, megapixels: float) -> AsyncIterator["Ticket"]:
+        """Joins the queue (taking a place promised to a call that fell due, if any), or raises
+        503 `overloaded` at once. The ticket's `run` waits for the call's turn; leaving the block
+        (done, failed or cancelled) gives the place up."""
+        self._decide(megapixels, redeem=True)
         call = _Call(self.times.estimate(megapixels), megapixels)
+        log.info("queued", expected_start_s=round(self._expected_start(()), 2), running=len(self._running),
+                 waiting=len(self._waiting))
         self._waiting.append(call)
         try:
             yield Ticket(self, call)
@@ -177,8 +221,10 @@ class Ticket:
         """Waits for this call's turn, then runs fn(*args) on `executor`; the time it took
         teaches the estimate. Cancelled while waiting: fn never runs."""
         admission = self._admission
+        queued = admission.clock()
         await admission._turn(self._call)
         started = admission.clock()
+        log.info("engine_start", waited_s=round(started - queued, 3), expected_s=round(self._call.expected_s, 3))
         result = await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
         # Only completed work teaches the estimate: a file refused in a millisecond would not.
         admission.times.observe(self._call.megapixels, admission.clock() - started)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from service.admission import Admission, ServiceTimes
+from service.admission import PROMISE_GRACE_S, Admission, ServiceTimes
 from service.errors import ApiError
 
 
@@ -157,3 +157,49 @@ def test_closing_refuses_new_calls_and_those_still_waiting():
 
     new, waiting = asyncio.run(scenario())
     assert (new.status, new.code) == (503, "shutting_down") and waiting.code == "shutting_down"
+
+
+def test_a_retry_after_is_a_place_kept_for_the_call_that_honours_it():
+    async def scenario():
+        clock = Clock()
+        adm = _admission(workers=1, max_wait=10.0, base=4.0, clock=clock)
+        places = [adm.admit(1.0) for _ in range(3)]
+        for place in places:
+            await place.__aenter__()
+
+        def advance(seconds: float) -> None:
+            """The fake engine: 4 s a call, one at a time, as estimated."""
+            clock.now += seconds
+            while adm._waiting or adm._running:
+                if not adm._running:
+                    call = adm._waiting.popleft()
+                    call.started_at = clock.now if call.started_at is None else call.started_at
+                    adm._running.append(call)
+                call = adm._running[0]
+                if clock.now - call.started_at < call.expected_s:
+                    return
+                adm._running.remove(call)
+                if adm._waiting:
+                    adm._waiting[0].started_at = call.started_at + call.expected_s
+
+        def refused_for() -> int:
+            with pytest.raises(ApiError) as caught:
+                adm.check(1.0)
+            return int(dict(caught.value.headers)["retry-after"])
+
+        advance(0)
+        first = refused_for()
+        assert first == 2  # expected start 12 s, 10 allowed
+        advance(1)
+        later = refused_for()  # a newcomer queues behind the promise, not beside it
+        assert later >= first - 1 + 4
+        advance(first - 1)  # the first one comes back when told
+        async with adm.admit(1.0):  # and takes its place
+            pass
+        with pytest.raises(ApiError):
+            adm.check(1.0)  # while a third, arriving with it but promised nothing, is refused
+        advance(PROMISE_GRACE_S + later + 12)  # the promised ones never came back: their places lapse
+        async with adm.admit(1.0):
+            pass
+
+    asyncio.run(scenario())
