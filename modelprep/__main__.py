@@ -80,7 +80,12 @@ def table(found: manifest.Manifest) -> str:
     lines.append(f"bound: mean IoU >= {found.bound['mean_iou']} against {measure.REFERENCE} on "
                  f"{found.bound['photos']} held-out photos x {len(shapes)} shapes")
     for name, model in sorted(found.xtype.items()):
-        lines.append(f"X-Type {name}: {model.provider}{' ' + model.precision if model.precision else ''}")
+        tried = "; ".join(
+            f"{row['provider'].replace('ExecutionProvider', '')} {row['precision'] or ''} {row['latency_ms']:.1f} ms"
+            f" err {row['error']:.3f}{'' if row['passes'] else ' (out of bound)'}"
+            for row in found.xtype_measured.get(name, []))
+        lines.append(f"X-Type {name}: {model.provider}{' ' + model.precision if model.precision else ''}"
+                     + (f"   [{tried}]" if tried else ""))
     lines.append(f"chosen: {found.chosen}   (manifest {found.path})")
     return "\n".join(lines)
 
@@ -116,14 +121,16 @@ def prepare(checkpoint: str, model_path: pathlib.Path | None, family_name: str |
                                  openvino_cache=openvino_cache)
     chosen = manifest.first_passing(candidates)
     detector_inputs, classifier_inputs = _aux_inputs(photos)
-    detector, _ = measure.choose_aux(xtype_files["detector"], detector_inputs, offered, openvino_cache=openvino_cache)
-    classifier, _ = measure.choose_aux(xtype_files["classifier"], classifier_inputs, offered, top_class=True,
-                                       openvino_cache=openvino_cache)
+    detector, detector_rows = measure.choose_aux(xtype_files["detector"], detector_inputs, offered,
+                                                 openvino_cache=openvino_cache)
+    classifier, classifier_rows = measure.choose_aux(xtype_files["classifier"], classifier_inputs, offered,
+                                                     top_class=True, openvino_cache=openvino_cache)
     found = manifest.Manifest(
         model=model, family=family_name, source=source, machine=identity,
         bound={"mean_iou": measure.BOUND_MEAN_IOU, "photos": len(photos)},
         candidates=tuple(candidates), chosen=chosen.name,
-        xtype={"detector": detector, "classifier": classifier}, openvino_cache=openvino_cache,
+        xtype={"detector": detector, "classifier": classifier},
+        xtype_measured={"detector": detector_rows, "classifier": classifier_rows}, openvino_cache=openvino_cache,
         measured_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
     found.write(target)

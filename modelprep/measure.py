@@ -164,40 +164,42 @@ def _relative_error(out: np.ndarray, ref: np.ndarray) -> float:
 
 
 def choose_aux(file: pathlib.Path, inputs: Sequence[dict[str, np.ndarray]], offered: Sequence[str], *,
-               top_class: bool = False, openvino_cache: pathlib.Path | None = None, runs: int = 3,
+               top_class: bool = False, openvino_cache: pathlib.Path | None = None, runs: int = 5,
                clock: Callable[[], float] = time.perf_counter) -> tuple[AuxModel, list[dict]]:
     """The fastest (provider, precision) for one X-Type network on one thread (as the engine runs
     it) whose first output stays within AUX_TOLERANCE of the CPU provider's (and, with
-    `top_class`, names the same top class per row). Returns the choice and the rows measured."""
+    `top_class`, names the same top class per row), timed interleaved like the segmentation
+    candidates. Returns the choice and the rows measured."""
     import onnxruntime as ort
 
-    rows, reference = [], None
-    best: tuple[float, AuxModel] | None = None
+    sessions = {}
     for provider, precision in aux_specs(offered):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 1, 1, 3
         try:
-            session = providers.inference_session(file, opts, providers.provider_list(provider, 1, precision, openvino_cache))
+            chain = providers.provider_list(provider, 1, precision, openvino_cache)
+            sessions[(provider, precision)] = providers.inference_session(file, opts, chain)
         except Exception as exc:  # noqa: BLE001 - not offered here after all
             log.warning("%s on %s/%s does not open: %s", file.name, provider, precision, exc)
-            continue
-        outputs = [session.run(None, feed)[0] for feed in inputs]  # also the warm-up
-        timings = []
-        for _ in range(runs):
-            for feed in inputs:
+    if not sessions:
+        raise RuntimeError(f"{file.name}: no provider opened")
+    outputs = {spec: [s.run(None, feed)[0] for feed in inputs] for spec, s in sessions.items()}  # and warm-ups
+    timings: dict[tuple, list[float]] = {spec: [] for spec in sessions}
+    for _ in range(runs):
+        for feed in inputs:
+            for spec, session in sessions.items():
                 started = clock()
                 session.run(None, feed)
-                timings.append(clock() - started)
-        if reference is None:
-            reference = outputs
-        error = max(_relative_error(o, r) for o, r in zip(outputs, reference))
-        same_top = all((o.argmax(axis=-1) == r.argmax(axis=-1)).all() for o, r in zip(outputs, reference))
+                timings[spec].append(clock() - started)
+    reference = next(iter(outputs.values()))
+    rows, best = [], None
+    for spec in sessions:
+        error = max(_relative_error(o, r) for o, r in zip(outputs[spec], reference))
+        same_top = all((o.argmax(axis=-1) == r.argmax(axis=-1)).all() for o, r in zip(outputs[spec], reference))
         ok = error <= AUX_TOLERANCE and (same_top or not top_class)
-        latency = statistics.median(timings)
-        rows.append({"provider": provider, "precision": precision, "latency_ms": round(1000 * latency, 2),
+        latency = statistics.median(timings[spec])
+        rows.append({"provider": spec[0], "precision": spec[1], "latency_ms": round(1000 * latency, 2),
                      "error": round(error, 5), "passes": ok})
         if ok and (best is None or latency < best[0]):
-            best = (latency, AuxModel(file, provider, precision))
-    if best is None:
-        raise RuntimeError(f"{file.name}: no provider opened")
+            best = (latency, AuxModel(file, *spec))
     return best[1], rows

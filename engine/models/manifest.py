@@ -21,7 +21,7 @@ import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-FORMAT = 1
+FORMAT = 2  # 2: X-Type rows measured (xtype_measured)
 # Flags that change how fast a network runs (SIMD width, 8-bit and bf16 dot products, matrix
 # units); the rest of /proc/cpuinfo's list does not, and would make the key needlessly fragile.
 _SPEED_FLAGS = (
@@ -159,6 +159,7 @@ class Manifest:
     candidates: tuple[Candidate, ...]
     chosen: str
     xtype: dict[str, AuxModel] = field(default_factory=dict)
+    xtype_measured: dict[str, list] = field(default_factory=dict)  # per network: the rows timed
     openvino_cache: pathlib.Path | None = None
     measured_at: str = ""
     path: pathlib.Path | None = None  # where it was read from
@@ -209,6 +210,7 @@ class Manifest:
             "chosen": self.chosen,
             "candidates": [c.to_json() for c in self.candidates],
             "xtype": {k: v.to_json() for k, v in self.xtype.items()},
+            "xtype_measured": self.xtype_measured,
             "openvino_cache": str(self.openvino_cache) if self.openvino_cache else None,
         }
 
@@ -225,6 +227,7 @@ class Manifest:
             candidates=tuple(Candidate.from_json(c) for c in data["candidates"]),
             chosen=data["chosen"],
             xtype={k: AuxModel.from_json(v) for k, v in data.get("xtype", {}).items()},
+            xtype_measured=dict(data.get("xtype_measured", {})),
             openvino_cache=pathlib.Path(data["openvino_cache"]) if data.get("openvino_cache") else None,
             measured_at=data.get("measured_at", ""),
             path=path,

@@ -128,3 +128,38 @@ def test_make_model_prints_the_table_and_its_choice():
     chosen = out.split("chosen: ")[1].split()[0]
     row = next(line for line in out.splitlines() if line.startswith(chosen + " "))
     assert row.endswith("<- chosen") and " yes " in row
+
+
+def test_x_types_networks_take_the_fastest_precision_that_keeps_their_answers(monkeypatch, tmp_path):
+    """bf16 on OpenVINO is faster but moves the detector's heat map (measured here: another top
+    class on one check photo): a precision is used only within AUX_TOLERANCE of f32."""
+    import json
+
+    clock = [0.0]
+    table = {(providers.CPU, None): (100, 0.0), (providers.OPENVINO, "f32"): (60, 0.001),
+             (providers.OPENVINO, "bf16"): (45, 0.5)}
+
+    class Session:
+        def __init__(self, cost, noise):
+            self.cost, self.noise = cost / 1000, noise
+
+        def run(self, outputs, feed):
+            clock[0] += self.cost
+            x = feed["image"]
+            return [x * (1 + self.noise)]
+
+    def session(path, options, chain):
+        first = chain[0]
+        key = (first[0], json.loads(first[1]["load_config"])["CPU"].get("INFERENCE_PRECISION_HINT")) \
+            if isinstance(first, tuple) else (first, None)
+        return Session(*table[key])
+
+    monkeypatch.setattr(providers, "inference_session", session)
+    inputs = [{"image": np.random.default_rng(i).random((1, 4, 4, 3), dtype=np.float32)} for i in range(3)]
+    chosen, rows = measure.choose_aux(tmp_path / "detector.onnx", inputs, [providers.OPENVINO, providers.CPU],
+                                      clock=lambda: clock[0])
+    assert (chosen.provider, chosen.precision) == (providers.OPENVINO, "f32")
+    assert [r["passes"] for r in rows] == [True, True, False]
+    assert [r["latency_ms"] for r in rows] == [100.0, 60.0, 45.0]
+    on_arm, _ = measure.choose_aux(tmp_path / "detector.onnx", inputs, [providers.CPU], clock=lambda: clock[0])
+    assert on_arm.provider == providers.CPU
