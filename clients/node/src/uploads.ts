@@ -33,6 +33,9 @@ type OpenAsBlob = (path: string) => Promise<Blob>;
 export async function toUpload(value: Uploadable, fallbackName: string): Promise<Upload> {
   if (typeof value === "string" || value instanceof URL) {
     const path = typeof value === "string" ? value : fileURLToPath(value);
+    // stat first: it names the path in its error (ENOENT, EISDIR below), openAsBlob does not.
+    const stat = await fs.promises.stat(path);
+    if (!stat.isFile()) throw Object.assign(new Error(`EISDIR: not a file: '${path}'`), { code: "EISDIR", path });
     const openAsBlob = (fs as unknown as { openAsBlob?: OpenAsBlob }).openAsBlob;
     const blob = openAsBlob ? await openAsBlob(path) : new Blob([await fs.promises.readFile(path)]);
     return { blob, filename: basename(path) };
