@@ -69,11 +69,12 @@ def sdk_app(node_packages, tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def clearbg_bin(node_packages, tmp_path_factory) -> pathlib.Path:
-    """`npm install -g --prefix <tmp>` of the CLI's tarball (its dependency, the SDK, from its
-    own tarball: it is installed in the prefix first). Returns <tmp>/bin/clearbg."""
+    """`npm install -g --prefix <tmp>` of the CLI's tarball. Its dependency `clearbg` is not on
+    the registry yet: the SDK's tarball, named in the same command, stands in for it (npm
+    places both in <tmp>/lib/node_modules, where the CLI's `clearbg` resolves; --offline proves
+    nothing else was fetched). Returns <tmp>/bin/clearbg."""
     prefix = tmp_path_factory.mktemp("npm-global")
-    for tarball in (node_packages.sdk, node_packages.cli):
-        npm("install", "-g", "--offline", "--prefix", str(prefix), str(tarball), cwd=prefix)
+    npm("install", "-g", "--offline", "--prefix", str(prefix), str(node_packages.sdk), str(node_packages.cli), cwd=prefix)
     command = prefix / "bin" / "clearbg"
     assert command.is_file() and os.access(command, os.X_OK), list((prefix / "bin").iterdir())
     return command
