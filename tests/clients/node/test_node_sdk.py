@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from tests.clients.node.conftest import CLIENTS, node_env
-from tests.e2e.api_calls import PERSON, alpha_box
+from tests.e2e.api_calls import PERSON, REAL_MATTE_IOU, alpha_box, iou, truth_mask
 
 pytestmark = pytest.mark.e2e
 
@@ -66,6 +66,8 @@ def test_sdk_e2e_suite_from_the_installed_tarball(node_stack, accounts, sdk_app,
         alpha = real_matte(image)
         top, left, width, height = alpha_box(alpha)
         assert fields["foreground"] == {"top": top, "left": left, "width": width, "height": height}
+        # The subject itself, against the photo's hand-made mask (0.93 when this was written).
+        assert iou(alpha > 127, truth_mask(quality, image.size)) > REAL_MATTE_IOU
     # The photo is 321x481, under size=small's 0.25 MP: not rescaled.
     assert json.loads((out / "path.json").read_text())["width"] == 321
     blue = Image.open(out / "blue.bin")
