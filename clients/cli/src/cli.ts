@@ -16,6 +16,7 @@ import {
 } from "./files.js";
 import { ProgressBar, type Counts } from "./progress.js";
 
+// Kept equal to package.json's version by test/cli.test.mjs.
 export const VERSION = "0.1.0";
 /** Enough retries that a run limited to a few images a minute still completes. */
 export const DEFAULT_MAX_RETRIES = 10;

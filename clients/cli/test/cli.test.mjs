@@ -194,6 +194,8 @@ test("usage errors exit with 2 before any request", async () => {
     assert.match(stderr, message);
   }
   assert.equal(server.requests.length, 0);
+  const { version } = JSON.parse(fs.readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+  assert.equal((await clearbg(["--version"])).stdout, `clearbg-cli ${version}\n`);
   const help = await clearbg(["--help"]);
   assert.equal(help.status, 0);
   assert.match(help.stdout, /clearbg remove PATH\.\.\. \[-o OUTDIR\]/);
