@@ -11,38 +11,13 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
-import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Iterator
 
 import pytest
 
+from tests.clients.node.node_tools import CLIENTS, Accounts, Packages, npm
 from tests.e2e.api_calls import account_maker
 from tests.e2e.conftest import QUALITY, RunningStack, quality, start_stack  # noqa: F401 (quality: a fixture)
-
-ROOT = pathlib.Path(__file__).resolve().parents[3]
-CLIENTS = ROOT / "clients"
-NPM_TIMEOUT_S = 600
-
-
-def npm(*args: str, cwd: pathlib.Path) -> str:
-    """Runs npm; a failure shows its output."""
-    npm_path = shutil.which("npm")
-    if npm_path is None:
-        pytest.fail("npm is not installed: the Node clients' tests need Node 18+ and npm")
-    done = subprocess.run(
-        [npm_path, *args, "--no-audit", "--no-fund"], cwd=cwd, capture_output=True, text=True, timeout=NPM_TIMEOUT_S
-    )
-    assert done.returncode == 0, f"npm {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-@dataclass(frozen=True)
-class Packages:
-    sdk: pathlib.Path  # clearbg-<version>.tgz
-    cli: pathlib.Path  # clearbg-cli-<version>.tgz
 
 
 @pytest.fixture(scope="session")
@@ -86,27 +61,6 @@ def node_stack(tmp_path_factory) -> Iterator[RunningStack]:
         yield running
 
 
-@dataclass
-class Accounts:
-    """Accounts in the stack's database: make() creates one and returns its key."""
-
-    make: Callable[..., str]
-    storage: object
-
-    def balance(self, key: str) -> Decimal:
-        account, _ = self.storage.find_key(key)
-        return account.total
-
-    def top_up(self, key: str, credits: int) -> None:
-        account, _ = self.storage.find_key(key)
-        self.storage.add_credits(account.id, f"test-top-up-{key[-6:]}", subscription=Decimal(credits))
-
-    def charges(self, key: str) -> list:
-        """The account's ledger rows of kind charge and refund."""
-        account, _ = self.storage.find_key(key)
-        return [row for row in self.storage.ledger(account.id) if row.kind in ("charge", "refund")]
-
-
 @pytest.fixture(scope="session")
 def accounts(node_stack) -> Iterator[Accounts]:
     from service.storage import open_storage
@@ -119,12 +73,6 @@ def accounts(node_stack) -> Iterator[Accounts]:
         storage.close()
 
 
-def node_env(stack: RunningStack, key: str, **extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("CLEARBG_")}
-    env.update(CLEARBG_BASE_URL=stack.rest_url, CLEARBG_API_KEY=key, **extra)
-    return env
-
-
 @pytest.fixture(scope="session")
 def photos() -> list[pathlib.Path]:
     """grabcut50's JPEGs (0.11-0.31 MP), read in place from ../shared/quality."""
@@ -132,11 +80,3 @@ def photos() -> list[pathlib.Path]:
     if len(found) < 30:
         pytest.fail(f"{QUALITY}/grabcut50/images should hold 30+ JPEGs, has {len(found)}")
     return found
-
-
-def photo_folder(folder: pathlib.Path, photos: list[pathlib.Path]) -> pathlib.Path:
-    """A folder of links to the shared photos (never copies)."""
-    folder.mkdir(parents=True)
-    for photo in photos:
-        (folder / photo.name).symlink_to(photo)
-    return folder

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.clients.node.conftest import CLIENTS, node_env, photo_folder
+from tests.clients.node.node_tools import CLIENTS, node_env, photo_folder
 
 pytestmark = pytest.mark.e2e
 

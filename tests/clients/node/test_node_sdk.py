@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.clients.node.conftest import CLIENTS, node_env
+from tests.clients.node.node_tools import CLIENTS, node_env
 from tests.e2e.api_calls import PERSON, REAL_MATTE_IOU, alpha_box, iou, truth_mask
 
 pytestmark = pytest.mark.e2e
