@@ -1,6 +1,7 @@
 // The package as a user loads it: ESM and CommonJS entry points with the same API, the
 // declarations the exports map names, and the version it reports.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -40,4 +41,10 @@ test("the exports map points at files that exist, with declarations", () => {
 
 test("no runtime dependencies", () => {
   assert.equal(pkg.dependencies, undefined);
+});
+
+test("TypeScript users type-check against the declarations, as ES module and as CommonJS", () => {
+  const tsc = require.resolve("typescript/bin/tsc");
+  const done = spawnSync(process.execPath, [tsc, "-p", path.join(root, "test", "types")], { encoding: "utf8" });
+  assert.equal(done.status, 0, done.stdout + done.stderr);
 });
