@@ -11,13 +11,19 @@ TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 
-.PHONY: run test deps gen model lint-proto clean bench-quality bench-speed
+.PHONY: run test test-node deps gen model lint-proto clean bench-quality bench-speed
 
 run: deps
 	$(PY) -m service.launcher
 
-test: deps lint-proto
+test: deps lint-proto test-node
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The Node SDK `clearbg` and CLI `clearbg-cli` (clients/, one npm workspace): dev dependencies from
+# its lockfile (from npm's cache once fetched), both built, their unit tests against a fake server.
+# Their end-to-end tests against the real stack are pytest's (tests/clients/node/).
+test-node:
+	cd clients && npm ci --prefer-offline --no-audit --no-fund && npm run build --workspaces && npm test --workspaces
 
 deps: $(VENV)/.installed $(GEN)/.stamp model
 

@@ -297,8 +297,19 @@ def test_request_id_reaches_the_backend(gateway, backend):
         return http_body(b"ok", "text/plain")
 
     backend.removebg = answer
-    requests.post(gateway.url + "/v1.0/removebg", data={"size": "auto"}, timeout=10)
+    response = requests.post(gateway.url + "/v1.0/removebg", data={"size": "auto"}, timeout=10)
     assert len(backend.seen.metadata["x-request-id"]) >= 16
+    # The SDKs report it on every result and error (X-Request-Id).
+    assert response.headers["x-request-id"] == backend.seen.metadata["x-request-id"]
+
+
+def test_every_answer_carries_a_request_id(gateway):
+    """Envoy's own answers too (here a 404 for an unknown path), each with its own id."""
+    first = requests.get(gateway.url + "/v1.0/nowhere", timeout=10)
+    second = requests.get(gateway.url + "/v1.0/nowhere", timeout=10)
+    assert first.status_code == 404
+    assert len(first.headers["x-request-id"]) >= 16
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
 
 
 def test_native_grpc_passes_through_with_its_status(gateway, backend):

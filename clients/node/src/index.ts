@@ -1,0 +1,37 @@
+export {
+  ClearBG,
+  DEFAULT_BASE_URL,
+  DEFAULT_MAX_RETRIES,
+  DEFAULT_TIMEOUT_MS,
+  parseRetryAfter,
+  type Account,
+  type Channels,
+  type ClearBGOptions,
+  type Foreground,
+  type ForegroundType,
+  type Format,
+  type RateLimit,
+  type RemoveBackgroundParams,
+  type RemoveBackgroundResult,
+  type RequestOptions,
+  type Size,
+  type TypeLevel,
+} from "./client.js";
+export {
+  APIConnectionError,
+  APIError,
+  APITimeoutError,
+  AuthenticationError,
+  BadRequestError,
+  ClearBGError,
+  ConflictError,
+  InsufficientCreditsError,
+  InternalServerError,
+  PermissionDeniedError,
+  RateLimitError,
+  ServiceUnavailableError,
+  UnprocessableEntityError,
+  type ErrorEntry,
+} from "./errors.js";
+export type { Uploadable } from "./uploads.js";
+export { VERSION } from "./version.js";
