@@ -75,6 +75,10 @@ class Settings:
     # The gRPC AdminService is served only when this is set, to callers presenting it
     # (service/admin/servicer.py); None: not served at all.
     admin_token: str | None = None
+    # Answers kept for replays of calls with an Idempotency-Key (service/idempotency.py): their
+    # total size (oldest dropped first), and how long a repeat waits for a call still running.
+    idempotency_max_bytes: int = 512 * MIB
+    idempotency_wait_s: float = 30.0
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -96,4 +100,6 @@ class Settings:
             redis_url=env.get("CLEARBG_REDIS_URL", "").strip() or None,
             preview_ip_limit=_int(env, "CLEARBG_PREVIEW_IP_LIMIT", cls.preview_ip_limit, 1),
             admin_token=_admin_token(env),
+            idempotency_max_bytes=_int(env, "CLEARBG_IDEMPOTENCY_MAX_MB", cls.idempotency_max_bytes // MIB, 0) * MIB,
+            idempotency_wait_s=_seconds(env, "CLEARBG_IDEMPOTENCY_WAIT_S", cls.idempotency_wait_s),
         )
