@@ -149,6 +149,35 @@ def account_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     return 0
 
 
+class Arrivals:
+    """--watch: the photos that appeared in the folders since the last look, each once it is
+    complete, i.e. its size held still between two looks (a file still being copied is not)."""
+
+    def __init__(self, folders: Sequence[str], layout: Layout, known: Sequence[Job]):
+        self.folders = list(folders)
+        self.layout = layout
+        self.seen = {job.source for job in known}
+        self.sizes: Dict[str, int] = {}
+
+    def poll(self) -> List[Job]:
+        ready = []
+        for folder in self.folders:
+            for job in list_folder(folder, self.layout):
+                if job.source in self.seen:
+                    continue
+                try:
+                    size = os.path.getsize(job.source)
+                except OSError:
+                    continue
+                if size > 0 and self.sizes.get(job.source) == size:
+                    self.seen.add(job.source)
+                    del self.sizes[job.source]
+                    ready.append(job)
+                else:
+                    self.sizes[job.source] = size
+        return ready
+
+
 class Run:
     """One `clearbg remove`: a queue of photos, N workers sharing one client (and so one
     Retry-After pause), --watch adding to the queue until interrupted."""
@@ -249,25 +278,11 @@ class Run:
                 self.bar.draw()
 
     def watch(self) -> None:
-        seen = {job.source for job in self.jobs}
-        sizes: Dict[str, int] = {}
+        arrivals = Arrivals(self.folders, self.layout, self.jobs)
         interval = _watch_interval_s()
         while not self.stopping.wait(interval):
-            for folder in self.folders:
-                for job in list_folder(folder, self.layout):
-                    if job.source in seen:
-                        continue
-                    try:
-                        size = os.path.getsize(job.source)
-                    except OSError:
-                        continue
-                    # Taken once its size held still for an interval: a file still being copied is not.
-                    if size > 0 and sizes.get(job.source) == size:
-                        seen.add(job.source)
-                        sizes.pop(job.source, None)
-                        self.add(job)
-                    else:
-                        sizes[job.source] = size
+            for job in arrivals.poll():
+                self.add(job)
 
     def run(self) -> int:
         for job in self.jobs:
