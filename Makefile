@@ -11,13 +11,23 @@ TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 
-.PHONY: run test deps gen model lint-proto clean bench-quality bench-speed
+.PHONY: run test deps gen model lint-proto clean bench-quality bench-speed test-sdk-python
 
 run: deps
 	$(PY) -m service.launcher
 
 test: deps lint-proto
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-sdk-python
+
+# The Python SDK (clients/python) installed as a user installs it, into a venv of its own, and
+# its own tests run from there: unit tests against fake servers, end to end against the real
+# service (which they start with this checkout's .venv, hence deps).
+SDK_VENV := .venv-sdk
+test-sdk-python: deps
+	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --quiet './clients/python[grpc,test]'
+	cd clients/python && ../../$(SDK_VENV)/bin/python -m pytest $(SDK_PYTEST_ARGS)
 
 deps: $(VENV)/.installed $(GEN)/.stamp model
 
@@ -65,4 +75,4 @@ bench-speed: deps
 	$(PY) -m bench.speed $(BENCH_ARGS)
 
 clean:
-	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV)
+	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV) $(SDK_VENV) clients/python/build
