@@ -246,3 +246,11 @@ def test_account_is_retried_too(fake_server):
     with client(fake_server) as api:
         assert api.account().credits.total == 1
     assert len(fake_server.seen) == 2 and "idempotency-key" not in fake_server.seen[0].headers
+
+
+def test_a_redirect_is_an_error_not_a_result(fake_server):
+    fake_server.default = Reply(301, b"", {"Location": "https://elsewhere.example/v1.0/removebg"})
+    with ClearBG("k", fake_server.url, 5, 0) as api:  # the arguments in the documented order
+        with pytest.raises(APIError) as caught:
+            api.remove_background(b"x")
+    assert caught.value.status == 301 and caught.value.code is None

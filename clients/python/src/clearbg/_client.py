@@ -47,10 +47,10 @@ class ClearBG:
     def __init__(
         self,
         api_key: Optional[str] = None,
-        *,
         base_url: Optional[str] = None,
         timeout: Optional[float] = None,
         max_retries: Optional[int] = None,
+        *,
         http_client: Optional[httpx.Client] = None,
     ):
         self._settings = Settings(api_key, base_url, timeout, max_retries)
@@ -147,7 +147,7 @@ class ClearBG:
             except httpx.TransportError as exc:
                 error: ClearBGError = transport_error(exc)
             else:
-                if response.status_code < 400:
+                if 200 <= response.status_code < 300:
                     return response
                 error = api_error(response.status_code, response.reason_phrase, lower_headers(response), response.content)
             if number >= retries or not is_retryable(error):
