@@ -50,12 +50,11 @@ $(GEN)/.stamp: $(PROTOS) $(VENV)/.installed
 
 gen: $(GEN)/.stamp
 
-# Fetches, checks (sha256) and caches the model outside the repo, then prepares its fastest
-# variant (engine/models/variants.py: minutes the first time); fast when cached.
+# Fetches, checks (sha256) and caches the models outside the repo, prepares the variants (minutes
+# the first time), measures which runs fastest here within the agreement bound and writes the
+# manifest the server reads (modelprep/); prints the table. Fast when cached.
 model: $(VENV)/.installed
-	$(PY) -m engine.models.fetch
-	$(PY) -m engine.classify.fetch
-	$(PY) -m engine.models.variants
+	$(PY) -m modelprep
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)

@@ -63,7 +63,7 @@ def make_photos(megapixels: Sequence[int], quality: pathlib.Path = QUALITY) -> d
     Upscaled photos are smoother than a camera's, which would flatter every encoder; grain of
     sigma 3 puts back sensor-like detail (the same seed every time, so runs compare).
     """
-    from engine.models.fetch import cache_dir
+    from modelprep.fetch import cache_dir
 
     folder = cache_dir() / "bench" / f"speed-photos-r{PHOTO_RECIPE}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -417,16 +417,18 @@ def main(argv: list[str] | None = None) -> int:
         ns.sizes, ns.concurrency, ns.duration, ns.max_requests = [1, 12], [1, 4], 15.0, 8
         ns.network_args = ns.network_args or "--limit 5 --runs 3"
 
-    from engine.models.fetch import ensure_checkpoint
-    from engine.models.providers import choose_provider, model_variant
+    from engine.models import manifest, providers
+    from service.config import Settings
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     command = "python -m bench.speed " + " ".join(argv if argv is not None else sys.argv[1:])
-    model = ensure_checkpoint()
-    variant = model_variant(model, "isnet")
-    provider = choose_provider()
+    settings = Settings.from_environ()
+    found = manifest.load(settings.cache_dir, manifest.model_id(settings.model, settings.model_path), model_path=settings.model_path)
+    forced = providers.provider_name(settings.execution_provider) if settings.execution_provider else None
+    chosen = found.preference(settings.model_variant, forced)[0]
+    model, variant, provider = pathlib.Path(found.source["path"]), chosen.file, chosen.provider
     load_before = os.getloadavg()
     code = revision()  # what is measured: taken before the run, as other work may land meanwhile
     photos = make_photos(ns.sizes)

@@ -1,7 +1,8 @@
 """The segmentation network alone, per variant: latency at its input size, and mask quality.
 
-For each variant (fp32 as shipped, fp32 cleaned, int8; OpenVINO fp32/int8/bf16 when the
-installed onnxruntime offers it) prints the median and best latency after warm-up, as a ratio
+For each candidate of this machine's model manifest (`make model` measured them: fp32-cpu,
+int8-cpu, and fp32-openvino, fp32-openvino-bf16, int8-openvino where the installed onnxruntime
+offers OpenVINO) and the fp32 file as shipped, prints the median and best latency after warm-up, as a ratio
 to fp32-as-shipped measured in the same run (the CPU is shared, so only ratios travel), then
 mask agreement on ../shared/quality per set: mean IoU at 0.5 and MAE against the cleaned fp32
 matte, and mean IoU against the ground truth (grabcut50's unlabelled band left out). Issue 6
@@ -25,39 +26,28 @@ from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from engine.models import providers, variants  # noqa: E402
+from engine.config import DEFAULT_CHECKPOINT  # noqa: E402
+from engine.models import manifest, providers  # noqa: E402
 from engine.models.families import family, fixed_shape, matte_output  # noqa: E402
-from engine.models.fetch import ensure_checkpoint  # noqa: E402
+from modelprep.fetch import cache_dir, ensure_checkpoint  # noqa: E402
 
 DEFAULT_QUALITY = pathlib.Path(__file__).resolve().parents[2] / "shared" / "quality"
 SETS = ("grabcut50", "alphamatting14")
 
 
-def variant_table(source: pathlib.Path) -> dict[str, tuple[pathlib.Path, str, str | None]]:
-    """name -> (model file, provider, OpenVINO precision hint)."""
-    fp32 = variants.prepare(source, "isnet", "fp32")
-    int8 = variants.prepare(source, "isnet", "int8")
-    table = {
-        "fp32-shipped": (source, providers.CPU, None),
-        "fp32": (fp32, providers.CPU, None),
-        "int8": (int8, providers.CPU, None),
-    }
-    import onnxruntime as ort
-
-    if providers.OPENVINO in ort.get_available_providers():
-        table |= {
-            "ov-fp32": (fp32, providers.OPENVINO, "f32"),
-            "ov-bf16": (fp32, providers.OPENVINO, "bf16"),
-            "ov-int8": (int8, providers.OPENVINO, None),
-        }
+def variant_table(source: pathlib.Path, model: manifest.Manifest) -> dict[str, tuple[pathlib.Path, str, str | None, bool]]:
+    """name -> (model file, provider, OpenVINO precision hint, arena): the shipped file, then the
+    manifest's candidates."""
+    table = {"fp32-shipped": (source, providers.CPU, None, False)}
+    for c in model.candidates:
+        table[c.name] = (c.file, c.provider, c.precision, c.arena)
     return table
 
 
-def session(path: pathlib.Path, provider: str, precision: str | None, threads: int):
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), sess_options=providers.session_options(threads, providers.wants_arena(path)),
-                                providers=providers.provider_list(provider, threads, precision))
+def session(path: pathlib.Path, provider: str, precision: str | None, arena: bool, threads: int,
+            openvino_cache: pathlib.Path | None):
+    return providers.inference_session(path, providers.session_options(threads, arena),
+                                       providers.provider_list(provider, threads, precision, openvino_cache))
 
 
 def photos(quality: pathlib.Path, limit: int | None, sets: list[str]) -> dict[str, list[tuple[pathlib.Path, pathlib.Path, pathlib.Path | None]]]:
@@ -101,11 +91,13 @@ def main(argv: list[str] | None = None) -> None:
     ns = parser.parse_args(argv)
 
     source = ns.model or ensure_checkpoint()
-    table = variant_table(source)
+    found = manifest.load(cache_dir(), manifest.model_id(DEFAULT_CHECKPOINT, ns.model), model_path=ns.model)
+    print(f"manifest {found.path}: chosen {found.chosen}\n")
+    table = variant_table(source, found)
     if ns.variants:
         table = {k: v for k, v in table.items() if k in ns.variants.split(",")}
     fam = family("isnet")
-    sessions = {name: session(path, prov, prec, ns.threads) for name, (path, prov, prec) in table.items()}
+    sessions = {name: session(*spec, ns.threads, found.openvino_cache) for name, spec in table.items()}
 
     # Latency: variants interleaved run by run, so a burst of load elsewhere hits them all alike;
     # at the square and at a 4:3 photo's shape (a variant that takes any shape keeps the aspect).
@@ -141,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     # Quality. The shipped file runs the cleaned one's arithmetic, but only at its square: its
     # row is what keeping the photo's aspect changed.
     scored = list(sessions)
-    reference = "fp32" if "fp32" in sessions else scored[0]
+    reference = "fp32-cpu" if "fp32-cpu" in sessions else scored[0]
     for set_name, items in photos(ns.quality, ns.limit, ns.sets.split(",")).items():
         vs_ref = {name: [] for name in scored}
         mae = {name: [] for name in scored}

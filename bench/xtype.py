@@ -33,9 +33,17 @@ DEFAULT_QUALITY = pathlib.Path(__file__).resolve().parents[2] / "shared" / "qual
 def _model_matte():
     """The engine's own matte (the default segmentation checkpoint), as the service computes it."""
     from engine.models.families import Segmenter
-    from engine.models.fetch import ensure_checkpoint
 
-    return Segmenter(ensure_checkpoint()).matte
+    found = _manifest()
+    return Segmenter(found.preference(), found.family, openvino_cache=found.openvino_cache).matte
+
+
+def _manifest():
+    from engine.config import DEFAULT_CHECKPOINT
+    from engine.models import manifest
+    from modelprep.fetch import cache_dir
+
+    return manifest.load(cache_dir(), DEFAULT_CHECKPOINT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = {r["category"] for r in rows} - CATEGORY_TYPE.keys()
     if unknown:
         sys.exit(f"meta.csv has categories with no X-Type mapping: {sorted(unknown)}")
-    classifier = ForegroundClassifier.from_cache(threads=ns.threads)
+    found = _manifest()
+    classifier = ForegroundClassifier(found.xtype["detector"], found.xtype["classifier"], found.openvino_cache,
+                                      threads=ns.threads)
     matte_of = None
     if ns.matte == "model":
         matte_of = _model_matte()

@@ -1,4 +1,4 @@
-"""glibc malloc settings for a process that works on large images (the server, engine.benchmark).
+"""glibc malloc settings for a process that works on large images (the server, bench/engine_steps.py).
 
 Every request allocates and frees buffers of 2-50 MB (the colour, its alpha, working grids,
 their temporaries). By default glibc hands each one fresh pages from the kernel (mmap above a

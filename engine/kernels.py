@@ -6,8 +6,9 @@ filter's application ~25 ms and the colour correction ~25 ms on two cores. One c
 step reads each pixel once and writes it once (a few ms), and walks the band by its working
 cells, so no list of pixel coordinates is ever built.
 
-Compiled once per machine and cached (NUMBA_CACHE_DIR, default <model cache>/numba): a process
-that finds the cache loads the machine code in well under a second. The loops release the GIL
+Compiled once per machine and cached (numba's own cache: engine/__pycache__, or NUMBA_CACHE_DIR
+where the operator sets it): a process that finds the cache loads the machine code in well under
+a second. The loops release the GIL
 and are split into row strips on a thread pool of ours rather than numba's `parallel=True`: its
 default threading layer aborts when two server threads enter a parallel loop at once.
 """
@@ -17,13 +18,8 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
-
-from engine.models.fetch import cache_dir
-
-os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
-
-import numba  # noqa: E402  (after NUMBA_CACHE_DIR: numba reads it when it is imported)
 
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _POOL = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="edge") if _CORES > 1 else None

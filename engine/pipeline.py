@@ -15,8 +15,6 @@ of threads at once.
 from __future__ import annotations
 
 import math
-import os
-import pathlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -27,6 +25,8 @@ from PIL import Image
 from engine import compose, encode, foreground, refine
 from engine.decode import DEFAULT_MAX_PIXELS, decode, pixels_of, probe
 from engine.matte import coarse_box, foreground_box, upsample
+from engine.config import EngineConfig
+from engine.models import manifest, providers
 from engine.models.families import Segmenter
 from engine.types import EngineError, ForegroundType, ImageInfo, Length, RemovalOptions, RemovalResult
 
@@ -101,17 +101,14 @@ def resolve_roi(roi: tuple[Length, Length, Length, Length], width: int, height: 
 class Engine:
     def __init__(
         self,
-        model_path: str | os.PathLike,
-        family: str = "isnet",
-        threads: int | None = None,
+        segmenter: Segmenter,
         *,
         classify: Classifier | None = None,
         estimate_foreground: compose.ForegroundEstimator = foreground.estimate_foreground,
         refine_edges: bool = True,
         max_input_pixels: int = DEFAULT_MAX_PIXELS,
-        concurrent_inferences: int = 1,
     ):
-        self.segmenter = Segmenter(model_path, family, threads, concurrent_inferences)
+        self.segmenter = segmenter
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
         # engine/refine: specks and pinholes out of the net's matte, then the edge refined at the
@@ -120,27 +117,25 @@ class Engine:
         self.max_input_pixels = max_input_pixels
 
     @classmethod
-    def from_environment(cls, **kwargs) -> "Engine":
-        """CLEARBG_MODEL_PATH (any file of CLEARBG_MODEL_FAMILY, default isnet) or else the
-        cached checkpoint CLEARBG_MODEL (default: the catalog's), fetched if missing."""
-        from engine.models.catalog import CHECKPOINTS, DEFAULT_CHECKPOINT
-        from engine.models.fetch import ensure_checkpoint
+    def from_config(cls, config: EngineConfig, **kwargs) -> "Engine":
+        """The engine `config` names, from this machine's model manifest (`make model` wrote it):
+        the candidate it chose, or the one `config.variant` / `config.provider` force."""
+        found = manifest.load(config.cache_dir, manifest.model_id(config.checkpoint, config.model_path),
+                              model_path=config.model_path)
+        return cls.from_manifest(found, config, **kwargs)
 
-        path = os.environ.get("CLEARBG_MODEL_PATH")
-        family = os.environ.get("CLEARBG_MODEL_FAMILY")
-        if path:
-            model_path: pathlib.Path = pathlib.Path(path)
-            family = family or "isnet"
-        else:
-            name = os.environ.get("CLEARBG_MODEL") or DEFAULT_CHECKPOINT
-            model_path = ensure_checkpoint(name)
-            family = family or CHECKPOINTS[name].family
-        engine = cls(model_path, family, **kwargs)
-        if "classify" not in kwargs:  # X-Type from the detector + classifier (engine/classify)
+    @classmethod
+    def from_manifest(cls, found: manifest.Manifest, config: EngineConfig, **kwargs) -> "Engine":
+        provider = providers.provider_name(config.provider) if config.provider else None
+        candidates = found.preference(config.variant, provider)
+        segmenter = Segmenter(candidates, found.family, config.threads, config.concurrent_inferences,
+                              found.openvino_cache)
+        if config.xtype and "classify" not in kwargs and {"detector", "classifier"} <= found.xtype.keys():
             from engine.classify import ForegroundClassifier
 
-            engine.classify = ForegroundClassifier.from_cache().label
-        return engine
+            classifier = ForegroundClassifier(found.xtype["detector"], found.xtype["classifier"], found.openvino_cache)
+            kwargs["classify"] = classifier.label
+        return cls(segmenter, **kwargs)
 
     def warm_up(self) -> None:
         """Inferences and one small edge refinement, so the first request does not pay for

@@ -1,14 +1,15 @@
-"""Settings read once from CLEARBG_* environment variables.
-
-The model settings (CLEARBG_MODEL, CLEARBG_MODEL_PATH, CLEARBG_MODEL_FAMILY, CLEARBG_CACHE_DIR)
-are read by `engine.pipeline.Engine.from_environment` itself, so they are not repeated here.
-"""
+"""Settings read once from CLEARBG_* environment variables; the engine gets its part as an
+EngineConfig (`Settings.engine_config`): it reads no environment itself."""
 
 from __future__ import annotations
 
 import os
+import pathlib
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from engine.config import DEFAULT_CHECKPOINT, EngineConfig
 
 MIB = 1024 * 1024
 
@@ -46,6 +47,21 @@ def _admin_token(env: Mapping[str, str]) -> str | None:
     return token or None
 
 
+def default_cache_dir(env: Mapping[str, str]) -> pathlib.Path:
+    """CLEARBG_CACHE_DIR, else $XDG_CACHE_HOME/clearbg, else ~/.cache/clearbg (as modelprep's)."""
+    root = env.get("CLEARBG_CACHE_DIR", "").strip() or os.path.join(
+        env.get("XDG_CACHE_HOME", "").strip() or os.path.expanduser("~/.cache"), "clearbg"
+    )
+    return pathlib.Path(root)
+
+
+def _variant(env: Mapping[str, str]) -> str:
+    value = env.get("CLEARBG_MODEL_VARIANT", "").strip().lower() or "auto"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+        raise ValueError(f"CLEARBG_MODEL_VARIANT must be auto, fp32, int8 or a candidate's name, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     http_port: int = 8080
@@ -55,13 +71,19 @@ class Settings:
     database_url: str = "sqlite:///var/clearbg.db"
     # Upload cap (the documented 22 MB), checked before any decode.
     max_file_bytes: int = 22 * MIB
-    # Engine threads working on requests at once, and how many calls may wait for one before
-    # the server answers 503 instead of queueing without bound. As many inferences may run at
-    # once (Engine's concurrent_inferences): a request alone gets every core, a second one a
-    # lane of its own (engine/models/lanes.py). Two workers: +30 % images a minute at 12 MP and
-    # 4 clients (bench/speed.py), and with the second lane 1 MP at 2 clients 241 -> 307 a minute.
+    # Engine threads working on requests at once. As many inferences may run at once (Engine's
+    # concurrent_inferences): a request alone gets every core, a second one a lane of its own
+    # (engine/models/lanes.py). Two workers: +30 % images a minute at 12 MP and 4 clients
+    # (bench/speed.py), and with the second lane 1 MP at 2 clients 241 -> 307 a minute.
     engine_workers: int = 2
-    max_queue: int = 16
+    # Admission (service/admission.py): a call is queued only if it can expect to start within
+    # this many seconds, by the server's own measured service times; else 503 with Retry-After.
+    # The gateway's timeouts are rendered from it (service/launcher.py), so no admitted call is
+    # cut by Envoy. max_queue caps the uploads held in memory while they wait.
+    max_queue_wait_s: float = 20.0
+    max_queue: int = 64
+    # On SIGTERM / Ctrl-C: how long calls already in the engine may take to finish.
+    shutdown_grace_s: float = 10.0
     # image_url / bg_image_url downloads: the whole download's time cap (DNS, redirects, body),
     # how many run at once (503 beyond), and hosts exempt from the address checks (for tests
     # and trusted internal sources; empty by default: loopback and private addresses refused).
@@ -79,6 +101,20 @@ class Settings:
     # total size (oldest dropped first), and how long a repeat waits for a call still running.
     idempotency_max_bytes: int = 512 * MIB
     idempotency_wait_s: float = 30.0
+    # The model (engine/config.py): a catalog checkpoint or a prepared file, the variant and
+    # provider `make model` chose unless these force others, and where its manifest lives.
+    model: str = DEFAULT_CHECKPOINT
+    model_path: pathlib.Path | None = None
+    model_variant: str = "auto"
+    execution_provider: str | None = None
+    cache_dir: pathlib.Path = field(default_factory=lambda: default_cache_dir(os.environ))
+
+    def engine_config(self, **overrides) -> EngineConfig:
+        return EngineConfig(
+            cache_dir=self.cache_dir, checkpoint=self.model, model_path=self.model_path,
+            variant=self.model_variant, provider=self.execution_provider,
+            concurrent_inferences=self.engine_workers, **overrides,
+        )
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -92,6 +128,8 @@ class Settings:
             max_file_bytes=_int(env, "CLEARBG_MAX_FILE_MB", cls.max_file_bytes // MIB, 1) * MIB,
             engine_workers=_int(env, "CLEARBG_ENGINE_WORKERS", cls.engine_workers, 1),
             max_queue=_int(env, "CLEARBG_MAX_QUEUE", cls.max_queue, 0),
+            max_queue_wait_s=_seconds(env, "CLEARBG_MAX_QUEUE_WAIT_S", cls.max_queue_wait_s),
+            shutdown_grace_s=_seconds(env, "CLEARBG_SHUTDOWN_GRACE_S", cls.shutdown_grace_s),
             url_fetch_timeout_s=_seconds(env, "CLEARBG_URL_FETCH_TIMEOUT_S", cls.url_fetch_timeout_s),
             url_fetch_concurrency=_int(env, "CLEARBG_URL_FETCH_CONCURRENCY", cls.url_fetch_concurrency, 1),
             url_fetch_allow_hosts=tuple(
@@ -102,4 +140,9 @@ class Settings:
             admin_token=_admin_token(env),
             idempotency_max_bytes=_int(env, "CLEARBG_IDEMPOTENCY_MAX_MB", cls.idempotency_max_bytes // MIB, 0) * MIB,
             idempotency_wait_s=_seconds(env, "CLEARBG_IDEMPOTENCY_WAIT_S", cls.idempotency_wait_s),
+            model=env.get("CLEARBG_MODEL", "").strip() or cls.model,
+            model_path=pathlib.Path(path) if (path := env.get("CLEARBG_MODEL_PATH", "").strip()) else None,
+            model_variant=_variant(env),
+            execution_provider=env.get("CLEARBG_EXECUTION_PROVIDER", "").strip() or None,
+            cache_dir=default_cache_dir(env),
         )

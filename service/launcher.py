@@ -13,6 +13,8 @@ CLEARBG_ENVOY_ADMIN_PORT (0: ephemeral; Envoy's admin interface is loopback only
 
 from __future__ import annotations
 
+import ctypes
+import math
 import os
 import pathlib
 import re
@@ -30,11 +32,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from service.config import Settings
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENVOY_TEMPLATE = ROOT / "gateway" / "envoy.yaml"
 DESCRIPTOR = ROOT / "build" / "clearbg.pb"
-STOP_GRACE_S = 15.0
+# Beyond the server's own shutdown grace: the time to unwind once its calls are done.
+STOP_MARGIN_S = 5.0
 WAIT_NOTICE_S = 10.0
+# The longest an admitted call may take in the engine (a 50 MP photo on the slowest CPU path, two
+# at once); the gateway's timeouts for removal routes are the admission bound plus this, so the
+# gateway never cuts a call the server admitted (service/admission.py).
+SERVICE_ALLOWANCE_S = 280.0
 
 
 class LaunchError(RuntimeError):
@@ -50,9 +59,12 @@ def render_envoy_config(
     grpc_host: str = "127.0.0.1",
     template: os.PathLike | str = ENVOY_TEMPLATE,
     more_grpc_ports: Sequence[int] = (),
+    max_queue_wait_s: float = Settings.max_queue_wait_s,
 ) -> str:
     """The Envoy config for these ports; `substitute` fails loudly on any unknown ${...}.
-    `more_grpc_ports`: further server processes on `grpc_host` sharing the load."""
+    `more_grpc_ports`: further server processes on `grpc_host` sharing the load;
+    `max_queue_wait_s`: the servers' admission bound, which the removal routes' timeouts exceed
+    by SERVICE_ALLOWANCE_S."""
     text = pathlib.Path(template).read_text()
     endpoints = ", ".join(
         f"{{ endpoint: {{ address: {{ socket_address: {{ address: {grpc_host}, port_value: {int(port)} }} }} }} }}"
@@ -64,6 +76,7 @@ def render_envoy_config(
         GRPC_ENDPOINTS=f"[{endpoints}]",
         ADMIN_PORT=int(admin_port),
         DESCRIPTOR=str(pathlib.Path(descriptor).resolve()),
+        REMOVEBG_TIMEOUT=f"{math.ceil(max_queue_wait_s + SERVICE_ALLOWANCE_S)}s",
     )
 
 
@@ -105,6 +118,25 @@ def envoy_command(
     return command
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int):
+    """For Popen's preexec_fn: the child gets SIGTERM when the launcher dies, even by SIGKILL
+    (Linux's parent-death signal), so a killed launcher never leaves a server or an Envoy
+    holding the ports. Elsewhere a no-op."""
+
+    def arm() -> None:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the launcher died before the signal was armed
+            os._exit(1)
+
+    return arm
+
+
 def _pump(stream, prefix: str, out: TextIO) -> None:
     for line in iter(stream.readline, b""):
         out.write(f"{prefix}{line.decode('utf-8', 'replace')}")
@@ -119,6 +151,7 @@ class Child:
     name: str
     process: subprocess.Popen
     pump: threading.Thread | None = None
+    terminated: bool = False
 
     @classmethod
     def start(cls, name: str, argv: Sequence[str], env: Mapping[str, str], out: TextIO | None) -> "Child":
@@ -131,6 +164,7 @@ class Child:
             stdin=subprocess.DEVNULL,
             # Ctrl-C reaches the launcher only; it stops the children in order.
             start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()) if sys.platform.startswith("linux") else None,
         )
         pump = None
         if out is not None:
@@ -141,9 +175,15 @@ class Child:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def stop(self, grace: float = STOP_GRACE_S) -> int | None:
-        if self.alive():
+    def terminate(self) -> None:
+        """SIGTERM, once: a server takes a second one as "stop at once"."""
+        if self.alive() and not self.terminated:
+            self.terminated = True
             self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, grace: float = Settings.shutdown_grace_s + STOP_MARGIN_S) -> int | None:
+        if self.alive():
+            self.terminate()
             try:
                 self.process.wait(grace)
             except subprocess.TimeoutExpired:
@@ -152,6 +192,10 @@ class Child:
         if self.pump is not None:
             self.pump.join(2)
         return self.process.returncode
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.kill()
 
 
 def health_status(url: str, timeout: float = 2.0) -> int | None:
@@ -217,10 +261,11 @@ class Stack:
         descriptor = check_descriptor()
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="clearbg-envoy-"))
         config = self.workdir / "envoy.yaml"
+        settings = self.settings
         config.write_text(
             render_envoy_config(
                 self.http_port, self.grpc_port, self.admin_port, descriptor=descriptor, http_host=self.http_host,
-                more_grpc_ports=self.more_grpc_ports,
+                more_grpc_ports=self.more_grpc_ports, max_queue_wait_s=settings.max_queue_wait_s,
             )
         )
         env = dict(self.env)
@@ -256,10 +301,33 @@ class Stack:
             time.sleep(0.2)
         raise LaunchError(f"not healthy after {timeout:.0f} s ({self.rest_url}/healthz)")
 
+    @property
+    def settings(self) -> Settings:
+        try:
+            return Settings.from_environ(self.env)
+        except ValueError as exc:
+            raise LaunchError(f"configuration error: {exc}") from None
+
     def stop(self) -> None:
-        """Server first (it drains calls while health says NOT_SERVING), then Envoy."""
+        """Servers first, all at once (each finishes the calls in its engine, up to its grace,
+        while health says NOT_SERVING and the gateway still carries the answers), then Envoy."""
         for child in self.children:
-            child.stop()
+            if child.name != "envoy":
+                child.terminate()
+        grace = self.settings.shutdown_grace_s + STOP_MARGIN_S if self.children else 0.0
+        for child in self.children:
+            child.stop(grace)
+        self._cleanup()
+
+    def kill(self) -> None:
+        """At once (a second Ctrl-C): every child, no grace."""
+        for child in self.children:
+            child.kill()
+        for child in self.children:
+            child.stop(1.0)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
@@ -310,6 +378,11 @@ def main() -> int:
     stopping = threading.Event()
 
     def request_stop(signum, frame) -> None:  # noqa: ARG001
+        if stopping.is_set():  # the second Ctrl-C: no more waiting
+            out.write("clearbg: stopping now.\n")
+            out.flush()
+            stack.kill()
+            os._exit(130)
         stopping.set()
 
     signal.signal(signal.SIGINT, request_stop)
@@ -339,7 +412,7 @@ def main() -> int:
                 out.flush()
             stopping.wait(0.3)
     finally:
-        out.write("clearbg: stopping...\n")
+        out.write("clearbg: stopping (calls in progress may finish; Ctrl-C again to stop at once)...\n")
         out.flush()
         stack.stop()
     return code

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from engine.types import EngineError, ImageInfo, RemovalOptions, RemovalResult
 from service import params
+from service.admission import Admission
 from service.config import Settings
 from service.credits import format_credits, paid_call
 from service.errors import ApiError, bad_request
@@ -78,12 +79,12 @@ class RemovalService:
         self._executor = ThreadPoolExecutor(max_workers=settings.engine_workers, thread_name_prefix="engine")
         self.remote_images = RemoteImages(settings)  # image_url / bg_image_url, on threads of its own
         self.idempotency = Idempotency(storage, settings.idempotency_max_bytes, settings.idempotency_wait_s)
-        # Calls running or waiting for an engine thread (one event loop, so a plain counter);
-        # beyond the cap the answer is 503, not an ever-growing queue.
-        self._waiting = 0
+        # Calls wait for an engine thread only if they can expect to start in time (503 beyond).
+        self.admission = Admission(settings.engine_workers, settings.max_queue_wait_s, max_queued=settings.max_queue)
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        # Not waiting: a call still in the engine after the shutdown grace is abandoned.
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self.remote_images.shutdown()
 
     async def _db(self, fn, *args):
@@ -107,17 +108,6 @@ class RemovalService:
         behind them: a call refused for its rate or its credits answers at once."""
         self._check_ready()
         return await asyncio.to_thread(self._probe, data)
-
-    async def _run(self, fn, *args):
-        """Runs engine work on the bounded pool, answering 503 when too many calls wait."""
-        self._check_ready()
-        if self._waiting >= self.settings.engine_workers + self.settings.max_queue:
-            raise ApiError(503, "overloaded", "Too many requests are queued; try again shortly.", headers=[("retry-after", "2")])
-        self._waiting += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        finally:
-            self._waiting -= 1
 
     async def remove(
         self, api_key: str | None, request_id: str, fields: dict, accept_json: bool = False,
@@ -173,15 +163,22 @@ class RemovalService:
         self, caller: Caller, request: params.RemovalRequest, info: ImageInfo, request_id: str,
         accept_json: bool, client_ip: str | None, decision: Decision,
     ) -> Delivery:
-        # Paid for before the engine runs (402 at once when the account cannot pay), given back
-        # if anything fails before the result is delivered (service/credits.py).
-        async with paid_call(self.storage, caller.account.id, caller.key.id, request_id, request.size) as paid:
+        # Refused at once when it could not start in time (503); paid for before the engine runs
+        # (402 at once when the account cannot pay); then queued, the admission decided again
+        # with the queue as it is now. The credit is given back if anything fails before the
+        # result is delivered, the caller going away included (service/credits.py): a call
+        # cancelled while it waits never reaches the engine.
+        self._check_ready()
+        megapixels = info.width * info.height / 1e6
+        self.admission.check(megapixels)
+        async with paid_call(self.storage, caller.account.id, caller.key.id, request_id, request.size) as paid, \
+                self.admission.admit(megapixels) as ticket:
             if paid.size == "preview" and client_ip is not None:  # the servicer always passes one
                 by_ip = await self.limits.for_preview_ip(client_ip)
                 if not by_ip.allowed:
                     raise preview_ip_limited(by_ip, rate_limit_metadata(decision))
             options = dataclasses.replace(request.options, max_output_pixels=params.SIZE_PIXELS[paid.size])
-            result = await self._run(self._remove, request.image, options)
+            result = await ticket.run(self._executor, self._remove, request.image, options)
             delivery = self._deliver(
                 result, paid.charged, paid.remaining, request.report_type, accept_json, request.fine_type
             )

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import TextIO
 
@@ -40,10 +43,28 @@ SERVICE_NAMES = (
     removebg_pb2.DESCRIPTOR.services_by_name["RemoveBgService"].full_name,
     account_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
 )
-SHUTDOWN_GRACE_S = 10.0
 # How long the further inference lanes wait for a health checker to have seen SERVING (the
 # gateway checks twice a second); without a gateway they open after this.
 LANES_AFTER_SERVING_S = 2.0
+
+
+async def _in_daemon_thread(fn):
+    """fn() on a daemon thread: unlike asyncio.to_thread's pool, which the process waits for at
+    exit, work nobody needs any more (lanes still opening at Ctrl-C: seconds) never holds up a
+    stop."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(exc))
+        else:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
+
+    threading.Thread(target=work, name="open-lanes", daemon=True).start()
+    return await done
 
 
 class ObservedHealth(health_aio.HealthServicer):
@@ -64,7 +85,7 @@ def default_engine(settings: Settings) -> EngineLike:
     """The engine as configured: as many inferences at once as engine workers (engine/models/lanes)."""
     from engine.pipeline import Engine  # heavy (onnxruntime); imported only when serving
 
-    return Engine.from_environment(concurrent_inferences=settings.engine_workers)
+    return Engine.from_config(settings.engine_config())
 
 
 class Server:
@@ -119,7 +140,10 @@ class Server:
         return self.port
 
     async def load_engine(self) -> None:
-        engine = await asyncio.to_thread(self._load_engine)
+        engine, warm_up_s = await asyncio.to_thread(self._load_engine)
+        # Until calls are measured, admission expects each to take what the warm-up took (an
+        # inference and the edge loops; a session's first run is up to twice a later one).
+        self.removal.admission.times.seed(warm_up_s)
         self.removal.engine = engine
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving")
@@ -132,20 +156,29 @@ class Server:
         gateway) has seen SERVING, and the gateway's first healthy answer comes before that stall."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.health.seen_serving.wait(), LANES_AFTER_SERVING_S)
-        opened = await asyncio.to_thread(engine.open_lanes)
+        opened = await _in_daemon_thread(engine.open_lanes)
         log.info("inference_lanes_open", lanes=1 + opened)
 
-    def _load_engine(self) -> EngineLike:
+    def _load_engine(self) -> tuple[EngineLike, float]:
         engine = self.engine_factory()
+        started = time.monotonic()
         engine.warm_up()
-        return engine
+        return engine, time.monotonic() - started
 
-    async def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
-        """Health NOT_SERVING first (the gateway stops sending), then let calls finish."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING first (the gateway stops sending), calls still waiting for the
+        engine refused (503 `shutting_down`, their credit given back), calls in the engine given
+        up to `grace` seconds to finish and be answered; then the server stops."""
+        grace = self.settings.shutdown_grace_s if grace is None else grace
         if self._lanes is not None:  # a lane being set up finishes in its thread, unused
             self._lanes.cancel()
         await self.health.enter_graceful_shutdown()
-        await self.grpc.stop(grace)
+        self.removal.admission.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.removal.admission.drained(), grace)
+        # What is left (an account call, an answer on its way) gets a moment; grpc.aio's own
+        # grace would otherwise wait it out in full while the gateway holds its connection.
+        await self.grpc.stop(min(grace, 1.0))
         self.removal.shutdown()
         await self.removal.limits.aclose()
         self.storage.close()
@@ -157,8 +190,15 @@ async def serve(settings: Settings) -> None:
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():  # the second Ctrl-C or SIGTERM: no more waiting
+            log.warning("stopping_now")
+            os._exit(130)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     loading = asyncio.create_task(server.load_engine())
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({loading, waiter}, return_when=asyncio.FIRST_COMPLETED)

@@ -18,16 +18,17 @@ import time
 from bench.quality import datasets, report, sheet, synthetic
 from bench.quality.methods import Method, Ours, Rembg, rembg_venv
 from bench.quality.metrics import score
-from engine.models.fetch import cache_dir, sha256_file
+from modelprep.fetch import cache_dir, sha256_file
 
 METHODS = ("ours", "rembg", "rembg-matting")
 COLOUR = "colour"
 
 
 def model_file() -> tuple[pathlib.Path, str]:
-    """The model the service would load (Engine.from_environment's rule), and its family."""
-    from engine.models.catalog import CHECKPOINTS, DEFAULT_CHECKPOINT
-    from engine.models.fetch import ensure_checkpoint
+    """The model the service would load (its settings' rule), and its family."""
+    from engine.config import DEFAULT_CHECKPOINT
+    from modelprep.catalog import CHECKPOINTS
+    from modelprep.fetch import ensure_checkpoint
 
     path = os.environ.get("CLEARBG_MODEL_PATH")
     family = os.environ.get("CLEARBG_MODEL_FAMILY")
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         f"run time {elapsed:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in clock.items()) + "; rembg's outputs are cached)",
         f"- model: `{model}` ({family}, sha256 {sha256_file(model)[:16]}…); rembg from `{rembg_venv()}` "
         "(`dis_custom` session; rembg+matting = `alpha_matting=True`, default thresholds 240/10/erode 10)",
-        *([f"- ours: engine.pipeline.Engine.from_environment(), as the service runs it (X-Type classifier included; channels=alpha PNG; RGBA for the colour check) running "
+        *([f"- ours: the engine the service's settings build (Engine.from_config), as the service runs it (X-Type classifier included; channels=alpha PNG; RGBA for the colour check) running "
            f"`{m.describe}` (CLEARBG_MODEL_VARIANT=fp32 forces the fp32 graph)" for m in methods if isinstance(m, Ours)]),
         f"- ground truth: `{root}`; grabcut50's unlabelled band (`ignore/`) left out of every metric but BF; "
         f"its three two-person photos, where the truth keeps one person, are the group '{datasets.TWO_PEOPLE_GROUP}', "

@@ -23,7 +23,7 @@ from typing import Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from engine.models.fetch import cache_dir, sha256_file
+from modelprep.fetch import cache_dir, sha256_file
 
 WORKER = pathlib.Path(__file__).with_name("rembg_worker.py")
 REMBG_REQUIREMENT = "rembg[cpu]"  # rembg plus onnxruntime, its CPU path
@@ -51,8 +51,8 @@ def _decode(png: bytes) -> Cutout:
 
 
 class Ours:
-    """The project's engine built as the service builds it (Engine.from_environment: the same
-    model rule as `model_file`, and the X-Type classifier),
+    """The project's engine built as the service builds it (its settings' EngineConfig: the same
+    model rule as `model_file`, the manifest's variant, and the X-Type classifier),
     asked for the matte as the API ships it (channels=alpha, PNG), or for the RGBA cut-out when
     the colour matters."""
 
@@ -60,8 +60,9 @@ class Ours:
 
     def __init__(self, threads: int | None = None, log=print):
         from engine.pipeline import Engine
+        from service.config import Settings
 
-        self.engine = Engine.from_environment(threads=threads)
+        self.engine = Engine.from_config(Settings.from_environ().engine_config(threads=threads, concurrent_inferences=1))
         self.log = log
         # The engine may run a variant of the checkpoint (int8, cleaned fp32) on some provider:
         # the table says which, since rembg always runs the checkpoint file as shipped.

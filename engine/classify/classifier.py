@@ -17,7 +17,6 @@ scenery, a monument or a plant. Measured by bench/xtype.py.
 from __future__ import annotations
 
 import logging
-import os
 import pathlib
 from dataclasses import dataclass
 
@@ -26,8 +25,9 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from engine.classify import labels, mobilenet_v2
+from engine.classify import labels
 from engine.models import providers
+from engine.models.manifest import AuxModel
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,18 @@ SURE_SCORE = 0.5  # any detection this strong needs no backing from the classifi
 AGREEMENT = 0.3  # a view backs a type when it gives it this much probability
 SETTING_SCORE = 0.5  # one view this sure of "other" turns a product into other
 
+# The classifier network's input (torchvision's MobileNetV2, built by modelprep/xtype).
+CLASSIFIER_SIZE = 224
+CLASSIFIER_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+CLASSIFIER_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
 _IMAGENET_TYPE_MATRIX = np.zeros((1000, len(labels.TYPES)), np.float32)
 for _i in range(1000):
     _IMAGENET_TYPE_MATRIX[_i, labels.TYPES.index(labels.imagenet_type(_i))] = 1.0
 _OTHER = labels.TYPES.index("other")
 # ImageNet's normalisation, (pixel / 255 - mean) / std, as one multiply and one subtraction.
-_CLASSIFIER_SCALE = (1.0 / (255.0 * mobilenet_v2.STD)).astype(np.float32)
-_CLASSIFIER_SHIFT = (mobilenet_v2.MEAN / mobilenet_v2.STD).astype(np.float32)
+_CLASSIFIER_SCALE = (1.0 / (255.0 * CLASSIFIER_STD)).astype(np.float32)
+_CLASSIFIER_SHIFT = (CLASSIFIER_MEAN / CLASSIFIER_STD).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -77,23 +82,21 @@ class Prediction:
     type_scores: dict[str, float] | None
 
 
-def _session(path: str | os.PathLike, threads: int) -> ort.InferenceSession:
-    """On OpenVINO's provider where it is installed, in bfloat16 where the CPU computes in it:
-    bench/xtype.py gives the same labels as f32 (43/50 with either matte, person 17/17) at 32 ms
-    a photo instead of 53 (detector 47 -> 32 ms, classifier 36 -> 26 ms, one thread each). In f32
-    elsewhere; the CPU provider if OpenVINO is missing or fails (40 ms where OpenVINO took 28)."""
+def _session(model: AuxModel, threads: int, openvino_cache: pathlib.Path | None) -> ort.InferenceSession:
+    """On the provider and precision `make model` measured fastest for it (bench/xtype.py gives
+    the same labels in bf16 as in f32); the CPU provider if that one fails to open."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.enable_cpu_mem_arena = False
     opts.log_severity_level = 3
-    if providers.OPENVINO in ort.get_available_providers():
-        precision = "bf16" if providers.cpu_has_bf16() else "f32"
+    if model.provider != providers.CPU:
         try:
-            return providers.inference_session(path, opts, providers.provider_list(providers.OPENVINO, threads, precision))
+            chain = providers.provider_list(model.provider, threads, model.precision, openvino_cache)
+            return providers.inference_session(model.file, opts, chain)
         except Exception as exc:  # noqa: BLE001 - any provider failure: the CPU provider, said in the log
-            log.warning("X-Type network %s on OpenVINO failed (%s); using the CPU provider", pathlib.Path(path).name, exc)
-    return providers.inference_session(path, opts, [providers.CPU])
+            log.warning("X-Type network %s on %s failed (%s); using the CPU provider", model.file.name, model.provider, exc)
+    return providers.inference_session(model.file, opts, [providers.CPU])
 
 
 def _matte_array(matte: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -196,17 +199,10 @@ def _peaks(heat: np.ndarray) -> list[tuple[int, int, int, float]]:
 class ForegroundClassifier:
     """Loaded once and shared; onnxruntime sessions are safe to run from several threads."""
 
-    def __init__(self, detector_path: str | os.PathLike, classifier_path: str | os.PathLike,
+    def __init__(self, detector: AuxModel, classifier: AuxModel, openvino_cache: pathlib.Path | None = None,
                  threads: int = 1):
-        self._detector = _session(detector_path, threads)
-        self._classifier = _session(classifier_path, threads)
-
-    @classmethod
-    def from_cache(cls, threads: int = 1) -> "ForegroundClassifier":
-        from engine.classify.fetch import ensure_models
-
-        paths = ensure_models()
-        return cls(paths["detector"], paths["classifier"], threads=threads)
+        self._detector = _session(detector, threads, openvino_cache)
+        self._classifier = _session(classifier, threads, openvino_cache)
 
     # -- the two networks ------------------------------------------------------------------------
 
@@ -245,7 +241,7 @@ class ForegroundClassifier:
             half = side * scale / 2  # outside the photo the crop is black; the aspect is kept
             return int(cx - half), int(cy - half), int(cx + half), int(cy + half)
 
-        size = (mobilenet_v2.INPUT_SIZE,) * 2
+        size = (CLASSIFIER_SIZE,) * 2
         views = [_alone(rgb, matte, square(1.1)), _crop(rgb, square(1.3)), rgb]
         x = np.stack([_resized(v, size) for v in views]).astype(np.float32)
         x *= _CLASSIFIER_SCALE

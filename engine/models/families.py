@@ -8,13 +8,16 @@ arithmetic on arrays, so it is unit-testable without the model file.
 from __future__ import annotations
 
 import logging
-import os
 import pathlib
+from collections.abc import Sequence
 from typing import ClassVar
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from engine.models import providers
+from engine.models.manifest import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,12 @@ STRIDE = 32
 MIN_SHORT_SIDE = 0.25
 
 Shape = tuple[int, int]  # (width, height), as Pillow's sizes
+
+COARSE_LOGITS = "coarse_logits"
+"""The output of a prepared variant whose last Resize and Sigmoid were cut (modelprep.variants
+drop_output_upsample): the logits on the decoder's last grid, to be resized bilinearly
+(half-pixel centres) to the input's size and passed through the sigmoid, as the cut nodes did
+(Family.postprocess)."""
 
 
 class Family:
@@ -153,63 +162,69 @@ def fixed_shape(session) -> Shape | None:
 
 def matte_output(session, fam: Family) -> tuple[str, bool]:
     """The output a session's matte is read from, and whether it is a prepared variant's coarse
-    logits (variants.COARSE_LOGITS: Family.postprocess's `coarse_to`) rather than the matte."""
-    from engine.models.variants import COARSE_LOGITS
-
+    logits (COARSE_LOGITS: Family.postprocess's `coarse_to`) rather than the matte."""
     outputs = [o.name for o in session.get_outputs()]
     if COARSE_LOGITS in outputs:
         return COARSE_LOGITS, True
     return (fam.output_name if fam.output_name in outputs else outputs[0]), False
 
 
-def available_cores() -> int:
-    """Cores this process may run on (a container's CPU set, not the host's core count)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class Segmenter:
     """One onnxruntime session for one checkpoint; `matte()` is safe to call from many threads
     (at most `concurrent_runs` inferences run at once, the others wait their turn).
 
-    The session runs the variant and execution provider engine/models/providers.py picks at
-    start (the int8 variant `make model` prepared where the CPU has fast 8-bit dot products,
-    else the cleaned fp32 graph; CLEARBG_MODEL_VARIANT / CLEARBG_EXECUTION_PROVIDER force
-    them), with the plain fp32 CPU session as the fallback. Memory matters more than a few
-    percent of speed: the CPU arena and memory pattern planner are off (providers.py says why).
+    `candidates` are the manifest's ways to run the net here, best first (Manifest.preference):
+    the first whose session opens is used, the next ones are the fallback (a broken OpenVINO
+    install, say). Memory matters more than a few percent of speed: the CPU arena and memory
+    pattern planner are off except for int8 (providers.py says why).
     """
 
     def __init__(
         self,
-        model_path: str | os.PathLike,
+        candidates: Sequence[Candidate],
         family_name: str = "isnet",
         threads: int | None = None,
         concurrent_runs: int = 1,
+        openvino_cache: pathlib.Path | None = None,
     ):
         from engine.models.lanes import Lanes
-        from engine.models.providers import open_session
 
+        if not candidates:
+            raise ValueError("no model candidate to open")
         self.family = family(family_name)
-        threads = threads or available_cores()
-        choice = open_session(pathlib.Path(model_path), self.family.name, threads)
-        self.session = choice.session
-        self.provider = choice.provider
-        self.model_path = choice.model_path  # the variant file in use
+        threads = threads or providers.default_threads()
+        self._openvino_cache = openvino_cache
+        self.candidate, self.session = self._open(candidates, threads)
+        self.provider = self.session.get_providers()[0]
+        self.model_path = self.candidate.file  # the variant file in use
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.output_name, self._coarse = matte_output(self.session, self.family)
         # A checkpoint exported at another square size (e.g. a 512² IS-Net) says so in its shape;
-        # one whose variant takes any shape (variants.flexible_input_size) keeps photos' aspect.
+        # one whose variant takes any shape (modelprep's flexible_input_size) keeps photos' aspect.
         self.fixed_shape = fixed_shape(self.session)
         self.size = max(self.fixed_shape) if self.fixed_shape else self.family.size
         # `concurrent_runs` inferences at once: the first on this all-core session, the others on
         # lanes of their own (engine/models/lanes.py). Each run in flight holds its activations
         # (~0.6 GB for fp32 IS-Net at 1024², far less for int8), so it stays a small bound.
         runs = max(1, concurrent_runs)
-        self._choice, self._lanes_wanted, self._lane_threads = choice, runs - 1, max(1, threads // runs)
+        self._lanes_wanted, self._lane_threads = runs - 1, max(1, threads // runs)
         self._lanes = Lanes(self.session)
+
+    def _session(self, candidate: Candidate, threads: int) -> object:
+        options = providers.session_options(threads, candidate.arena)
+        chain = providers.provider_list(candidate.provider, threads, candidate.precision, self._openvino_cache)
+        return providers.inference_session(candidate.file, options, chain)
+
+    def _open(self, candidates: Sequence[Candidate], threads: int) -> tuple[Candidate, object]:
+        failures = []
+        for candidate in candidates:
+            try:
+                return candidate, self._session(candidate, threads)
+            except Exception as exc:  # noqa: BLE001 - any provider failure: the next candidate, said in the log
+                failures.append(f"{candidate.name}: {exc}")
+                log.warning("model candidate %s failed to open (%s); trying the next", candidate.name, exc)
+        raise RuntimeError("no model candidate could be opened: " + "; ".join(failures))
 
     def input_shape(self, width: int, height: int) -> Shape:
         """The (w, h) the net sees a width x height picture at (see Family.input_shape)."""
@@ -240,7 +255,7 @@ class Segmenter:
         opened = 0
         for _ in range(self._lanes_wanted):
             try:
-                session = self._choice.another(self._lane_threads)
+                session = self._session(self.candidate, self._lane_threads)
                 self.warm_up(shapes, session)
             except Exception as exc:  # noqa: BLE001 - the wide session still serves every request
                 log.warning("another inference lane failed to open (%s); serving with %d", exc, 1 + opened)

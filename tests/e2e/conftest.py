@@ -38,6 +38,7 @@ class RunningStack:
     api_key: str
     log: pathlib.Path
     database_url: str = ""
+    server_pids: tuple[int, ...] = ()
 
 
 @contextlib.contextmanager
@@ -66,7 +67,8 @@ def start_stack(workdir: pathlib.Path, **settings: str) -> Iterator[RunningStack
             out.flush()
             pytest.fail(f"the stack did not start: {exc}\n--- stack output ---\n{log.read_text()[-4000:]}")
         try:
-            yield RunningStack(running.rest_url, running.grpc_address, DEV_KEY, log, database_url)
+            pids = tuple(child.process.pid for child in running.children if child.name != "envoy")
+            yield RunningStack(running.rest_url, running.grpc_address, DEV_KEY, log, database_url, pids)
         finally:
             running.stop()
 

@@ -77,11 +77,12 @@ class Launcher:
 
 
 def gone(pid: int) -> bool:
+    """No such process, or only its zombie (a killed launcher's children are reaped by init)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return True
-    return False
+    return "\nState:\tZ" in status
 
 
 @pytest.fixture
@@ -132,3 +133,56 @@ def test_wait_for_log_sees_a_line_written_later_and_gives_up_on_one_never_writte
     began = time.monotonic()
     assert not wait_for_log(log, r"engine_failed", 0.5)
     assert time.monotonic() - began >= 0.5
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_ctrl_c_stops_both_promptly(launcher):
+    """Nothing in flight: the stack is down well within the server's grace (10 s); it took ~20 s
+    when the server waited out grpc.aio's grace on the gateway's open connection."""
+    launcher.wait_for("ClearBG is ready.")
+    children = launcher.children()
+    began = time.monotonic()
+    launcher.process.send_signal(signal.SIGINT)
+    assert launcher.wait() == 0
+    took = time.monotonic() - began
+    assert took < 10.0, f"Ctrl-C took {took:.1f} s"
+    assert all(gone(pid) for pid in children)
+
+
+def test_a_second_ctrl_c_stops_at_once(launcher):
+    launcher.wait_for("ClearBG is ready.")
+    children = launcher.children()
+    launcher.process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    launcher.process.send_signal(signal.SIGINT)
+    assert launcher.wait(20) == 130
+    assert "stopping now" in launcher.output
+    deadline = time.monotonic() + 10
+    while not all(gone(pid) for pid in children):
+        assert time.monotonic() < deadline, "a child outlived the second Ctrl-C"
+        time.sleep(0.1)
+
+
+def test_a_killed_launcher_takes_its_children_with_it(launcher):
+    """SIGKILL cannot be caught: the children, in process groups of their own, get SIGTERM from
+    the kernel when their parent dies (parent-death signal) and free the ports."""
+    launcher.wait_for("ClearBG is ready.")
+    children = launcher.children()
+    grpc_port = int(launcher.output.split("gRPC  127.0.0.1:", 1)[1].split()[0])
+    launcher.process.kill()
+    launcher.process.wait()
+    deadline = time.monotonic() + 20  # the server's grace (10 s) and its unwinding
+    while not all(gone(pid) for pid in children):
+        assert time.monotonic() < deadline, "a child outlived the launcher"
+        time.sleep(0.2)
+    assert _port_free(launcher.http_port) and _port_free(grpc_port)

@@ -1,29 +1,27 @@
-"""X-Type classifier: real photos from ../shared/quality, the install-time conversion, bad input."""
+"""X-Type classifier: real photos from ../shared/quality, bad input (its networks are prepared by
+modelprep/xtype: tests/modelprep/test_xtype.py)."""
 
 from __future__ import annotations
 
 import csv
-import json
+import dataclasses
 import pathlib
-import pickle
 import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from engine.classify import TYPES, ForegroundClassifier, fetch
-from engine.classify.tfjs_onnx import TfjsConversionError, convert
-from engine.classify.torch_pickle import TorchPickleError, load_state_dict
-from engine.models.fetch import ModelFetchError, sha256_file
+from engine.classify import TYPES, ForegroundClassifier
 
 QUALITY = pathlib.Path(__file__).resolve().parents[3] / "shared" / "quality" / "grabcut50"
 needs_photos = pytest.mark.skipif(not QUALITY.is_dir(), reason="../shared/quality is not here")
 
 
 @pytest.fixture(scope="module")
-def classifier() -> ForegroundClassifier:
-    return ForegroundClassifier.from_cache()
+def classifier(model_manifest) -> ForegroundClassifier:
+    return ForegroundClassifier(model_manifest.xtype["detector"], model_manifest.xtype["classifier"],
+                                model_manifest.openvino_cache)
 
 
 def _photo(name: str) -> tuple[Image.Image, np.ndarray]:
@@ -212,68 +210,14 @@ def test_views_are_averaged_blocks_then_area_resized() -> None:
     assert not _crop(rgb, (-2, -3, 5, 4))[:3].any() and not _crop(rgb, (-2, -3, 5, 4))[:, :2].any()
 
 
-def test_installed_models_match_their_recorded_sha256() -> None:
-    paths = fetch.ensure_models()
-    for path in paths.values():
-        recorded = path.with_suffix(".sha256").read_text().strip()
-        assert sha256_file(path) == recorded
-    root = paths["detector"].parents[1]
-    for source in [*fetch.DETECTOR_FILES.values(), fetch.CLASSIFIER_FILE]:
-        assert sha256_file(fetch._cached_source(root, source)) == source.sha256
-
-
-def test_a_damaged_converted_model_is_rebuilt(tmp_path: pathlib.Path) -> None:
-    cached = fetch.ensure_models()
-    root = tmp_path / "cache"
-    (root / "sources").mkdir(parents=True)
-    for source in [*fetch.DETECTOR_FILES.values(), fetch.CLASSIFIER_FILE]:
-        src = fetch._cached_source(cached["detector"].parents[1], source)
-        (root / "sources" / src.name).write_bytes(src.read_bytes())
-    first = fetch.ensure_models(root)  # converts from the cached sources, no download
-    good = sha256_file(first["classifier"])
-    first["classifier"].write_bytes(b"truncated")
-    again = fetch.ensure_models(root)
-    assert again["classifier"] == first["classifier"]
-    assert sha256_file(again["classifier"]) == good
-    assert good == sha256_file(cached["classifier"])  # the conversion is reproducible
-
-
-def test_a_source_with_the_wrong_sha256_is_refused(tmp_path: pathlib.Path) -> None:
-    with pytest.raises(ModelFetchError, match="sha256"):
-        fetch._store(tmp_path, fetch.CLASSIFIER_FILE, b"not the weights", "test")
-    assert not any(tmp_path.rglob("*.pth"))
-
-
-def test_torch_reader_refuses_code_in_a_weights_file() -> None:
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
-
-    data = b"".join(pickle.dumps(x) for x in (0x1950A86A20F9469CFC6C, 1001, {}, Evil()))
-    with pytest.raises(TorchPickleError, match="refusing"):
-        load_state_dict(data)
-    with pytest.raises(TorchPickleError, match="magic"):
-        load_state_dict(pickle.dumps(1234))
-
-
-def test_tfjs_converter_rejects_unknown_ops() -> None:
-    graph = {"modelTopology": {"node": [
-        {"name": "x", "op": "Placeholder",
-         "attr": {"shape": {"shape": {"dim": [{"size": "1"}, {"size": "8"}, {"size": "8"}, {"size": "3"}]}}}},
-        {"name": "y", "op": "Erf", "input": ["x"]},
-    ]}}
-    with pytest.raises(TfjsConversionError, match="Erf"):
-        convert(json.loads(json.dumps(graph)), {}, ["y"])
-
-
-def test_the_engine_from_the_environment_uses_the_classifier() -> None:
+def test_the_engine_from_its_manifest_uses_the_classifier(model_manifest, engine_config) -> None:
     from engine.pipeline import Engine
 
-    engine = Engine.from_environment(threads=1)
+    engine = Engine.from_manifest(model_manifest, engine_config)
     assert isinstance(getattr(engine.classify, "__self__", None), ForegroundClassifier)
     image, matte = Image.new("RGB", (32, 32)), np.zeros((32, 32), np.float32)
     assert engine.classify(image, matte) in TYPES
-    assert Engine.from_environment(threads=1, classify=lambda i, m: "car").classify(image, matte) == "car"
+    assert Engine.from_manifest(model_manifest, engine_config, classify=lambda i, m: "car").classify(image, matte) == "car"
 
 
 @pytest.mark.parametrize(
@@ -289,10 +233,9 @@ def test_fine_label_for_type_level_2(kind, coco, label):
 
 
 
-def test_x_type_networks_fall_back_to_the_cpu_provider(monkeypatch):
+def test_x_type_networks_fall_back_to_the_cpu_provider(monkeypatch, model_manifest):
     """An OpenVINO failure while loading (a broken install, a cache another process is writing)
     must not stop a server: the networks load on the CPU provider instead."""
-    from engine.classify import classifier as module
     from engine.models import providers
 
     real = providers.inference_session
@@ -305,8 +248,7 @@ def test_x_type_networks_fall_back_to_the_cpu_provider(monkeypatch):
         return real(path, options, provider_options)
 
     monkeypatch.setattr(providers, "inference_session", openvino_fails)
-    monkeypatch.setattr(module.ort, "get_available_providers", lambda: [providers.OPENVINO, providers.CPU])
-    paths = fetch.ensure_models()
-    loaded = ForegroundClassifier(paths["detector"], paths["classifier"])
+    on_openvino = {name: dataclasses.replace(m, provider=providers.OPENVINO) for name, m in model_manifest.xtype.items()}
+    loaded = ForegroundClassifier(on_openvino["detector"], on_openvino["classifier"])
     assert loaded._detector.get_providers() == [providers.CPU]
     assert asked[-1] == [providers.CPU] and len(asked) == 4  # OpenVINO, then CPU, for each network

@@ -10,7 +10,6 @@ import pytest
 
 from engine.models import providers
 from engine.models.families import Segmenter
-from engine.models.fetch import ensure_checkpoint
 from engine.models.lanes import Lanes
 
 
@@ -83,12 +82,14 @@ def test_openvino_threads_are_not_pinned():
     import json
 
     options = dict(providers.provider_list(providers.OPENVINO, 1)[0][1])
+    assert "cache_dir" not in options  # none given: OpenVINO compiles afresh
     assert json.loads(options["load_config"])["CPU"]["ENABLE_CPU_PINNING"] == "NO"
 
 
 @pytest.fixture(scope="module")
-def two_lanes():
-    segmenter = Segmenter(ensure_checkpoint(), "isnet", threads=2, concurrent_runs=2)
+def two_lanes(model_manifest):
+    segmenter = Segmenter(model_manifest.preference(), "isnet", threads=2, concurrent_runs=2,
+                          openvino_cache=model_manifest.openvino_cache)
     assert segmenter.open_lanes([(1024, 768)]) == 1
     return segmenter
 

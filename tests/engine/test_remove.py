@@ -245,18 +245,20 @@ def test_concurrent_calls_share_one_session(engine, person, default_result):
         assert np.abs(np.asarray(open_bytes(result.data)).astype(int) - reference).max() <= 1
 
 
-def test_from_environment_routes_settings(monkeypatch, tmp_path):
-    from engine.models.fetch import ModelFetchError
+def test_an_engine_without_a_manifest_says_how_to_prepare_one(tmp_path):
+    """The engine prepares nothing itself: no manifest for this model here is a clear error
+    naming the command, whether the model is a checkpoint or a file."""
+    from engine.config import EngineConfig
+    from engine.models.manifest import ManifestError
     from engine.pipeline import Engine
 
-    monkeypatch.setenv("CLEARBG_CACHE_DIR", str(tmp_path))  # nothing may be fetched by this test
-    monkeypatch.setenv("CLEARBG_MODEL", "no-such-checkpoint")
-    with pytest.raises(ModelFetchError, match="unknown checkpoint"):
-        Engine.from_environment()
-    monkeypatch.setenv("CLEARBG_MODEL_PATH", str(tmp_path / "any.onnx"))
-    monkeypatch.setenv("CLEARBG_MODEL_FAMILY", "no-such-family")
-    with pytest.raises(ValueError, match="unknown model family"):
-        Engine.from_environment()
+    with pytest.raises(ManifestError, match="make model"):
+        Engine.from_config(EngineConfig(cache_dir=tmp_path, checkpoint="no-such-checkpoint"))
+    model = tmp_path / "any.onnx"
+    model.write_bytes(b"not prepared")
+    with pytest.raises(ManifestError, match="make model"):
+        Engine.from_config(EngineConfig(cache_dir=tmp_path, model_path=model))
+    assert list(tmp_path.iterdir()) == [model]  # nothing fetched, nothing written
 
 
 @pytest.mark.parametrize("options", [

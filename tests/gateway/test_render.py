@@ -37,3 +37,21 @@ def test_render_with_several_servers_lists_each_endpoint(tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("bound", [20.0, 45.5])
+def test_the_gateway_never_cuts_a_call_the_server_admitted(bound):
+    """The removal routes' timeout and the stream idle timeout (a queued call sends nothing)
+    are the admission bound plus the longest an admitted call may take in the engine."""
+    import math
+    import re
+
+    from service.launcher import SERVICE_ALLOWANCE_S
+
+    text = render_envoy_config(18080, 18051, descriptor=check_descriptor(), max_queue_wait_s=bound)
+    expected = math.ceil(bound + SERVICE_ALLOWANCE_S)
+    assert SERVICE_ALLOWANCE_S >= 240  # a 50 MP photo, two at once, on the slowest CPU path
+    idle = re.search(r"stream_idle_timeout: (\d+)s", text)
+    removal = re.search(r"path: /v1\.0/removebg \}\s+route: \{ cluster: grpc_server, timeout: (\d+)s", text)
+    grpc = re.search(r"prefix: application/grpc \}\s+route: \{ cluster: grpc_server, timeout: (\d+)s", text)
+    assert [int(m.group(1)) for m in (idle, removal, grpc)] == [expected] * 3

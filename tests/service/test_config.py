@@ -43,3 +43,20 @@ def test_idempotency_settings():
     assert (settings.idempotency_max_bytes, settings.idempotency_wait_s) == (64 * MIB, 2.5)
     with pytest.raises(ValueError, match="CLEARBG_IDEMPOTENCY_WAIT_S"):
         Settings.from_environ({"CLEARBG_IDEMPOTENCY_WAIT_S": "0"})
+
+
+def test_the_engine_is_configured_from_the_settings_not_its_environment(tmp_path):
+    import pathlib
+
+    settings = Settings.from_environ({
+        "CLEARBG_CACHE_DIR": str(tmp_path), "CLEARBG_MODEL_PATH": "/models/mine.onnx",
+        "CLEARBG_MODEL_VARIANT": " FP32-CPU ", "CLEARBG_EXECUTION_PROVIDER": "cpu", "CLEARBG_ENGINE_WORKERS": "3",
+    })
+    config = settings.engine_config(threads=1)
+    assert config.cache_dir == tmp_path and config.model_path == pathlib.Path("/models/mine.onnx")
+    assert (config.variant, config.provider, config.concurrent_inferences, config.threads) == ("fp32-cpu", "cpu", 3, 1)
+    default = Settings.from_environ({"XDG_CACHE_HOME": str(tmp_path)}).engine_config()
+    assert default.cache_dir == tmp_path / "clearbg" and default.checkpoint == "isnet-imgly-medium"
+    assert default.variant == "auto" and default.provider is None and default.model_path is None
+    with pytest.raises(ValueError, match="CLEARBG_MODEL_VARIANT"):
+        Settings.from_environ({"CLEARBG_MODEL_VARIANT": "int8; rm -rf /"})

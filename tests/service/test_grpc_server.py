@@ -218,3 +218,49 @@ def test_logs_carry_the_request_id_but_never_the_key_or_internals(channel, engin
     [failure] = [line for line in lines if line["event"] == "unexpected_error"]
     assert failure["request_id"] == "log-2" and "boom-internal" in failure["exception"]
     assert DEV_KEY not in buffer.getvalue()
+
+
+def test_shutdown_finishes_calls_in_the_engine_and_refuses_the_waiting_ones(grpc_server, engine, storage, account):
+    """SIGTERM's path: health NOT_SERVING at once, the call in the engine answered, the one
+    waiting behind it refused with 503 shutting_down and not charged, new calls refused."""
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    started, release = threading.Event(), threading.Event()
+    real_remove = engine.remove
+
+    def slow_remove(data, options):
+        started.set()
+        release.wait(10)
+        return real_remove(data, options)
+
+    engine.remove = slow_remove
+    grpc_server.server.removal.admission.workers = 1  # one in the engine, the next one waits
+    address = f"127.0.0.1:{grpc_server.port}"
+
+    def call(size: str):
+        with grpc.insecure_channel(address) as ch:
+            stub = removebg_pb2_grpc.RemoveBgServiceStub(ch)
+            return stub.RemoveBackgroundHttp.with_call(
+                multipart(image_file=png_bytes(32, 32), size=size), metadata=[("x-api-key", DEV_KEY)], timeout=20)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running = pool.submit(call, "hd")
+        assert started.wait(10)
+        waiting = pool.submit(call, "medium")
+        time.sleep(0.3)
+        stopping = asyncio.run_coroutine_threadsafe(grpc_server.server.stop(5.0), grpc_server.loop)
+        time.sleep(0.3)
+        with grpc.insecure_channel(address) as ch:  # health says so while the call finishes
+            status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="")).status
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.RpcError) as refused:
+            waiting.result(10)
+        release.set()
+        _, done = running.result(10)
+        stopping.result(10)
+    status_code, body = error_of(refused)
+    assert (status_code, body["errors"][0]["code"]) == (503, "shutting_down")
+    assert dict(done.initial_metadata())["x-credits-charged"] == "1"
+    assert storage.get_account(account[0].id).total == Decimal(49)  # only the finished call paid

@@ -137,6 +137,42 @@ def test_a_cancelled_call_gives_its_credit_back(storage, settings, account):
     assert [e.kind for e in storage.ledger(account[0].id)] == ["charge", "refund"]
 
 
+def test_a_call_cancelled_while_queued_never_reaches_the_engine_and_is_not_charged(storage, settings, account):
+    """The client went away while its call waited behind another: no inference, no charge."""
+    import dataclasses
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    class OneAtATime(FakeEngine):
+        def remove(self, data, options):
+            started.set()
+            release.wait(10)
+            return super().remove(data, options)
+
+    engine = OneAtATime()
+    service = RemovalService(storage, engine, dataclasses.replace(settings, engine_workers=1))
+
+    async def scenario():
+        fields = {"image_file": png_bytes(8, 8), "size": "hd"}
+        first = asyncio.ensure_future(service.remove(DEV_KEY, "running", fields))
+        await asyncio.to_thread(started.wait, 10)
+        queued = asyncio.ensure_future(service.remove(DEV_KEY, "queued", {**fields, "image_file": png_bytes(9, 9)}))
+        await asyncio.sleep(0.3)
+        assert storage.get_account(account[0].id).total == Decimal(48)  # both reserved
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        release.set()
+        await first
+
+    run(scenario())
+    service.shutdown()
+    assert [data for data, _ in engine.calls] == [png_bytes(8, 8)]  # only the first ran
+    assert storage.get_account(account[0].id).total == Decimal(49)
+    assert [e.kind for e in storage.ledger(account[0].id)].count("refund") == 1
+
+
 def test_authentication_errors(removal):
     assert api_error(remove, removal, {"image_file": png_bytes(8, 8)}, key=None).code == "missing_api_key"
     error = api_error(remove, removal, {"image_file": png_bytes(8, 8)}, key="cbg_wrong")

@@ -17,10 +17,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from engine.models import providers, variants
-from engine.models.calibration import PHOTOS
-from engine.models.families import ISNet, family, matte_output
-from engine.models.fetch import ensure_checkpoint
+from engine.models import providers
+from engine.models.families import COARSE_LOGITS, ISNet, family, matte_output
+from modelprep import variants
+from modelprep.calibration import CHECK_PHOTOS, PHOTOS
+from modelprep.fetch import ensure_checkpoint
 
 INT8_IOU_BOUND = 0.95  # measured 0.97-1.00 per photo on grabcut50 (bench/speed_network.py)
 
@@ -46,7 +47,7 @@ def test_cleaned_graph_is_sorted_fp32_with_one_output(source, fp32_path):
     cleaned = onnx.load(str(fp32_path))
     graph = cleaned.graph
     assert variants.is_topologically_sorted(graph)
-    assert [o.name for o in graph.output] == [variants.COARSE_LOGITS]  # the tail left to the reader
+    assert [o.name for o in graph.output] == [COARSE_LOGITS]  # the tail left to the reader
     assert all(i.data_type != TensorProto.FLOAT16 for i in graph.initializer)
     float_casts = [n for n in graph.node if n.op_type == "Cast" and n.attribute[0].i in (TensorProto.FLOAT, TensorProto.FLOAT16)]
     assert float_casts == []
@@ -179,36 +180,25 @@ def test_corrupted_variant_is_detected_and_rebuilt(temp_cache):
     assert rebuilt == path and variants.sha256_file(rebuilt) == good
 
 
-def test_settings_are_checked(monkeypatch):
-    monkeypatch.setenv("CLEARBG_EXECUTION_PROVIDER", "no-such-provider")
-    with pytest.raises(providers.ProviderError, match="not available"):
-        providers.choose_provider()
-    monkeypatch.setenv("CLEARBG_EXECUTION_PROVIDER", "cpu")
-    assert providers.choose_provider() == providers.CPU
-    monkeypatch.setenv("CLEARBG_MODEL_VARIANT", "fp8")
-    with pytest.raises(providers.ProviderError, match="CLEARBG_MODEL_VARIANT"):
-        providers.variant_kind()
+def test_an_unknown_kind_is_refused():
     with pytest.raises(variants.VariantError, match="unknown variant"):
         variants.prepare(__file__, "isnet", "fp8")
 
 
-def test_open_session_loads_the_chosen_variant(source, fp32_path, monkeypatch):
-    monkeypatch.setenv("CLEARBG_EXECUTION_PROVIDER", "cpu")
-    monkeypatch.setenv("CLEARBG_MODEL_VARIANT", "fp32")
-    choice = providers.open_session(source, "isnet", threads=2)
-    assert choice.model_path == fp32_path and choice.provider == providers.CPU
-    assert [o.name for o in choice.session.get_outputs()] == [variants.COARSE_LOGITS]
+def test_check_photos_are_held_out_from_calibration():
+    assert not set(CHECK_PHOTOS) & set(PHOTOS)
 
 
 _OPEN_ON_OPENVINO = """
-import sys, time
+import pathlib, sys, time
 from engine.models import providers
-providers.inference_session(sys.argv[1], providers.session_options(1), providers.provider_list(providers.OPENVINO, 1))
+chain = providers.provider_list(providers.OPENVINO, 1, cache_dir=pathlib.Path(sys.argv[2]))
+providers.inference_session(sys.argv[1], providers.session_options(1), chain)
 print(time.time())
 """
 
 
-def test_openvino_sessions_wait_for_the_cache_lock(fp32_path, tmp_path, monkeypatch):
+def test_openvino_sessions_wait_for_the_cache_lock(fp32_path, tmp_path):
     """Sessions on OpenVINO are made under one lock per cache, across processes: two servers
     starting together raced in the compile cache (one deleted the blob the other was writing,
     and that server died at start)."""
@@ -220,10 +210,9 @@ def test_openvino_sessions_wait_for_the_cache_lock(fp32_path, tmp_path, monkeypa
 
     if providers.OPENVINO not in ort.get_available_providers():
         pytest.skip("this onnxruntime has no OpenVINO provider")
-    monkeypatch.setenv("CLEARBG_CACHE_DIR", str(tmp_path))  # this process's lock and the child's
     root = pathlib.Path(__file__).resolve().parents[2]
-    with providers._openvino_cache_lock():
-        child = subprocess.Popen([sys.executable, "-c", _OPEN_ON_OPENVINO, str(fp32_path)], cwd=root,
+    with providers._openvino_cache_lock(str(tmp_path)):  # this process's lock and the child's
+        child = subprocess.Popen([sys.executable, "-c", _OPEN_ON_OPENVINO, str(fp32_path), str(tmp_path)], cwd=root,
                                  env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(3)  # the child would have made its session by now, were it not waiting
         released = time.time()
@@ -330,7 +319,7 @@ def test_dropped_output_upsample_leaves_the_reader_the_same_matte(transform, hei
     x = (np.random.default_rng(2).standard_normal((1, 1, height, width)) * 6).astype(np.float32)
     session = ort.InferenceSession(cut.SerializeToString(), providers=[providers.CPU])
     name, coarse = matte_output(session, ISNet())
-    assert (name, coarse) == (variants.COARSE_LOGITS, True)
+    assert (name, coarse) == (COARSE_LOGITS, True)
     logits = run(cut, name, x)
     assert logits.shape[-2:] == (-(-height // 2), -(-width // 2))
     expected = ISNet().postprocess(run(whole, "output", x))

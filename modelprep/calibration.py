@@ -21,7 +21,7 @@ import hashlib
 import pathlib
 import zipfile
 
-from engine.models.fetch import ModelFetchError, cache_dir, downloaded_package
+from modelprep.fetch import ModelFetchError, cache_dir, downloaded_package
 
 SCIKIT_IMAGE = "scikit-image==0.26.0"
 
@@ -34,6 +34,18 @@ PHOTOS: dict[str, str] = {
 }
 
 
+# Held out from calibration, to check each candidate's masks against the fp32 reference (a
+# figure from the photos int8 was calibrated on would flatter it). Same wheel, same licences:
+# motorcycle_left (CC0, Middlebury stereo), coins (Greek coins, public domain), clock_motion
+# (CC0, Stefan van der Walt), horse (public domain silhouette).
+CHECK_PHOTOS: dict[str, str] = {
+    "motorcycle_left.png": "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
+    "coins.png": "f8d773fc9cfa6f4d8e5942dc34d0a0788fcaed2a4fefbbed0aef5398d7ef4cba",
+    "clock_motion.png": "f029226b28b642e80113d86622e9b215ee067a0966feaf5e60604a1e05733955",
+    "horse.png": "c7fb60789fe394c485f842291ea3b21e50d140f39d6dcb5fb9917cc178225455",
+}
+
+
 class CalibrationPhotosError(RuntimeError):
     pass
 
@@ -42,18 +54,19 @@ def _verified(path: pathlib.Path, sha256: str) -> bool:
     return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256
 
 
-def ensure_photos(root: pathlib.Path | None = None) -> list[pathlib.Path]:
-    """Paths of the verified calibration photos, fetching scikit-image's wheel once if needed."""
+def ensure_photos(root: pathlib.Path | None = None, photos: dict[str, str] = PHOTOS) -> list[pathlib.Path]:
+    """Paths of the verified `photos` (default: the calibration ones), fetching scikit-image's
+    wheel once if needed."""
     folder = (root or cache_dir()) / "calibration"
-    paths = [folder / name for name in PHOTOS]
-    if all(_verified(path, PHOTOS[path.name]) for path in paths):
+    paths = [folder / name for name in photos]
+    if all(_verified(path, photos[path.name]) for path in paths):
         return paths
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with downloaded_package("pypi", SCIKIT_IMAGE, None, folder) as wheel, zipfile.ZipFile(wheel) as archive:
             for path in paths:  # the photos themselves are pinned, not the wheel around them
                 data = archive.read(f"skimage/data/{path.name}")
-                if hashlib.sha256(data).hexdigest() != PHOTOS[path.name]:
+                if hashlib.sha256(data).hexdigest() != photos[path.name]:
                     raise CalibrationPhotosError(f"{path.name} in {wheel.name} does not match its sha256")
                 part = path.with_suffix(path.suffix + ".part")
                 part.write_bytes(data)

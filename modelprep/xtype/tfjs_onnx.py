@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from engine.classify.onnx_graph import GraphBuilder
+from modelprep.xtype.onnx_graph import GraphBuilder
 
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1, -1: 1, -2: 3, -3: 2, -4: 0}
 

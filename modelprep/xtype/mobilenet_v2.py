@@ -11,11 +11,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from engine.classify.onnx_graph import GraphBuilder, fold_batchnorm
-
-INPUT_SIZE = 224
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+from engine.classify.classifier import CLASSIFIER_SIZE as INPUT_SIZE
+from modelprep.xtype.onnx_graph import GraphBuilder, fold_batchnorm
 # Stride of each of features.1 .. features.17 (MobileNetV2 paper, table 2).
 _BLOCK_STRIDES = [1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1]
 _BN_EPS = 1e-5

@@ -1,0 +1,21 @@
+"""What the engine is told by whoever builds it (the service's settings): which model, how to run
+it, where the prepared files are. The engine itself reads no environment variables."""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+
+DEFAULT_CHECKPOINT = "isnet-imgly-medium"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    cache_dir: pathlib.Path  # where `make model` left the prepared files and their manifest
+    checkpoint: str = DEFAULT_CHECKPOINT  # a catalog checkpoint (modelprep/catalog.py)
+    model_path: pathlib.Path | None = None  # or any prepared ONNX file instead
+    variant: str = "auto"  # auto (the manifest's choice), fp32, int8, or a candidate's name
+    provider: str | None = None  # force an execution provider ("cpu", "openvino", ...)
+    threads: int | None = None  # None: every core this process may use
+    concurrent_inferences: int = 1
+    xtype: bool = True  # X-Type from the detector + classifier (else the engine's fallback)

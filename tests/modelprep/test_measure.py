@@ -1,0 +1,165 @@
+"""The measured choice: every candidate timed on the same inputs, checked against the reference,
+the fastest within the bound chosen. Fake sessions and a fake clock stand in for the machine (an
+Arm CPU without OpenVINO, or one where a fast candidate breaks the masks); the real table on this
+machine is what `make model` prints (test_main below)."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine.models import providers
+from engine.models.families import ISNet
+from modelprep import measure
+
+
+class _FakeSession:
+    """Answers a matte (one output, the family's) and advances the fake clock by its cost."""
+
+    def __init__(self, clock: list[float], cost_ms: float, broken: bool):
+        self.clock, self.cost, self.broken = clock, cost_ms / 1000, broken
+
+    def get_inputs(self):
+        return [type("I", (), {"name": "input", "shape": [1, 3, "h", "w"]})()]
+
+    def get_outputs(self):
+        return [type("O", (), {"name": "output"})()]
+
+    def run(self, outputs, feeds):
+        x = feeds["input"]
+        self.clock[0] += self.cost
+        matte = (x[:, :1] > 0).astype(np.float32)  # the "net": bright pixels are the subject
+        if self.broken:
+            matte = 1.0 - matte
+        return [matte]
+
+
+def _fake_machine(monkeypatch, table: dict[str, tuple[float, bool]]):
+    """`table`: candidate name -> (milliseconds a run, breaks the masks)."""
+    clock = [0.0]
+    by_options = {}
+
+    def session(path, options, chain):
+        first = chain[0]
+        provider = first[0] if isinstance(first, tuple) else first
+        precision = None
+        if isinstance(first, tuple):
+            import json
+
+            precision = json.loads(first[1]["load_config"])["CPU"].get("INFERENCE_PRECISION_HINT")
+        kind = pathlib.Path(path).stem
+        name = {(providers.CPU, None): f"{kind}-cpu", (providers.OPENVINO, "f32"): f"{kind}-openvino",
+                (providers.OPENVINO, "bf16"): f"{kind}-openvino-bf16",
+                (providers.OPENVINO, None): f"{kind}-openvino"}[(provider, precision)]
+        if name not in table:
+            raise RuntimeError(f"{name} is not offered on this fake machine")
+        by_options[name] = _FakeSession(clock, *table[name])
+        return by_options[name]
+
+    monkeypatch.setattr(providers, "inference_session", session)
+    return lambda: clock[0]
+
+
+@pytest.fixture()
+def files(tmp_path) -> dict[str, pathlib.Path]:
+    paths = {kind: tmp_path / f"{kind}.onnx" for kind in ("fp32", "int8")}
+    for path in paths.values():
+        path.write_bytes(b"model")
+    return paths
+
+
+def _inputs() -> list[tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(3)
+    return [(f"{w}x{h}", rng.standard_normal((1, 3, h, w)).astype(np.float32)) for w, h in ((32, 24), (24, 32)) * 2]
+
+
+def test_the_candidates_are_what_the_runtime_offers(files):
+    arm = measure.candidate_specs(files, [providers.CPU])
+    assert [s.name for s in arm] == ["fp32-cpu", "int8-cpu"]
+    x86 = measure.candidate_specs(files, [providers.OPENVINO, providers.CPU])
+    assert [s.name for s in x86] == ["fp32-cpu", "int8-cpu", "fp32-openvino", "fp32-openvino-bf16", "int8-openvino"]
+    assert [s.arena for s in x86] == [False, True, False, False, True]
+
+
+def test_on_arm_int8_is_chosen_where_it_is_faster_and_agrees(monkeypatch, files):
+    clock = _fake_machine(monkeypatch, {"fp32-cpu": (900, False), "int8-cpu": (400, False)})
+    found = measure.measure(measure.candidate_specs(files, [providers.CPU]), ISNet(), _inputs(), clock=clock)
+    by_name = {c.name: c for c in found}
+    assert by_name["int8-cpu"].latency_ms == {"32x24": 400.0, "24x32": 400.0}
+    assert by_name["int8-cpu"].mean_iou == 1.0 and by_name["int8-cpu"].passes
+    from engine.models.manifest import first_passing
+
+    assert first_passing(found).name == "int8-cpu"
+
+
+def test_a_faster_candidate_whose_masks_disagree_is_not_chosen(monkeypatch, files):
+    clock = _fake_machine(monkeypatch, {
+        "fp32-cpu": (2250, False), "int8-cpu": (1000, False), "fp32-openvino": (1670, False),
+        "fp32-openvino-bf16": (600, True), "int8-openvino": (910, False)})
+    found = measure.measure(measure.candidate_specs(files, [providers.OPENVINO, providers.CPU]), ISNet(), _inputs(),
+                            clock=clock)
+    from engine.models.manifest import first_passing
+
+    by_name = {c.name: c for c in found}
+    assert not by_name["fp32-openvino-bf16"].passes and by_name["fp32-openvino-bf16"].mean_iou < 0.5
+    assert first_passing(found).name == "int8-openvino"  # AVX2-only CPU of issue 14: int8 wins
+
+
+def test_a_candidate_that_does_not_open_is_left_out(monkeypatch, files):
+    clock = _fake_machine(monkeypatch, {"fp32-cpu": (900, False), "int8-cpu": (700, False)})
+    found = measure.measure(measure.candidate_specs(files, [providers.OPENVINO, providers.CPU]), ISNet(), _inputs(),
+                            clock=clock)
+    assert [c.name for c in found] == ["fp32-cpu", "int8-cpu"]
+
+
+def test_make_model_prints_the_table_and_its_choice():
+    """The real thing on this machine: cached by `make test`'s `make model`, so it only verifies."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "modelprep"], cwd=root, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "chosen: " in out and "IoU vs fp32" in out
+    for name in ("fp32-cpu", "int8-cpu"):
+        assert name in out
+    chosen = out.split("chosen: ")[1].split()[0]
+    row = next(line for line in out.splitlines() if line.startswith(chosen + " "))
+    assert row.endswith("<- chosen") and " yes " in row
+
+
+def test_x_types_networks_take_the_fastest_precision_that_keeps_their_answers(monkeypatch, tmp_path):
+    """bf16 on OpenVINO is faster but moves the detector's heat map (measured here: another top
+    class on one check photo): a precision is used only within AUX_TOLERANCE of f32."""
+    import json
+
+    clock = [0.0]
+    table = {(providers.CPU, None): (100, 0.0), (providers.OPENVINO, "f32"): (60, 0.001),
+             (providers.OPENVINO, "bf16"): (45, 0.5)}
+
+    class Session:
+        def __init__(self, cost, noise):
+            self.cost, self.noise = cost / 1000, noise
+
+        def run(self, outputs, feed):
+            clock[0] += self.cost
+            x = feed["image"]
+            return [x * (1 + self.noise)]
+
+    def session(path, options, chain):
+        first = chain[0]
+        key = (first[0], json.loads(first[1]["load_config"])["CPU"].get("INFERENCE_PRECISION_HINT")) \
+            if isinstance(first, tuple) else (first, None)
+        return Session(*table[key])
+
+    monkeypatch.setattr(providers, "inference_session", session)
+    inputs = [{"image": np.random.default_rng(i).random((1, 4, 4, 3), dtype=np.float32)} for i in range(3)]
+    chosen, rows = measure.choose_aux(tmp_path / "detector.onnx", inputs, [providers.OPENVINO, providers.CPU],
+                                      clock=lambda: clock[0])
+    assert (chosen.provider, chosen.precision) == (providers.OPENVINO, "f32")
+    assert [r["passes"] for r in rows] == [True, True, False]
+    assert [r["latency_ms"] for r in rows] == [100.0, 60.0, 45.0]
+    on_arm, _ = measure.choose_aux(tmp_path / "detector.onnx", inputs, [providers.CPU], clock=lambda: clock[0])
+    assert on_arm.provider == providers.CPU
