@@ -11,13 +11,23 @@ TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 
-.PHONY: run test test-node deps gen model lint-proto clean bench-quality bench-speed
+.PHONY: run test test-node test-sdk-python deps gen model lint-proto clean bench-quality bench-speed
 
 run: deps
 	$(PY) -m service.launcher
 
 test: deps lint-proto test-node
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-sdk-python
+
+# The Python SDK (clients/python) installed as a user installs it, into a venv of its own, and
+# its own tests run from there: unit tests against fake servers, end to end against the real
+# service (which they start with this checkout's .venv, hence deps).
+SDK_VENV := .venv-sdk
+test-sdk-python: deps
+	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --quiet './clients/python[grpc,test]'
+	cd clients/python && ../../$(SDK_VENV)/bin/python -m pytest $(SDK_PYTEST_ARGS)
 
 # The Node SDK `clearbg` and CLI `clearbg-cli` (clients/, one npm workspace): dev dependencies from
 # its lockfile (from npm's cache once fetched), both built, their unit tests against a fake server.
@@ -70,4 +80,4 @@ bench-speed: deps
 	$(PY) -m bench.speed $(BENCH_ARGS)
 
 clean:
-	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV)
+	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV) $(SDK_VENV) clients/python/build

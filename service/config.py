@@ -97,6 +97,10 @@ class Settings:
     # The gRPC AdminService is served only when this is set, to callers presenting it
     # (service/admin/servicer.py); None: not served at all.
     admin_token: str | None = None
+    # Answers kept for replays of calls with an Idempotency-Key (service/idempotency.py): their
+    # total size (oldest dropped first), and how long a repeat waits for a call still running.
+    idempotency_max_bytes: int = 512 * MIB
+    idempotency_wait_s: float = 30.0
     # The model (engine/config.py): a catalog checkpoint or a prepared file, the variant and
     # provider `make model` chose unless these force others, and where its manifest lives.
     model: str = DEFAULT_CHECKPOINT
@@ -134,6 +138,8 @@ class Settings:
             redis_url=env.get("CLEARBG_REDIS_URL", "").strip() or None,
             preview_ip_limit=_int(env, "CLEARBG_PREVIEW_IP_LIMIT", cls.preview_ip_limit, 1),
             admin_token=_admin_token(env),
+            idempotency_max_bytes=_int(env, "CLEARBG_IDEMPOTENCY_MAX_MB", cls.idempotency_max_bytes // MIB, 0) * MIB,
+            idempotency_wait_s=_seconds(env, "CLEARBG_IDEMPOTENCY_WAIT_S", cls.idempotency_wait_s),
             model=env.get("CLEARBG_MODEL", "").strip() or cls.model,
             model_path=pathlib.Path(path) if (path := env.get("CLEARBG_MODEL_PATH", "").strip()) else None,
             model_variant=_variant(env),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from service.config import Settings
 from service.credits import format_credits, paid_call
 from service.errors import ApiError, bad_request
 from service.fetching.remote_images import RemoteImages
+from service.idempotency import Idempotency, IdempotencyRefused
 from service.limits import (
     Decision,
     InProcessLimiter,
@@ -76,6 +78,7 @@ class RemovalService:
         self.settings = settings
         self._executor = ThreadPoolExecutor(max_workers=settings.engine_workers, thread_name_prefix="engine")
         self.remote_images = RemoteImages(settings)  # image_url / bg_image_url, on threads of its own
+        self.idempotency = Idempotency(storage, settings.idempotency_max_bytes, settings.idempotency_wait_s)
         # Calls wait for an engine thread only if they can expect to start in time (503 beyond).
         self.admission = Admission(settings.engine_workers, settings.max_queue_wait_s, max_queued=settings.max_queue)
 
@@ -108,13 +111,29 @@ class RemovalService:
 
     async def remove(
         self, api_key: str | None, request_id: str, fields: dict, accept_json: bool = False,
-        client_ip: str | None = None,
+        client_ip: str | None = None, idempotency_key: str | None = None,
+    ) -> Delivery:
+        """With an Idempotency-Key (not empty), run and charged at most once per account and
+        key; a repeat gets the kept answer (service/idempotency.py)."""
+        caller = await self.authenticate(api_key)
+        run = functools.partial(self._remove_for, caller, api_key, request_id, fields, accept_json, client_ip)
+        if not idempotency_key or not idempotency_key.strip():
+            return await run()
+        try:
+            return await self.idempotency.run(
+                caller.account.id, idempotency_key, fields, "json" if accept_json else "image", request_id, run
+            )
+        except IdempotencyRefused as exc:  # nothing ran: the limit headers as they stand (a peek)
+            rate_key = hash_key(api_key.strip())
+            raise with_rate_limit_headers(exc, await self.limits.for_key(rate_key, 0, caller.account.rate_limit_per_minute))
+
+    async def _remove_for(
+        self, caller: Caller, api_key: str, request_id: str, fields: dict, accept_json: bool, client_ip: str | None
     ) -> Delivery:
         """Rate limits around the call: the request's megapixel cost once its size is known
         (an upload's header is read without decoding, so that is cheap), and before a download
         a free gate, so an empty bucket costs us no fetch. Every answer after authentication
         carries the limit headers; nothing is refunded (see service/limits/base.py)."""
-        caller = await self.authenticate(api_key)
         # The bucket is named after the key itself (hashed), not its row id: ids restart at 1
         # in every database, and deployments may share one Redis.
         rate_key, rate_limit = hash_key(api_key.strip()), caller.account.rate_limit_per_minute

@@ -54,6 +54,7 @@ class RemoveBgServicer(removebg_pb2_grpc.RemoveBgServiceServicer):
                     fields,
                     accept_json="application/json" in metadata.get("accept", "").lower(),
                     client_ip=client_ip(metadata.get("x-clearbg-client-ip"), context.peer()),
+                    idempotency_key=metadata.get("idempotency-key"),
                 )
             except Exception as exc:  # noqa: BLE001 - every error leaves as an API error
                 await _fail(context, exc)
@@ -69,6 +70,7 @@ class RemoveBgServicer(removebg_pb2_grpc.RemoveBgServiceServicer):
                 delivery = await self.removal.remove(
                     metadata.get("x-api-key"), request_id, typed_fields(options, image),
                     client_ip=client_ip(metadata.get("x-clearbg-client-ip"), context.peer()),
+                    idempotency_key=metadata.get("idempotency-key"),
                 )
             except Exception as exc:  # noqa: BLE001
                 await _fail(context, exc)

@@ -3,12 +3,14 @@
 from service.storage.base import (
     Account,
     ApiKey,
+    IdempotencyClaim,
     InsufficientCredits,
     InsufficientFreeCalls,
     KeyExists,
     LedgerEntry,
     Reservation,
     Storage,
+    StoredResponse,
     UnknownAccount,
 )
 
@@ -32,12 +34,14 @@ def open_storage(database_url: str) -> Storage:
 __all__ = [
     "Account",
     "ApiKey",
+    "IdempotencyClaim",
     "InsufficientCredits",
     "InsufficientFreeCalls",
     "KeyExists",
     "LedgerEntry",
     "Reservation",
     "Storage",
+    "StoredResponse",
     "UnknownAccount",
     "open_storage",
 ]

@@ -119,6 +119,31 @@ def split_debit(balances: Sequence[N], amount: N) -> tuple[N, ...]:
     return tuple(taken)
 
 
+@dataclass(frozen=True)
+class StoredResponse:
+    """A delivered answer kept for replays under an Idempotency-Key (service/idempotency.py).
+    `summary` is the caller's own JSON text (the typed result's fields); `body` is None once
+    the answer was evicted to keep the store within its size."""
+
+    content_type: str
+    headers: tuple[tuple[str, str], ...]
+    summary: str
+    body: bytes | None
+
+
+ClaimOutcome = Literal["started", "replay", "in_flight", "mismatch"]
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """What `Storage.claim_idempotency` decided: `started` (this call runs and owns the key),
+    `replay` (done before: `response`), `in_flight` (another call runs it now) or `mismatch`
+    (the key was used with other parameters)."""
+
+    outcome: ClaimOutcome
+    response: StoredResponse | None = None
+
+
 class KeyExists(ValueError):
     """The key is already registered (possibly revoked); a key is never reused."""
 
@@ -233,6 +258,28 @@ class Storage(Protocol):
 
     def ledger(self, account_id: int, limit: int | None = None) -> list[LedgerEntry]:
         """Oldest first; with `limit`, the newest `limit` rows."""
+        ...
+
+    def claim_idempotency(
+        self, account_id: int, key: str, fingerprint: str, owner: str, *, now: float, ttl_s: float, lease_s: float
+    ) -> IdempotencyClaim:
+        """One atomic decision for a call carrying an Idempotency-Key (times in Unix seconds):
+        no live record -> one is made, running, owned by `owner` until `now + lease_s` and kept
+        until `now + ttl_s` (`started`); another fingerprint -> `mismatch`; running and within
+        its lease -> `in_flight`; running past its lease (its server died) -> taken over
+        (`started`); done -> `replay`. Servers racing on one key: exactly one gets `started`."""
+        ...
+
+    def complete_idempotency(
+        self, account_id: int, key: str, owner: str, response: StoredResponse, *, now: float, max_bytes: int
+    ) -> bool:
+        """Keeps `response` for replays if `owner` still holds the key; the stored bodies stay
+        within `max_bytes` in total (the oldest evicted first; a body over it is not kept).
+        Expired records are deleted. False if the key was no longer `owner`'s."""
+        ...
+
+    def release_idempotency(self, account_id: int, key: str, owner: str) -> None:
+        """Forgets a running record `owner` holds (its call failed: a retry runs anew)."""
         ...
 
     def close(self) -> None: ...

@@ -68,8 +68,30 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX ledger_account ON ledger(account_id, id);
     """,
+    # 2: answers kept for replays under an Idempotency-Key (service/storage/idempotency_sql.py).
+    """
+    CREATE TABLE idempotency (
+        account_id BIGINT NOT NULL REFERENCES accounts(id),
+        idempotency_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'done', 'evicted')),
+        owner TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        lease_until DOUBLE PRECISION NOT NULL,
+        completed_at DOUBLE PRECISION,
+        content_type TEXT,
+        headers TEXT,
+        summary TEXT,
+        body BYTEA,
+        body_size BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (account_id, idempotency_key)
+    );
+    CREATE INDEX idempotency_expiry ON idempotency(expires_at);
+    CREATE INDEX idempotency_kept ON idempotency(state, completed_at);
+    """,
 )
 MIGRATION_LOCK = 0x636C_6267  # pg_advisory_xact_lock key ("clbg")
+IDEMPOTENCY_STORE_LOCK = 0x636C_6269  # the kept answers' total size ("clbi")
 
 
 class _Db:
@@ -87,6 +109,7 @@ class PostgresStorage(SqlStorage):
     # Blocks concurrent inserts into accounts (not reads) until the transaction ends.
     LOCK_ACCOUNTS = "LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE"
     UNIQUE_VIOLATION = psycopg.errors.UniqueViolation
+    LOCK_IDEMPOTENCY_STORE = f"SELECT pg_advisory_xact_lock({IDEMPOTENCY_STORE_LOCK})"
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0):
         self.url = url

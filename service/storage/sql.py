@@ -34,6 +34,7 @@ from service.storage.base import (
     hash_key,
     split_debit,
 )
+from service.storage.idempotency_sql import IdempotencySql
 
 ACCOUNT_COLUMNS = (
     "id, name, subscription, payg, enterprise, free_calls_allowance, free_calls_used, "
@@ -61,7 +62,7 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class SqlStorage(ABC):
+class SqlStorage(IdempotencySql, ABC):
     # Appended to the SELECT that reads an account before changing it.
     LOCK_ROW = ""
     # Run first in a transaction that must see no account appear meanwhile (None: the write

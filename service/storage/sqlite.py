@@ -95,6 +95,27 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE ledger_v2 RENAME TO ledger;
     CREATE INDEX ledger_account ON ledger(account_id, id);
     """,
+    # 3: answers kept for replays under an Idempotency-Key (service/storage/idempotency_sql.py).
+    """
+    CREATE TABLE idempotency (
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        idempotency_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'done', 'evicted')),
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        lease_until REAL NOT NULL,
+        completed_at REAL,
+        content_type TEXT,
+        headers TEXT,
+        summary TEXT,
+        body BLOB,
+        body_size INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account_id, idempotency_key)
+    );
+    CREATE INDEX idempotency_expiry ON idempotency(expires_at);
+    CREATE INDEX idempotency_kept ON idempotency(state, completed_at);
+    """,
 )
 
 

@@ -347,3 +347,55 @@ def test_curl_large_upload_with_expect_100_continue(gateway, backend, tmp_path):
     assert run.returncode == 0, run.stderr
     assert image in backend.seen.request.body.data
     assert (tmp_path / "out.bin").read_bytes() == backend.seen.request.body.data[-64:]
+
+
+def test_errors_carry_the_request_id_the_backend_saw(gateway, backend):
+    """X-Request-Id on success, on the error convention and on Envoy's own replies: what a
+    caller quotes (the SDKs' request_id) is what the server logged."""
+
+    async def answer(request, context):
+        return http_body(b"ok", "text/plain")
+
+    backend.removebg = answer
+    response = requests.post(gateway.url + "/v1.0/removebg", data={"size": "auto"}, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == backend.seen.metadata["x-request-id"]
+
+    error = ApiError(402, "insufficient_credits", "No credits left")
+
+    async def refuse(request, context):
+        await context.abort(error.grpc_code(), error.detail, trailing_metadata=error.trailing_metadata())
+
+    backend.removebg = refuse
+    refused = requests.post(gateway.url + "/v1.0/removebg", data={"size": "auto"}, timeout=10)
+    assert_error(refused, 402, "insufficient_credits")
+    assert refused.headers["x-request-id"] == backend.seen.metadata["x-request-id"]
+    assert refused.headers["x-request-id"] != response.headers["x-request-id"]
+
+    # A client's own id is replaced (preserve_external_request_id: false), also in the answer.
+    forged = requests.get(gateway.url + "/v1.0/nothing", headers={"X-Request-Id": "mine"}, timeout=10)
+    assert_error(forged, 404, "not_found")
+    assert len(forged.headers["x-request-id"]) >= 16 and forged.headers["x-request-id"] != "mine"
+
+
+def test_request_id_on_answers_of_a_backend_that_is_down(gateway_without_backend):
+    response = requests.get(gateway_without_backend.url + "/v1.0/account", timeout=10)
+    assert_error(response, 503, "service_unavailable")
+    assert len(response.headers["x-request-id"]) >= 16
+
+
+def test_idempotency_key_reaches_the_backend_and_replayed_comes_back(gateway, backend):
+    """Idempotency-Key travels as metadata; the server's idempotent-replayed metadata becomes
+    the Idempotent-Replayed header."""
+
+    async def answer(request, context):
+        await context.send_initial_metadata((("idempotent-replayed", "true"),))
+        return http_body(b"png", "image/png")
+
+    backend.removebg = answer
+    response = requests.post(
+        gateway.url + "/v1.0/removebg", data={"size": "auto"}, headers={"Idempotency-Key": "k-1"}, timeout=10
+    )
+    assert response.status_code == 200
+    assert backend.seen.metadata["idempotency-key"] == "k-1"
+    assert response.headers["idempotent-replayed"] == "true"

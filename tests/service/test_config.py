@@ -36,6 +36,15 @@ def test_bad_values_name_the_variable(name, value):
         Settings.from_environ({name: value})
 
 
+def test_idempotency_settings():
+    defaults = Settings.from_environ({})
+    assert (defaults.idempotency_max_bytes, defaults.idempotency_wait_s) == (512 * MIB, 30.0)
+    settings = Settings.from_environ({"CLEARBG_IDEMPOTENCY_MAX_MB": "64", "CLEARBG_IDEMPOTENCY_WAIT_S": "2.5"})
+    assert (settings.idempotency_max_bytes, settings.idempotency_wait_s) == (64 * MIB, 2.5)
+    with pytest.raises(ValueError, match="CLEARBG_IDEMPOTENCY_WAIT_S"):
+        Settings.from_environ({"CLEARBG_IDEMPOTENCY_WAIT_S": "0"})
+
+
 def test_the_engine_is_configured_from_the_settings_not_its_environment(tmp_path):
     import pathlib
 

@@ -1,0 +1,7 @@
+"""`python -m clearbg` is the `clearbg` command."""
+
+import sys
+
+from clearbg.cli import main
+
+sys.exit(main())
