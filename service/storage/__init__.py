@@ -10,6 +10,8 @@ from service.storage.base import (
     Reservation,
     Storage,
     UnknownAccount,
+    User,
+    UserExists,
 )
 
 
@@ -39,5 +41,7 @@ __all__ = [
     "Reservation",
     "Storage",
     "UnknownAccount",
+    "User",
+    "UserExists",
     "open_storage",
 ]
