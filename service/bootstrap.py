@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 from decimal import Decimal
 from typing import TextIO
 
 from service.logging import get_logger
-from service.storage import KeyExists, Storage
+from service.storage import KeyExists, Storage, UserExists
 from service.storage.base import generate_key
 
 log = get_logger(__name__)
 
 # The documented example balance (GET /v1.0/account on the API page).
 DEV_ACCOUNT = dict(subscription=Decimal(45), payg=Decimal(5), enterprise=Decimal(0), free_calls=50)
+# The development account's dashboard user (service/dashboard).
+DEV_USER_EMAIL = "dev@localhost"
 
 
 def ensure_dev_account(storage: Storage, dev_api_key: str | None, out: TextIO = sys.stdout) -> None:
@@ -25,7 +28,9 @@ def ensure_dev_account(storage: Storage, dev_api_key: str | None, out: TextIO = 
     if storage.create_first_account("development", key, **DEV_ACCOUNT) is not None:
         out.write(f"Development API key: {key}\n")
         out.flush()
+        ensure_dev_user(storage, out)
         return
+    ensure_dev_user(storage, out)
     if dev_api_key and storage.find_key(dev_api_key) is None:
         account = storage.first_account()
         assert account is not None
@@ -34,3 +39,22 @@ def ensure_dev_account(storage: Storage, dev_api_key: str | None, out: TextIO = 
         except KeyExists:
             if storage.find_key(dev_api_key) is None:  # known but revoked: a revoked key stays revoked
                 log.warning("dev_api_key_revoked", detail="CLEARBG_DEV_API_KEY was revoked; it is not re-enabled")
+
+
+def ensure_dev_user(storage: Storage, out: TextIO = sys.stdout) -> None:
+    """A database with no dashboard user yet (a fresh install, or one from before the
+    dashboard) whose oldest account is the development account: that account gets the user
+    DEV_USER_EMAIL with a random password, printed once on `out` beside the key. Servers
+    starting together make one (the e-mail is unique)."""
+    from service.dashboard.service import create_user  # argon2 only where a user is made
+
+    account = storage.first_account()
+    if account is None or account.name != "development" or storage.count_users():
+        return
+    password = secrets.token_urlsafe(12)
+    try:
+        create_user(storage, DEV_USER_EMAIL, account_id=account.id, password=password)
+    except UserExists:
+        return
+    out.write(f"Development dashboard user: {DEV_USER_EMAIL}  password: {password}\n")
+    out.flush()

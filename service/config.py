@@ -39,6 +39,13 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _admin_token(env: Mapping[str, str]) -> str | None:
     token = env.get("CLEARBG_ADMIN_TOKEN", "").strip()
     if token and len(token) < 16:
@@ -75,6 +82,13 @@ class Settings:
     # The gRPC AdminService is served only when this is set, to callers presenting it
     # (service/admin/servicer.py); None: not served at all.
     admin_token: str | None = None
+    # The dashboard (service/dashboard): whether anyone may sign up (closed: the operator's
+    # `clearbg-admin create-user` makes users), the previews a month a signed-up account gets,
+    # and session cookies marked Secure even when Envoy itself sees plain HTTP (TLS ended by a
+    # proxy in front of it; over Envoy's own TLS they are Secure anyway).
+    sign_up_open: bool = False
+    sign_up_free_calls: int = 50
+    secure_cookies: bool = False
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -96,4 +110,7 @@ class Settings:
             redis_url=env.get("CLEARBG_REDIS_URL", "").strip() or None,
             preview_ip_limit=_int(env, "CLEARBG_PREVIEW_IP_LIMIT", cls.preview_ip_limit, 1),
             admin_token=_admin_token(env),
+            sign_up_open=_choice(env, "CLEARBG_SIGN_UP", ("open", "closed"), "closed") == "open",
+            sign_up_free_calls=_int(env, "CLEARBG_SIGN_UP_FREE_CALLS", cls.sign_up_free_calls, 0),
+            secure_cookies=_choice(env, "CLEARBG_SECURE_COOKIES", ("0", "1"), "0") == "1",
         )

@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from service.dashboard import static as dashboard_static
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENVOY_TEMPLATE = ROOT / "gateway" / "envoy.yaml"
 DESCRIPTOR = ROOT / "build" / "clearbg.pb"
@@ -50,10 +52,14 @@ def render_envoy_config(
     grpc_host: str = "127.0.0.1",
     template: os.PathLike | str = ENVOY_TEMPLATE,
     more_grpc_ports: Sequence[int] = (),
+    dashboard_pages: os.PathLike | str = dashboard_static.PAGES,
 ) -> str:
     """The Envoy config for these ports; `substitute` fails loudly on any unknown ${...}.
-    `more_grpc_ports`: further server processes on `grpc_host` sharing the load."""
+    `more_grpc_ports`: further server processes on `grpc_host` sharing the load;
+    `dashboard_pages`: the dashboard's files that Envoy serves (service/dashboard/static.py)."""
     text = pathlib.Path(template).read_text()
+    placeholder = re.search(r"^( *)\$\{DASHBOARD_ROUTES\}", text, re.MULTILINE)
+    indent = placeholder.group(1) if placeholder else ""
     endpoints = ", ".join(
         f"{{ endpoint: {{ address: {{ socket_address: {{ address: {grpc_host}, port_value: {int(port)} }} }} }} }}"
         for port in (grpc_port, *more_grpc_ports)
@@ -64,6 +70,7 @@ def render_envoy_config(
         GRPC_ENDPOINTS=f"[{endpoints}]",
         ADMIN_PORT=int(admin_port),
         DESCRIPTOR=str(pathlib.Path(descriptor).resolve()),
+        DASHBOARD_ROUTES=dashboard_static.render_routes(indent, pathlib.Path(dashboard_pages)),
     )
 
 
@@ -281,6 +288,7 @@ def _banner(stack: Stack) -> str:
         f"  REST  {url}  (POST /v1.0/removebg, GET /v1.0/account, GET /healthz)\n"
         f"  gRPC  {stack.grpc_address}  (clearbg.v1.RemoveBgService, clearbg.v1.AccountService;"
         " also through the REST port with h2c)\n"
+        f"  Dashboard  {url}/dashboard  (sign in with the development user printed above on a first start)\n"
         f"  Envoy admin  http://{stack.admin_address or '127.0.0.1:?'}  (loopback only)\n"
         "Try:\n"
         f"  curl -H 'X-Api-Key: YOUR_API_KEY' {url}/v1.0/account\n"

@@ -187,6 +187,15 @@ class RemovalService:
             request = dataclasses.replace(request, options=dataclasses.replace(request.options, bg_image=background))
         return request
 
+    async def probe(self, data: bytes) -> ImageInfo:
+        """The image's size from its header (400 if it is no image we read); for callers doing
+        their own admission, as the dashboard's "Try it" does."""
+        return await self._probe_header(data)
+
+    async def run_engine(self, data: bytes, options: RemovalOptions) -> RemovalResult:
+        """The engine on the bounded pool (503 when too many calls wait), engine errors as 400s."""
+        return await self._run(self._remove, data, options)
+
     def _probe(self, data: bytes) -> ImageInfo:
         try:
             return self.engine.probe(data)
