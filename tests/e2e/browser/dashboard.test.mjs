@@ -32,8 +32,10 @@ const madeKeys = [];
 const dialogs = [];
 let current = null;
 
+const started = Date.now();
+
 function step(name) {
-  console.log(`ok - ${name}`);
+  console.log(`ok - ${name} [${((Date.now() - started) / 1000).toFixed(1)} s]`);
 }
 
 async function shot(page, name) {
