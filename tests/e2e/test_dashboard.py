@@ -9,11 +9,13 @@ Screenshots of each page land in the test's tmp dir (printed), e.g.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -45,11 +47,19 @@ def test_dashboard_in_headless_chromium(stack_factory, tmp_path, quality):
     with stack_factory(CLEARBG_SIGN_UP="open") as running:
         printed = re.search(r"Development dashboard user: (\S+)\s+password: (\S+)", running.log.read_text())
         assert printed, "the server printed no development user"
+        made = subprocess.run(
+            [sys.executable, "-m", "service.admin", "--json", "--database-url", running.database_url,
+             "create-user", "carol@example.com", "--base-url", running.rest_url],
+            capture_output=True, text=True, timeout=60, check=True,
+        )
+        link = json.loads(made.stdout)["sign_in_link"]
         env = dict(
             os.environ,
             BASE_URL=running.rest_url,
             DEV_EMAIL=printed.group(1),
             DEV_PASSWORD=printed.group(2),
+            LINK_EMAIL="carol@example.com",
+            SIGN_IN_LINK=link,
             PHOTO=str(quality / PERSON),
             OUT_DIR=str(out),
             CHROMIUM=CHROMIUM,

@@ -4,6 +4,7 @@
 // prints its error, saves a screenshot and exits 1.
 //
 // Environment: BASE_URL, DEV_EMAIL, DEV_PASSWORD (the development user the server printed),
+// LINK_EMAIL and SIGN_IN_LINK (a user `clearbg-admin create-user` made, and its one-time link),
 // PHOTO (a JPEG), OUT_DIR (screenshots, the downloaded cut-out, the keys made), CHROMIUM.
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -361,6 +362,24 @@ async function main() {
     step(`20 wrong passwords in a row: ${statuses.join(",")}; then even the right one waits (429, Retry-After ${retryAfter} s)`);
     await shot(bobPage, "sign-in-429");
     await bobContext.close();
+
+    // -- the operator's one-time sign-in link ---------------------------------------------------
+    const { context: linkContext, page: linkPage } = await newContext(browser);
+    await linkPage.goto(process.env.SIGN_IN_LINK);
+    await heading(linkPage, "Account");
+    await linkPage.getByRole("heading", { name: "Choose a password" }).waitFor();
+    assert.ok(!linkPage.url().includes("sign-in-link"), linkPage.url());
+    await linkPage.getByLabel("New password").fill("chosen password 1");
+    await linkPage.getByRole("button", { name: "Set password" }).click();
+    await linkPage.getByText("Password changed.").waitFor();
+    await linkContext.close();
+    const { context: againContext, page: again } = await newContext(browser);
+    await again.goto(process.env.SIGN_IN_LINK);
+    await heading(again, "Sign in");
+    await again.getByRole("alert").getByText(/unknown, used or expired/).waitFor();
+    await signIn(again, process.env.LINK_EMAIL, "chosen password 1");
+    await againContext.close();
+    step("the operator's sign-in link signs a new user in once, who then chooses a password; used again, it is refused");
 
     // -- make run's development user, by keyboard alone -----------------------------------------
     const { context: devContext, page: devPage } = await newContext(browser);
