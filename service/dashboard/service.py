@@ -133,6 +133,12 @@ class Dashboard:
         log.info("dashboard_signed_in", user_id=user.id, account_id=user.account_id)
         return Answer(SignedIn(user, account, csrf_for_session(token)), cookies)
 
+    @staticmethod
+    def _check_pre_session_csrf(request: WebRequest) -> None:
+        """Signing in or up: the CSRF cookie's token, or a (possibly stale) session's own."""
+        session = request.session_token
+        request.check_csrf(request.csrf_cookie or (csrf_for_session(session) if session else None))
+
     async def session(self, request: WebRequest) -> Answer:
         """Who is signed in; else a pre-session CSRF token for signing in or up (double submit:
         the same value in an HttpOnly cookie and in this answer)."""
@@ -148,7 +154,7 @@ class Dashboard:
     async def sign_up(self, request: WebRequest, email: str, password: str) -> Answer:
         if not self.settings.sign_up_open:
             raise ApiError(403, "sign_up_closed", "Sign-up is closed on this server: ask its operator for an account.")
-        request.check_csrf(request.csrf_cookie)
+        self._check_pre_session_csrf(request)
         email = normalize_email(email)
         if len(email) > MAX_EMAIL or not _EMAIL.fullmatch(email):
             raise bad_request("invalid_email", "Enter an e-mail address such as name@example.com.")
@@ -194,7 +200,7 @@ class Dashboard:
         return ok
 
     async def sign_in(self, request: WebRequest, email: str, password: str) -> Answer:
-        request.check_csrf(request.csrf_cookie)
+        self._check_pre_session_csrf(request)
         email = normalize_email(email)[:MAX_EMAIL]
         if not email or not password:
             raise bad_request("missing_credentials", "Enter your e-mail address and your password.")
@@ -204,7 +210,7 @@ class Dashboard:
         return await self._start_session(request, user)
 
     async def redeem_sign_in_link(self, request: WebRequest, token: str) -> Answer:
-        request.check_csrf(request.csrf_cookie)
+        self._check_pre_session_csrf(request)
         user = await self._db(self.storage.redeem_sign_in_link, token.strip()) if token.strip() else None
         if user is None:
             raise ApiError(401, "invalid_sign_in_link", "This sign-in link is unknown, used or expired: ask for a new one.")
