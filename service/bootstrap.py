@@ -21,14 +21,19 @@ DEV_USER_EMAIL = "dev@localhost"
 
 def ensure_dev_account(storage: Storage, dev_api_key: str | None, out: TextIO = sys.stdout) -> None:
     """Empty database: create the development account with `dev_api_key` (or a random key)
-    and print the key once on `out`, outside the JSON log. Existing database: register
-    `dev_api_key` for the oldest account if it is not known yet, so a fixed key always works.
-    Safe when several servers start together on one database: one of them creates it."""
+    and its dashboard user (a random password), and print both once on `out`, outside the JSON
+    log. Existing database: register `dev_api_key` for the oldest account if it is not known
+    yet, so a fixed key always works. Safe when several servers start together on one
+    database: one of them creates it."""
+    from service.dashboard.passwords import hash_password  # argon2 only when serving
+
     key = dev_api_key or generate_key()
-    if storage.create_first_account("development", key, **DEV_ACCOUNT) is not None:
+    password = secrets.token_urlsafe(12)
+    user = (DEV_USER_EMAIL, hash_password(password))
+    if storage.create_first_account("development", key, user=user, **DEV_ACCOUNT) is not None:
         out.write(f"Development API key: {key}\n")
+        out.write(f"Development dashboard user: {DEV_USER_EMAIL}  password: {password}\n")
         out.flush()
-        ensure_dev_user(storage, out)
         return
     ensure_dev_user(storage, out)
     if dev_api_key and storage.find_key(dev_api_key) is None:
@@ -42,10 +47,9 @@ def ensure_dev_account(storage: Storage, dev_api_key: str | None, out: TextIO = 
 
 
 def ensure_dev_user(storage: Storage, out: TextIO = sys.stdout) -> None:
-    """A database with no dashboard user yet (a fresh install, or one from before the
-    dashboard) whose oldest account is the development account: that account gets the user
-    DEV_USER_EMAIL with a random password, printed once on `out` beside the key. Servers
-    starting together make one (the e-mail is unique)."""
+    """A database from before the dashboard (no user yet) whose oldest account is the
+    development account: that account gets the user DEV_USER_EMAIL with a random password,
+    printed once on `out`. Servers starting together make one (the e-mail is unique)."""
     from service.dashboard.service import create_user  # argon2 only where a user is made
 
     account = storage.first_account()

@@ -204,10 +204,11 @@ class Storage(Protocol):
         rate_limit_per_minute: int = 500,
     ) -> Account: ...
 
-    def create_first_account(self, name: str, key: str, **settings) -> Account | None:
+    def create_first_account(self, name: str, key: str, user: tuple[str, str] | None = None, **settings) -> Account | None:
         """On an empty database only: creates the account (create_account's settings) with
-        `key` and returns it; None if any account exists. Atomic, so servers starting together
-        on one database create one."""
+        `key`, and the dashboard user `user` (e-mail, password hash) if given, and returns it;
+        None if any account exists. Atomic, so servers starting together on one database
+        create one."""
         ...
 
     def get_account(self, account_id: int) -> Account | None: ...

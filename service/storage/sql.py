@@ -217,9 +217,12 @@ class SqlStorage(ABC):
         with self._write() as db:
             return self._insert_account(db, name, subscription, payg, enterprise, free_calls, rate_limit_per_minute)
 
-    def create_first_account(self, name: str, key: str, **settings: Any) -> Account | None:
-        """On an empty database only: creates the account with `key` and returns it; None if
-        any account exists. Atomic, so servers starting together create one."""
+    def create_first_account(
+        self, name: str, key: str, user: tuple[str, str] | None = None, **settings: Any
+    ) -> Account | None:
+        """On an empty database only: creates the account with `key` (and the dashboard user
+        `user`: e-mail, password hash) and returns it; None if any account exists. Atomic, so
+        servers starting together create one."""
         with self._write() as db:
             if self.LOCK_ACCOUNTS:
                 db.execute(self.LOCK_ACCOUNTS)
@@ -227,6 +230,11 @@ class SqlStorage(ABC):
                 return None
             account = self._insert_account(db, name, **settings)
             self._insert_key(db, account.id, key)
+            if user is not None:
+                db.execute(
+                    "INSERT INTO users (account_id, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                    (account.id, *user, self._time_to_db(utc_now())),
+                )
             return account
 
     def _insert_account(

@@ -393,3 +393,19 @@ def test_servicer_reads_the_browser_from_the_gateway_metadata():
     tls = web_request(FakeContext([("x-clearbg-tls", "TLSv1.3")]), {"x-clearbg-tls": "TLSv1.3"}, secure_cookies=False)
     assert tls.secure and tls.client_ip == "10.1.2.3"
     assert web_request(FakeContext([]), {}, secure_cookies=True).secure
+
+
+def test_a_database_from_before_the_dashboard_gets_the_development_user_once(storage):
+    storage.create_first_account("development", DEV_KEY, subscription=Decimal(45))
+    out = io.StringIO()
+    ensure_dev_account(storage, DEV_KEY, out)
+    assert out.getvalue().startswith(f"Development dashboard user: {DEV_USER_EMAIL}  password: ")
+    again = io.StringIO()
+    ensure_dev_account(storage, DEV_KEY, again)
+    assert again.getvalue() == "" and storage.count_users() == 1
+
+
+def test_another_first_account_gets_no_development_user(storage):
+    storage.create_account("Acme")
+    ensure_dev_account(storage, None, io.StringIO())
+    assert storage.count_users() == 0
