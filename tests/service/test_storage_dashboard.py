@@ -11,23 +11,10 @@ import pytest
 from service.storage import UnknownAccount, UserExists, open_storage
 from service.storage.base import generate_key, hash_key
 from service.storage.sqlite import MIGRATIONS
+from test_storage import database_url, storage  # noqa: F401 - the same two backends
 
 NOW = dt.datetime.now(dt.timezone.utc)
 HOUR = dt.timedelta(hours=1)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/clearbg.db"
-    return request.getfixturevalue("postgres_schema")()
-
-
-@pytest.fixture
-def storage(database_url):
-    store = open_storage(database_url)
-    yield store
-    store.close()
 
 
 def test_users_join_an_account_or_get_their_own(storage):
