@@ -54,7 +54,7 @@ $(BUF):
 lint-proto: $(BUF) $(GEN)/.stamp
 	$(BUF) lint '$(DESCRIPTOR)#format=binpb' --path clearbg
 
-# The dashboard's browser tests (tests/e2e/test_dashboard.py): Debian's Chromium, installed only
+# The dashboard's browser tests (tests/e2e/test_dashboard_browser.py): Debian's Chromium, installed only
 # when missing, and playwright-core + axe-core from the committed lock (npm's own cache keeps
 # the tarballs; no browser download: the tests drive /usr/bin/chromium).
 browser-deps: $(BROWSER_TESTS)/node_modules/.installed

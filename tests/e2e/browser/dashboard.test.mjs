@@ -1,5 +1,5 @@
 // The dashboard in Debian's Chromium (headless), driven by playwright-core, against the real
-// Envoy, server and model that tests/e2e/test_dashboard.py started. Elements are found by role
+// Envoy, server and model that tests/e2e/test_dashboard_browser.py started. Elements are found by role
 // and label, as a screen reader sees the page. Each step prints "ok - ..."; the first failure
 // prints its error, saves a screenshot and exits 1.
 //
