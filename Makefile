@@ -10,13 +10,14 @@ PROTOS := $(shell find proto -name '*.proto')
 TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
+BROWSER_TESTS := tests/e2e/browser
 
-.PHONY: run test test-node test-sdk-python deps gen model lint-proto clean bench-quality bench-speed
+.PHONY: run test test-node test-sdk-python browser-deps deps gen model lint-proto clean bench-quality bench-speed
 
 run: deps
 	$(PY) -m service.launcher
 
-test: deps lint-proto test-node
+test: deps lint-proto test-node browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-sdk-python
 
@@ -68,6 +69,16 @@ $(BUF):
 lint-proto: $(BUF) $(GEN)/.stamp
 	$(BUF) lint '$(DESCRIPTOR)#format=binpb' --path clearbg
 
+# The dashboard's browser tests (tests/e2e/test_dashboard_browser.py): Debian's Chromium, installed only
+# when missing, and playwright-core + axe-core from the committed lock (npm's own cache keeps
+# the tarballs; no browser download: the tests drive /usr/bin/chromium).
+browser-deps: $(BROWSER_TESTS)/node_modules/.installed
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+
+$(BROWSER_TESTS)/node_modules/.installed: $(BROWSER_TESTS)/package-lock.json $(BROWSER_TESTS)/package.json
+	npm ci --silent --no-audit --no-fund --prefix $(BROWSER_TESTS)
+	touch $@
+
 # Cut-out quality vs rembg on ../shared/quality, plus the colour check (issue 5): bench-results/quality.md.
 # Extra flags through BENCH_ARGS, e.g. make bench-quality BENCH_ARGS="--limit 3 --sets grabcut50".
 bench-quality: $(VENV)/.installed model
@@ -80,4 +91,4 @@ bench-speed: deps
 	$(PY) -m bench.speed $(BENCH_ARGS)
 
 clean:
-	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV) $(SDK_VENV) clients/python/build
+	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV) $(SDK_VENV) clients/python/build $(BROWSER_TESTS)/node_modules

@@ -40,6 +40,13 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _admin_token(env: Mapping[str, str]) -> str | None:
     token = env.get("CLEARBG_ADMIN_TOKEN", "").strip()
     if token and len(token) < 16:
@@ -115,6 +122,13 @@ class Settings:
             variant=self.model_variant, provider=self.execution_provider,
             concurrent_inferences=self.engine_workers, **overrides,
         )
+    # The dashboard (service/dashboard): whether anyone may sign up (closed: the operator's
+    # `clearbg-admin create-user` makes users), the previews a month a signed-up account gets,
+    # and session cookies marked Secure even when Envoy itself sees plain HTTP (TLS ended by a
+    # proxy in front of it; over Envoy's own TLS they are Secure anyway).
+    sign_up_open: bool = False
+    sign_up_free_calls: int = 50
+    secure_cookies: bool = False
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -145,4 +159,7 @@ class Settings:
             model_variant=_variant(env),
             execution_provider=env.get("CLEARBG_EXECUTION_PROVIDER", "").strip() or None,
             cache_dir=default_cache_dir(env),
+            sign_up_open=_choice(env, "CLEARBG_SIGN_UP", ("open", "closed"), "closed") == "open",
+            sign_up_free_calls=_int(env, "CLEARBG_SIGN_UP_FREE_CALLS", cls.sign_up_free_calls, 0),
+            secure_cookies=_choice(env, "CLEARBG_SECURE_COOKIES", ("0", "1"), "0") == "1",
         )

@@ -50,7 +50,10 @@ def _reserve(storage: Storage, account_id: int, key_id: int | None, request_id: 
     try:
         if size == "preview":
             return Paid("preview", storage.reserve_free_call(account_id, key_id, request_id))
-        reservation = storage.reserve(account_id, key_id, request_id, PRICE, or_free_call=size == "auto")
+        reservation = storage.reserve(
+            account_id, key_id, request_id, PRICE, or_free_call=size == "auto",
+            size=params.AUTO_SIZE if size == "auto" else size,  # the ledger keeps it (the dashboard's usage)
+        )
     except InsufficientFreeCalls:
         raise no_free_calls() from None
     except InsufficientCredits as exc:

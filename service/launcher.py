@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from service.config import Settings
+from service.dashboard import static as dashboard_static
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENVOY_TEMPLATE = ROOT / "gateway" / "envoy.yaml"
@@ -60,12 +61,16 @@ def render_envoy_config(
     template: os.PathLike | str = ENVOY_TEMPLATE,
     more_grpc_ports: Sequence[int] = (),
     max_queue_wait_s: float = Settings.max_queue_wait_s,
+    dashboard_pages: os.PathLike | str = dashboard_static.PAGES,
 ) -> str:
     """The Envoy config for these ports; `substitute` fails loudly on any unknown ${...}.
     `more_grpc_ports`: further server processes on `grpc_host` sharing the load;
     `max_queue_wait_s`: the servers' admission bound, which the removal routes' timeouts exceed
-    by SERVICE_ALLOWANCE_S."""
+    by SERVICE_ALLOWANCE_S; `dashboard_pages`: the dashboard's files that Envoy serves
+    (service/dashboard/static.py)."""
     text = pathlib.Path(template).read_text()
+    placeholder = re.search(r"^( *)\$\{DASHBOARD_ROUTES\}", text, re.MULTILINE)
+    indent = placeholder.group(1) if placeholder else ""
     endpoints = ", ".join(
         f"{{ endpoint: {{ address: {{ socket_address: {{ address: {grpc_host}, port_value: {int(port)} }} }} }} }}"
         for port in (grpc_port, *more_grpc_ports)
@@ -77,6 +82,7 @@ def render_envoy_config(
         ADMIN_PORT=int(admin_port),
         DESCRIPTOR=str(pathlib.Path(descriptor).resolve()),
         REMOVEBG_TIMEOUT=f"{math.ceil(max_queue_wait_s + SERVICE_ALLOWANCE_S)}s",
+        DASHBOARD_ROUTES=dashboard_static.render_routes(indent, pathlib.Path(dashboard_pages)),
     )
 
 
@@ -349,6 +355,7 @@ def _banner(stack: Stack) -> str:
         f"  REST  {url}  (POST /v1.0/removebg, GET /v1.0/account, GET /healthz)\n"
         f"  gRPC  {stack.grpc_address}  (clearbg.v1.RemoveBgService, clearbg.v1.AccountService;"
         " also through the REST port with h2c)\n"
+        f"  Dashboard  {url}/dashboard  (sign in with the development user printed above on a first start)\n"
         f"  Envoy admin  http://{stack.admin_address or '127.0.0.1:?'}  (loopback only)\n"
         "Try:\n"
         f"  curl -H 'X-Api-Key: YOUR_API_KEY' {url}/v1.0/account\n"

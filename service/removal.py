@@ -203,6 +203,18 @@ class RemovalService:
             request = dataclasses.replace(request, options=dataclasses.replace(request.options, bg_image=background))
         return request
 
+    async def probe(self, data: bytes) -> ImageInfo:
+        """The image's size from its header (400 if it is no image we read); for callers doing
+        their own admission, as the dashboard's "Try it" does."""
+        return await self._probe_header(data)
+
+    async def run_engine(self, data: bytes, options: RemovalOptions, info: ImageInfo) -> RemovalResult:
+        """The engine through the same admission as API calls (503 when it could not start in
+        time), engine errors as 400s; `info` is `probe`'s answer for `data`."""
+        self._check_ready()
+        async with self.admission.admit(info.width * info.height / 1e6) as ticket:
+            return await ticket.run(self._executor, self._remove, data, options)
+
     def _probe(self, data: bytes) -> ImageInfo:
         try:
             return self.engine.probe(data)

@@ -22,10 +22,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from clearbg.v1 import account_pb2, account_pb2_grpc, admin_pb2_grpc, removebg_pb2, removebg_pb2_grpc
+from clearbg.v1 import account_pb2, account_pb2_grpc, admin_pb2_grpc, dashboard_pb2_grpc, removebg_pb2, removebg_pb2_grpc
 from service.admin.servicer import SERVICE_NAME as ADMIN_SERVICE
 from service.admin.servicer import AdminServicer
 from service.bootstrap import ensure_dev_account
+from service.dashboard.service import Dashboard
+from service.dashboard.servicer import SERVICE_NAME as DASHBOARD_SERVICE
+from service.dashboard.servicer import DashboardServicer
 from service.config import Settings
 from service.limits import RateLimits, limiter_from_url
 from service.logging import get_logger
@@ -114,12 +117,14 @@ class Server:
         removebg_pb2_grpc.add_RemoveBgServiceServicer_to_server(RemoveBgServicer(self.removal), self.grpc)
         account_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(self.removal), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        dashboard = DashboardServicer(Dashboard(self.storage, settings, self.removal))  # the web dashboard's calls
+        dashboard_pb2_grpc.add_DashboardServiceServicer_to_server(dashboard, self.grpc)
         admin = ()
         if settings.admin_token:  # the operator's AdminService only when a token guards it
             admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.storage, settings.admin_token), self.grpc)
             admin = (ADMIN_SERVICE,)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, *admin, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (*SERVICE_NAMES, DASHBOARD_SERVICE, *admin, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.grpc,
         )
         self.port = 0

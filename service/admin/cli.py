@@ -8,6 +8,8 @@ Examples:
   clearbg-admin create-key 2
   clearbg-admin revoke-key 7
   clearbg-admin ledger 2 --limit 20
+  clearbg-admin create-user ana@example.com --account 2   # prints a one-time sign-in link
+  clearbg-admin sign-in-link ana@example.com               # a new link (a forgotten password)
 Add --json before the command for machine-readable output.
 """
 
@@ -21,7 +23,7 @@ from typing import TextIO
 
 from service.admin import operations
 from service.config import Settings
-from service.storage import KeyExists, Storage, UnknownAccount, open_storage
+from service.storage import KeyExists, Storage, UnknownAccount, UserExists, open_storage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,7 +69,29 @@ def _parser() -> argparse.ArgumentParser:
     ledger = commands.add_parser("ledger", help="an account's ledger, oldest first")
     ledger.add_argument("account_id", type=int)
     ledger.add_argument("--limit", type=int, help="only the newest N entries")
+
+    user = commands.add_parser(
+        "create-user", help="a dashboard user, printed with a one-time sign-in link (the user then sets a password)"
+    )
+    user.add_argument("email")
+    user.add_argument("--account", type=int, help="the account the user joins (default: a new account with no credits)")
+    user.add_argument("--free-calls", type=int, default=0, help="a new account's preview calls per month (default 0)")
+    _base_url_option(user)
+
+    link = commands.add_parser("sign-in-link", help="a new one-time sign-in link for a dashboard user")
+    link.add_argument("email")
+    _base_url_option(link)
     return parser
+
+
+def _base_url_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url", help="where people reach the REST port (default: http://127.0.0.1:CLEARBG_HTTP_PORT)"
+    )
+
+
+def _base_url(args: argparse.Namespace) -> str:
+    return args.base_url or f"http://127.0.0.1:{Settings.from_environ().http_port}"
 
 
 def _credit_options(parser: argparse.ArgumentParser) -> None:
@@ -154,6 +178,20 @@ def run(args: argparse.Namespace, storage: Storage, out: TextIO) -> int:
         revoked = storage.revoke_key(args.key_id)
         emit({"revoked": revoked}, f"key {args.key_id} revoked" if revoked else f"key {args.key_id}: unknown or already revoked")
         return 0 if revoked else 1
+    elif command in ("create-user", "sign-in-link"):
+        from service.dashboard.service import create_user, normalize_email, sign_in_link
+
+        if command == "create-user":
+            user = create_user(storage, args.email, account_id=args.account, free_calls=args.free_calls)
+        else:
+            user = storage.find_user(normalize_email(args.email))
+            if user is None:
+                raise ValueError(f"no dashboard user {args.email!r}")
+        link = sign_in_link(storage, user, _base_url(args))
+        emit(
+            {"user": {"id": user.id, "account_id": user.account_id, "email": user.email}, "sign_in_link": link},
+            f"user {user.email} (account {user.account_id})\nOne-time sign-in link (valid 24 hours): {link}",
+        )
     elif command == "ledger":
         if storage.get_account(args.account_id) is None:
             raise UnknownAccount(f"no account {args.account_id}")
@@ -177,7 +215,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 2
     try:
         return run(args, storage, out)
-    except (ValueError, UnknownAccount, KeyExists) as exc:
+    except (ValueError, UnknownAccount, KeyExists, UserExists) as exc:
         print(f"clearbg-admin: {exc}", file=sys.stderr)
         return 1
     finally:

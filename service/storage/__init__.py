@@ -12,6 +12,8 @@ from service.storage.base import (
     Storage,
     StoredResponse,
     UnknownAccount,
+    User,
+    UserExists,
 )
 
 
@@ -43,5 +45,7 @@ __all__ = [
     "Storage",
     "StoredResponse",
     "UnknownAccount",
+    "User",
+    "UserExists",
     "open_storage",
 ]

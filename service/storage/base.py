@@ -62,6 +62,51 @@ class ApiKey:
     prefix: str
     created_at: str
     revoked_at: str | None
+    name: str = ""
+    # The last call that reached the ledger (a charge or a free call) with this key.
+    last_used_at: str | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    """A person who signs in to the dashboard; belongs to one account."""
+
+    id: int
+    account_id: int
+    email: str  # stored lower-cased
+    password_hash: str | None  # None: made by the operator, no password chosen yet
+    created_at: str
+
+
+@dataclass(frozen=True)
+class UsageDay:
+    day: str  # YYYY-MM-DD, UTC
+    images: int
+    credits: Decimal
+
+
+@dataclass(frozen=True)
+class Call:
+    """A charge or free call from the ledger, with its key and whether it was refunded."""
+
+    entry_id: int
+    created_at: str
+    key_id: int | None
+    key_name: str
+    key_prefix: str
+    size: str
+    amount: Decimal
+    refunded: bool
+
+
+@dataclass(frozen=True)
+class SignInFailures:
+    """Failed sign-ins since a moment, per e-mail and per client IP, with the oldest of each."""
+
+    by_email: int
+    oldest_by_email: str | None
+    by_ip: int
+    oldest_by_ip: str | None
 
 
 LedgerKind = Literal["charge", "free_call", "refund", "credit"]
@@ -165,6 +210,10 @@ class UnknownAccount(LookupError):
     """No account with that id."""
 
 
+class UserExists(ValueError):
+    """A user with that e-mail address exists already."""
+
+
 class Storage(Protocol):
     """All methods are blocking and thread-safe; async callers run them in a thread. Every
     change and its ledger row are one transaction; balances never go below zero."""
@@ -180,10 +229,11 @@ class Storage(Protocol):
         rate_limit_per_minute: int = 500,
     ) -> Account: ...
 
-    def create_first_account(self, name: str, key: str, **settings) -> Account | None:
+    def create_first_account(self, name: str, key: str, user: tuple[str, str] | None = None, **settings) -> Account | None:
         """On an empty database only: creates the account (create_account's settings) with
-        `key` and returns it; None if any account exists. Atomic, so servers starting together
-        on one database create one."""
+        `key`, and the dashboard user `user` (e-mail, password hash) if given, and returns it;
+        None if any account exists. Atomic, so servers starting together on one database
+        create one."""
         ...
 
     def get_account(self, account_id: int) -> Account | None: ...
@@ -207,7 +257,7 @@ class Storage(Protocol):
         """The oldest account (the development account on a fresh install)."""
         ...
 
-    def add_api_key(self, account_id: int, key: str) -> ApiKey:
+    def add_api_key(self, account_id: int, key: str, name: str = "") -> ApiKey:
         """Stores `key` hashed; the caller shows the clear key once. KeyExists if known,
         UnknownAccount if there is no such account."""
         ...
@@ -219,8 +269,13 @@ class Storage(Protocol):
 
     def list_keys(self, account_id: int) -> list[ApiKey]: ...
 
-    def revoke_key(self, key_id: int) -> bool:
-        """True if a live key was revoked now; False if unknown or already revoked."""
+    def revoke_key(self, key_id: int, account_id: int | None = None) -> bool:
+        """True if a live key was revoked now; False if unknown, already revoked, or (with
+        `account_id`) another account's."""
+        ...
+
+    def get_key(self, key_id: int, account_id: int) -> ApiKey | None:
+        """The key with that id if it belongs to `account_id`."""
         ...
 
     def add_credits(
@@ -237,18 +292,71 @@ class Storage(Protocol):
         ...
 
     def reserve(
-        self, account_id: int, key_id: int | None, request_id: str, amount: Decimal, *, or_free_call: bool = False
+        self, account_id: int, key_id: int | None, request_id: str, amount: Decimal, *, or_free_call: bool = False,
+        size: str = "",
     ) -> Reservation:
         """Takes `amount` (subscription, then payg, then enterprise) and writes a `charge` row
         in one transaction. If the total is short: with `or_free_call`, uses one of this
         month's free calls instead (size=auto falling back to preview, decided under the same
         lock, so two racing calls cannot both pay with one credit left); otherwise raises
-        InsufficientCredits and changes nothing."""
+        InsufficientCredits and changes nothing. `size` is kept in the row (a free call's is
+        always preview); the key's last use is noted."""
         ...
 
     def reserve_free_call(self, account_id: int, key_id: int | None, request_id: str) -> Reservation:
         """Counts one preview against this month's allowance (ledger row kind free_call);
         raises InsufficientFreeCalls when none is left."""
+        ...
+
+    # -- dashboard users, sessions, sign-in links and failed sign-ins -----------------------
+    # Session and link tokens are stored as SHA-256 hashes only, like API keys.
+
+    def create_user(
+        self, email: str, password_hash: str | None, *, account_id: int | None = None,
+        account_name: str | None = None, free_calls: int = 0,
+    ) -> User:
+        """A user of `account_id`, or (None) of a new account named `account_name` with no
+        credits and `free_calls` previews a month, in one transaction. UserExists if the
+        e-mail is taken, UnknownAccount if `account_id` is not an account."""
+        ...
+
+    def find_user(self, email: str) -> User | None: ...
+
+    def count_users(self) -> int: ...
+
+    def set_password(self, user_id: int, password_hash: str) -> None:
+        """Changes the password and ends every session of the user, in one transaction."""
+        ...
+
+    def create_session(self, user_id: int, token: str, expires_at: dt.datetime) -> None: ...
+
+    def find_session(self, token: str) -> User | None:
+        """The user of a session that has not ended nor expired."""
+        ...
+
+    def end_session(self, token: str) -> None: ...
+
+    def create_sign_in_link(self, user_id: int, token: str, expires_at: dt.datetime) -> None: ...
+
+    def redeem_sign_in_link(self, token: str) -> User | None:
+        """The link's user, once: a used or expired link gives None."""
+        ...
+
+    def record_sign_in_failure(self, email: str, ip: str) -> None: ...
+
+    def sign_in_failures(self, email: str, ip: str, since: dt.datetime) -> SignInFailures: ...
+
+    def clear_sign_in_failures(self, email: str) -> None: ...
+
+    # -- usage, from the ledger ----------------------------------------------------------------
+
+    def usage_by_day(self, account_id: int, since: dt.datetime) -> list[UsageDay]:
+        """Calls delivered (charges and free calls not refunded) and credits they cost, per
+        UTC day from `since` on; days without calls are left out."""
+        ...
+
+    def recent_calls(self, account_id: int, limit: int) -> list[Call]:
+        """The newest `limit` charges and free calls, newest first."""
         ...
 
     def refund(self, entry_id: int, request_id: str) -> Account:

@@ -89,6 +89,44 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX idempotency_expiry ON idempotency(expires_at);
     CREATE INDEX idempotency_kept ON idempotency(state, completed_at);
     """,
+    # 3: the dashboard (service/dashboard), as SQLite's migration 4.
+    """
+    ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE api_keys ADD COLUMN last_used_at TIMESTAMPTZ;
+    ALTER TABLE ledger ADD COLUMN size TEXT;
+    CREATE INDEX ledger_account_time ON ledger(account_id, created_at);
+    CREATE TABLE users (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES accounts(id),
+        email TEXT NOT NULL UNIQUE,
+        password_hash TEXT,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX users_account ON users(account_id);
+    CREATE TABLE web_sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id BIGINT NOT NULL REFERENCES users(id),
+        created_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX web_sessions_user ON web_sessions(user_id);
+    CREATE TABLE sign_in_links (
+        token_hash TEXT PRIMARY KEY,
+        user_id BIGINT NOT NULL REFERENCES users(id),
+        created_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        used_at TIMESTAMPTZ
+    );
+    CREATE TABLE sign_in_failures (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        email TEXT NOT NULL,
+        ip TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX sign_in_failures_email ON sign_in_failures(email, created_at);
+    CREATE INDEX sign_in_failures_ip ON sign_in_failures(ip, created_at);
+    CREATE INDEX sign_in_failures_time ON sign_in_failures(created_at);
+    """,
 )
 MIGRATION_LOCK = 0x636C_6267  # pg_advisory_xact_lock key ("clbg")
 IDEMPOTENCY_STORE_LOCK = 0x636C_6269  # the kept answers' total size ("clbi")
@@ -110,6 +148,7 @@ class PostgresStorage(SqlStorage):
     LOCK_ACCOUNTS = "LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE"
     UNIQUE_VIOLATION = psycopg.errors.UniqueViolation
     LOCK_IDEMPOTENCY_STORE = f"SELECT pg_advisory_xact_lock({IDEMPOTENCY_STORE_LOCK})"
+    DAY_SQL = "to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0):
         self.url = url

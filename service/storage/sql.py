@@ -24,12 +24,17 @@ from service.storage.base import (
     DISPLAY_PREFIX_LENGTH,
     Account,
     ApiKey,
+    Call,
     InsufficientCredits,
     InsufficientFreeCalls,
     KeyExists,
     LedgerEntry,
     Reservation,
+    SignInFailures,
     UnknownAccount,
+    UsageDay,
+    User,
+    UserExists,
     current_period,
     hash_key,
     split_debit,
@@ -40,7 +45,8 @@ ACCOUNT_COLUMNS = (
     "id, name, subscription, payg, enterprise, free_calls_allowance, free_calls_used, "
     "free_calls_period, rate_limit_per_minute"
 )
-KEY_COLUMNS = "id, account_id, prefix, created_at, revoked_at"
+KEY_COLUMNS = "id, account_id, prefix, created_at, revoked_at, name, last_used_at"
+USER_COLUMNS = "id, account_id, email, password_hash, created_at"
 LEDGER_COLUMNS = (
     "id, account_id, key_id, request_id, amount, kind, subscription_after, payg_after, enterprise_after, "
     "free_calls_used_after, created_at, subscription_change, payg_change, enterprise_change, "
@@ -70,6 +76,8 @@ class SqlStorage(IdempotencySql, ABC):
     LOCK_ACCOUNTS: str | None = None
     # The driver's exception for a duplicate in a unique index.
     UNIQUE_VIOLATION: type[Exception] = Exception
+    # A ledger row's UTC day as YYYY-MM-DD, in the backend's SQL.
+    DAY_SQL = ""
 
     @abstractmethod
     def _write(self) -> AbstractContextManager[Db]:
@@ -113,7 +121,11 @@ class SqlStorage(IdempotencySql, ABC):
 
     def _key(self, row: Sequence[Any]) -> ApiKey:
         revoked = self._time_from_db(row[4]) if row[4] is not None else None
-        return ApiKey(row[0], row[1], row[2], self._time_from_db(row[3]), revoked)
+        used = self._time_from_db(row[6]) if row[6] is not None else None
+        return ApiKey(row[0], row[1], row[2], self._time_from_db(row[3]), revoked, row[5], used)
+
+    def _user(self, row: Sequence[Any]) -> User:
+        return User(row[0], row[1], row[2], row[3], self._time_from_db(row[4]))
 
     def _entry(self, r: Sequence[Any]) -> LedgerEntry:
         return LedgerEntry(
@@ -161,8 +173,10 @@ class SqlStorage(IdempotencySql, ABC):
         free_calls_change: int = 0,
         period: str | None = None,
         reverses: int | None = None,
+        size: str | None = None,
     ) -> tuple[int, Account]:
-        """Writes the account's new balances and the ledger row that explains them."""
+        """Writes the account's new balances and the ledger row that explains them (and, for
+        a call, when its key was last used)."""
         account_id = row[0]
         after = tuple(balance + change for balance, change in zip(row[2:5], changes))
         if min(after) < 0:
@@ -174,16 +188,19 @@ class SqlStorage(IdempotencySql, ABC):
             "free_calls_period = ? WHERE id = ?",
             (*after, free_calls_used, period or row[7], account_id),
         )
+        now = self._time_to_db(utc_now())
         entry_id = db.execute(
             "INSERT INTO ledger (account_id, key_id, request_id, amount, kind, subscription_change, payg_change, "
             "enterprise_change, free_calls_change, subscription_after, payg_after, enterprise_after, "
-            "free_calls_used_after, reverses, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "free_calls_used_after, reverses, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "RETURNING id",
             (
                 account_id, key_id, request_id, amount, kind, *changes, free_calls_change, *after,
-                free_calls_used, reverses, self._time_to_db(utc_now()),
+                free_calls_used, reverses, size, now,
             ),
         ).fetchone()[0]
+        if key_id is not None and kind in REFUNDABLE:
+            db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key_id))
         return entry_id, self._select_account(db, account_id)
 
     # -- accounts --------------------------------------------------------------------------
@@ -201,9 +218,12 @@ class SqlStorage(IdempotencySql, ABC):
         with self._write() as db:
             return self._insert_account(db, name, subscription, payg, enterprise, free_calls, rate_limit_per_minute)
 
-    def create_first_account(self, name: str, key: str, **settings: Any) -> Account | None:
-        """On an empty database only: creates the account with `key` and returns it; None if
-        any account exists. Atomic, so servers starting together create one."""
+    def create_first_account(
+        self, name: str, key: str, user: tuple[str, str] | None = None, **settings: Any
+    ) -> Account | None:
+        """On an empty database only: creates the account with `key` (and the dashboard user
+        `user`: e-mail, password hash) and returns it; None if any account exists. Atomic, so
+        servers starting together create one."""
         with self._write() as db:
             if self.LOCK_ACCOUNTS:
                 db.execute(self.LOCK_ACCOUNTS)
@@ -211,6 +231,11 @@ class SqlStorage(IdempotencySql, ABC):
                 return None
             account = self._insert_account(db, name, **settings)
             self._insert_key(db, account.id, key)
+            if user is not None:
+                db.execute(
+                    "INSERT INTO users (account_id, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                    (account.id, *user, self._time_to_db(utc_now())),
+                )
             return account
 
     def _insert_account(
@@ -286,17 +311,17 @@ class SqlStorage(IdempotencySql, ABC):
 
     # -- keys --------------------------------------------------------------------------------
 
-    def add_api_key(self, account_id: int, key: str) -> ApiKey:
+    def add_api_key(self, account_id: int, key: str, name: str = "") -> ApiKey:
         with self._write() as db:
             self._select_account(db, account_id)
-            return self._insert_key(db, account_id, key)
+            return self._insert_key(db, account_id, key, name)
 
-    def _insert_key(self, db: Db, account_id: int, key: str) -> ApiKey:
+    def _insert_key(self, db: Db, account_id: int, key: str, name: str = "") -> ApiKey:
         try:
             row = db.execute(
-                f"INSERT INTO api_keys (account_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?) "
+                f"INSERT INTO api_keys (account_id, key_hash, prefix, created_at, name) VALUES (?, ?, ?, ?, ?) "
                 f"RETURNING {KEY_COLUMNS}",
-                (account_id, hash_key(key), key[:DISPLAY_PREFIX_LENGTH], self._time_to_db(utc_now())),
+                (account_id, hash_key(key), key[:DISPLAY_PREFIX_LENGTH], self._time_to_db(utc_now()), name),
             ).fetchone()
         except self.UNIQUE_VIOLATION:
             raise KeyExists("this API key is already registered") from None
@@ -315,20 +340,29 @@ class SqlStorage(IdempotencySql, ABC):
             ).fetchone()
         if row is None:
             return None
-        return self._account(row[5:]), self._key(row[:5])
+        split = len(KEY_COLUMNS.split(","))
+        return self._account(row[split:]), self._key(row[:split])
 
     def list_keys(self, account_id: int) -> list[ApiKey]:
         with self._read() as db:
             rows = db.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = ? ORDER BY id", (account_id,))
             return [self._key(r) for r in rows.fetchall()]
 
-    def revoke_key(self, key_id: int) -> bool:
+    def revoke_key(self, key_id: int, account_id: int | None = None) -> bool:
+        owner = "" if account_id is None else " AND account_id = ?"
         with self._write() as db:
             cursor = db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (self._time_to_db(utc_now()), key_id),
+                f"UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL{owner}",
+                (self._time_to_db(utc_now()), key_id, *(() if account_id is None else (account_id,))),
             )
             return cursor.rowcount == 1
+
+    def get_key(self, key_id: int, account_id: int) -> ApiKey | None:
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ? AND account_id = ?", (key_id, account_id)
+            ).fetchone()
+            return self._key(row) if row else None
 
     # -- money -------------------------------------------------------------------------------
 
@@ -353,7 +387,8 @@ class SqlStorage(IdempotencySql, ABC):
             return account
 
     def reserve(
-        self, account_id: int, key_id: int | None, request_id: str, amount: Decimal, *, or_free_call: bool = False
+        self, account_id: int, key_id: int | None, request_id: str, amount: Decimal, *, or_free_call: bool = False,
+        size: str = "",
     ) -> Reservation:
         wanted = self._to_db(Decimal(amount))
         if wanted <= 0:
@@ -365,7 +400,7 @@ class SqlStorage(IdempotencySql, ABC):
                 taken = split_debit(balances, wanted)
                 entry_id, after = self._apply(
                     db, row, kind="charge", key_id=key_id, request_id=request_id, amount=wanted,
-                    changes=tuple(-t for t in taken), free_calls_used=row[6],
+                    changes=tuple(-t for t in taken), free_calls_used=row[6], size=size,
                 )
                 return Reservation(entry_id, after, self._from_db(wanted), free_call=False)
             if not or_free_call:
@@ -385,7 +420,7 @@ class SqlStorage(IdempotencySql, ABC):
         zero = self._to_db(Decimal(0))
         entry_id, after = self._apply(
             db, row, kind="free_call", key_id=key_id, request_id=request_id, amount=zero,
-            changes=(zero, zero, zero), free_calls_used=used, free_calls_change=1, period=period,
+            changes=(zero, zero, zero), free_calls_used=used, free_calls_change=1, period=period, size="preview",
         )
         return Reservation(entry_id, after, Decimal(0), free_call=True)
 
@@ -420,3 +455,133 @@ class SqlStorage(IdempotencySql, ABC):
                 )
             entries = [self._entry(r) for r in rows.fetchall()]
         return entries if limit is None else entries[::-1]
+
+    # -- dashboard users and sessions ------------------------------------------------------------
+
+    def create_user(
+        self, email: str, password_hash: str | None, *, account_id: int | None = None,
+        account_name: str | None = None, free_calls: int = 0,
+    ) -> User:
+        with self._write() as db:
+            if account_id is None:
+                account_id = self._insert_account(db, account_name or email, free_calls=free_calls).id
+            else:
+                self._select_account(db, account_id)
+            try:
+                row = db.execute(
+                    f"INSERT INTO users (account_id, email, password_hash, created_at) VALUES (?, ?, ?, ?) "
+                    f"RETURNING {USER_COLUMNS}",
+                    (account_id, email, password_hash, self._time_to_db(utc_now())),
+                ).fetchone()
+            except self.UNIQUE_VIOLATION:
+                raise UserExists("a user with this e-mail address exists already") from None
+            return self._user(row)
+
+    def find_user(self, email: str) -> User | None:
+        with self._read() as db:
+            row = db.execute(f"SELECT {USER_COLUMNS} FROM users WHERE email = ?", (email,)).fetchone()
+            return self._user(row) if row else None
+
+    def count_users(self) -> int:
+        with self._read() as db:
+            return db.execute("SELECT count(*) FROM users").fetchone()[0]
+
+    def set_password(self, user_id: int, password_hash: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+            db.execute("DELETE FROM web_sessions WHERE user_id = ?", (user_id,))
+
+    def create_session(self, user_id: int, token: str, expires_at: dt.datetime) -> None:
+        now = utc_now()
+        with self._write() as db:
+            # A user's expired sessions go as a new one comes: the table stays small.
+            db.execute("DELETE FROM web_sessions WHERE user_id = ? AND expires_at <= ?", (user_id, self._time_to_db(now)))
+            db.execute(
+                "INSERT INTO web_sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (hash_key(token), user_id, self._time_to_db(now), self._time_to_db(expires_at)),
+            )
+
+    def find_session(self, token: str) -> User | None:
+        columns = ", ".join(f"u.{c.strip()}" for c in USER_COLUMNS.split(","))
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {columns} FROM web_sessions s JOIN users u ON u.id = s.user_id "
+                "WHERE s.token_hash = ? AND s.expires_at > ?",
+                (hash_key(token), self._time_to_db(utc_now())),
+            ).fetchone()
+            return self._user(row) if row else None
+
+    def end_session(self, token: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM web_sessions WHERE token_hash = ?", (hash_key(token),))
+
+    def create_sign_in_link(self, user_id: int, token: str, expires_at: dt.datetime) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO sign_in_links (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (hash_key(token), user_id, self._time_to_db(utc_now()), self._time_to_db(expires_at)),
+            )
+
+    def redeem_sign_in_link(self, token: str) -> User | None:
+        now = self._time_to_db(utc_now())
+        with self._write() as db:
+            used = db.execute(
+                "UPDATE sign_in_links SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? "
+                "RETURNING user_id",
+                (now, hash_key(token), now),
+            ).fetchone()
+            if used is None:
+                return None
+            row = db.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (used[0],)).fetchone()
+            return self._user(row)
+
+    def record_sign_in_failure(self, email: str, ip: str) -> None:
+        now = utc_now()
+        with self._write() as db:
+            # Failures older than a day count for nothing any more.
+            db.execute("DELETE FROM sign_in_failures WHERE created_at < ?", (self._time_to_db(now - dt.timedelta(days=1)),))
+            db.execute(
+                "INSERT INTO sign_in_failures (email, ip, created_at) VALUES (?, ?, ?)",
+                (email, ip, self._time_to_db(now)),
+            )
+
+    def sign_in_failures(self, email: str, ip: str, since: dt.datetime) -> SignInFailures:
+        after = self._time_to_db(since)
+        with self._read() as db:
+            by_email = db.execute(
+                "SELECT count(*), min(created_at) FROM sign_in_failures WHERE email = ? AND created_at > ?", (email, after)
+            ).fetchone()
+            by_ip = db.execute(
+                "SELECT count(*), min(created_at) FROM sign_in_failures WHERE ip = ? AND created_at > ?", (ip, after)
+            ).fetchone()
+        oldest = lambda value: self._time_from_db(value) if value is not None else None  # noqa: E731
+        return SignInFailures(by_email[0], oldest(by_email[1]), by_ip[0], oldest(by_ip[1]))
+
+    def clear_sign_in_failures(self, email: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM sign_in_failures WHERE email = ?", (email,))
+
+    # -- usage ---------------------------------------------------------------------------------
+
+    def usage_by_day(self, account_id: int, since: dt.datetime) -> list[UsageDay]:
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT {self.DAY_SQL} AS day, count(*), coalesce(sum(l.amount), 0) FROM ledger l "
+                "WHERE l.account_id = ? AND l.created_at >= ? AND l.kind IN ('charge', 'free_call') "
+                "AND NOT EXISTS (SELECT 1 FROM ledger r WHERE r.reverses = l.id) GROUP BY day ORDER BY day",
+                (account_id, self._time_to_db(since)),
+            ).fetchall()
+        return [UsageDay(r[0], r[1], self._from_db(r[2])) for r in rows]
+
+    def recent_calls(self, account_id: int, limit: int) -> list[Call]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT l.id, l.created_at, l.key_id, k.name, k.prefix, l.size, l.amount, r.id FROM ledger l "
+                "LEFT JOIN api_keys k ON k.id = l.key_id LEFT JOIN ledger r ON r.reverses = l.id "
+                "WHERE l.account_id = ? AND l.kind IN ('charge', 'free_call') ORDER BY l.id DESC LIMIT ?",
+                (account_id, limit),
+            ).fetchall()
+        return [
+            Call(r[0], self._time_from_db(r[1]), r[2], r[3] or "", r[4] or "", r[5] or "", self._from_db(r[6]), r[7] is not None)
+            for r in rows
+        ]

@@ -116,6 +116,46 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX idempotency_expiry ON idempotency(expires_at);
     CREATE INDEX idempotency_kept ON idempotency(state, completed_at);
     """,
+    # 4: the dashboard (service/dashboard): named keys and their last use, the size of each
+    # call, people who sign in (users), their sessions, one-time sign-in links and failed
+    # sign-ins. Tokens are kept as SHA-256 hashes, like keys.
+    """
+    ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE api_keys ADD COLUMN last_used_at TEXT;
+    ALTER TABLE ledger ADD COLUMN size TEXT;
+    CREATE INDEX ledger_account_time ON ledger(account_id, created_at);
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        email TEXT NOT NULL UNIQUE,
+        password_hash TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX users_account ON users(account_id);
+    CREATE TABLE web_sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX web_sessions_user ON web_sessions(user_id);
+    CREATE TABLE sign_in_links (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT
+    );
+    CREATE TABLE sign_in_failures (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL,
+        ip TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX sign_in_failures_email ON sign_in_failures(email, created_at);
+    CREATE INDEX sign_in_failures_ip ON sign_in_failures(ip, created_at);
+    CREATE INDEX sign_in_failures_time ON sign_in_failures(created_at);
+    """,
 )
 
 
@@ -129,6 +169,7 @@ def from_micros(micros: int) -> Decimal:
 
 class SqliteStorage(SqlStorage):
     UNIQUE_VIOLATION = sqlite3.IntegrityError
+    DAY_SQL = "substr(l.created_at, 1, 10)"  # ISO 8601 text in UTC
 
     def __init__(self, path: str | pathlib.Path, busy_timeout_s: float = 10.0):
         self.path = pathlib.Path(path)

@@ -97,6 +97,11 @@ def test_prints_key_and_addresses_then_stops_cleanly_on_sigterm(launcher):
     assert "Development API key: " in launcher.output
     key = launcher.output.split("Development API key: ", 1)[1].split()[0]
     assert f"http://127.0.0.1:{launcher.http_port}" in launcher.output
+    # The dashboard, and the development user to sign in with (issue 17).
+    assert "Development dashboard user: dev@localhost  password: " in launcher.output
+    assert f"Dashboard  http://127.0.0.1:{launcher.http_port}/dashboard" in launcher.output
+    page = requests.get(f"http://127.0.0.1:{launcher.http_port}/dashboard", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     response = requests.get(
         f"http://127.0.0.1:{launcher.http_port}/v1.0/account", headers={"X-Api-Key": key}, timeout=10
     )

@@ -60,3 +60,15 @@ def test_the_engine_is_configured_from_the_settings_not_its_environment(tmp_path
     assert default.variant == "auto" and default.provider is None and default.model_path is None
     with pytest.raises(ValueError, match="CLEARBG_MODEL_VARIANT"):
         Settings.from_environ({"CLEARBG_MODEL_VARIANT": "int8; rm -rf /"})
+
+def test_dashboard_settings():
+    defaults = Settings.from_environ({})
+    assert (defaults.sign_up_open, defaults.sign_up_free_calls, defaults.secure_cookies) == (False, 50, False)
+    settings = Settings.from_environ(
+        {"CLEARBG_SIGN_UP": " Open ", "CLEARBG_SIGN_UP_FREE_CALLS": "0", "CLEARBG_SECURE_COOKIES": "1"}
+    )
+    assert (settings.sign_up_open, settings.sign_up_free_calls, settings.secure_cookies) == (True, 0, True)
+    with pytest.raises(ValueError, match="CLEARBG_SIGN_UP must be one of open, closed"):
+        Settings.from_environ({"CLEARBG_SIGN_UP": "yes"})
+    with pytest.raises(ValueError, match="CLEARBG_SECURE_COOKIES"):
+        Settings.from_environ({"CLEARBG_SECURE_COOKIES": "true"})

@@ -282,8 +282,9 @@ def test_unsupported_database_url():
 def test_dev_account_on_empty_database(storage):
     out = io.StringIO()
     ensure_dev_account(storage, None, out)
-    line = out.getvalue().strip()
+    line, user_line = out.getvalue().strip().splitlines()  # the key, then the dashboard's user
     assert line.startswith("Development API key: cbg_")
+    assert user_line.startswith("Development dashboard user: dev@localhost  password: ")
     key = line.split(": ", 1)[1]
     acc, _ = storage.find_key(key)
     assert (acc.subscription, acc.payg, acc.enterprise, acc.free_calls_left()) == (45, 5, 0, 50)
