@@ -99,7 +99,9 @@ def manifests_dir(cache_dir: pathlib.Path) -> pathlib.Path:
 
 
 def manifest_path(cache_dir: pathlib.Path, model: str, key: str) -> pathlib.Path:
-    return manifests_dir(cache_dir) / f"{model}.{key}.json"
+    """Named by the format too: checkouts of different versions sharing one cache (a machine's
+    CI and its developers' branches) each keep their own instead of rewriting each other's."""
+    return manifests_dir(cache_dir) / f"{model}.{key}.f{FORMAT}.json"
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,7 @@ def load(cache_dir: pathlib.Path, model: str, identity: dict | None = None,
     identity = identity or machine_identity(runtime=onnxruntime_version())
     path = manifest_path(cache_dir, model, machine_key(identity))
     if not path.is_file():
-        others = sorted(manifests_dir(cache_dir).glob(f"{model}.*.json")) if manifests_dir(cache_dir).is_dir() else []
+        others = sorted(manifests_dir(cache_dir).glob(f"{model}.*.f{FORMAT}.json")) if manifests_dir(cache_dir).is_dir() else []
         where = f" (the cache holds {len(others)} measured on other machines)" if others else ""
         raise ManifestError(f"no model manifest for {model} on this machine at {path}{where}: {PREPARE_HINT}")
     manifest = read(path)
