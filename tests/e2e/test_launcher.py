@@ -141,11 +141,15 @@ def test_wait_for_log_sees_a_line_written_later_and_gives_up_on_one_never_writte
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens there: a new server could bind it (with SO_REUSEADDR, as servers do: the
+    gateway's closed connections to it may linger in TIME_WAIT for a minute)."""
     import socket
 
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
+            sock.listen()
         except OSError:
             return False
     return True
