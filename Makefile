@@ -52,7 +52,7 @@ test-ruby: rest-sdk-deps
 	cd clients/ruby && rake test
 
 test-php: rest-sdk-deps
-	cd clients/php && composer dump-autoload --dev --quiet && phpunit
+	cd clients/php && composer validate --strict --quiet && composer dump-autoload --dev --quiet && phpunit
 
 # Mono's C# compiler and NUnit 2.6 (no .NET SDK installs here): the library, then its tests.
 test-dotnet: rest-sdk-deps
