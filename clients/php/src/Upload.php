@@ -28,6 +28,10 @@ final class Upload
             $value = $value->getPathname();
         }
         if (is_string($value)) {
+            if (strlen($value) > 4096 || str_contains($value, "\0")) {
+                throw new \InvalidArgumentException("{$field}: a string is a path, and this one is not (to send bytes, "
+                    . "pass GuzzleHttp\\Psr7\\Utils::streamFor(\$bytes), or 'image_file_b64' => base64_encode(\$bytes))");
+            }
             if (!is_file($value)) {
                 throw new \InvalidArgumentException("{$field}: no such file: {$value}");
             }

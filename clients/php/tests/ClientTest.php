@@ -123,7 +123,9 @@ final class ClientTest extends TestCase
     public function testAMissingFileOrAWrongKindOfValueFailsBeforeSending(): void
     {
         $server = $this->fakeServer();
-        foreach ([['/no/such/photo.jpg', 'no such file: /no/such/photo.jpg'], [42, 'must be a path']] as [$value, $message]) {
+        $cases = [['/no/such/photo.jpg', 'no such file: /no/such/photo.jpg'], [42, 'must be a path'],
+            ["\xFF\xD8\xFF\x00 jpeg bytes", 'to send bytes, pass GuzzleHttp\\Psr7\\Utils::streamFor($bytes)']];
+        foreach ($cases as [$value, $message]) {
             try {
                 $this->client($server)->removeBackground(['image_file' => $value]);
                 $this->fail('sent');

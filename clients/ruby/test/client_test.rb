@@ -102,6 +102,8 @@ class ClientTest < ClearBGTest
     error = assert_raises(ArgumentError) { client(server).remove_background(image_file: "/no/such/photo.jpg") }
     assert_includes error.message, "/no/such/photo.jpg"
     assert_raises(TypeError) { client(server).remove_background(image_file: 42) }
+    error = assert_raises(ArgumentError) { client(server).remove_background(image_file: JPEGISH) }
+    assert_includes error.message, "StringIO.new(bytes)"
     assert_empty server.requests
   end
 

@@ -254,6 +254,10 @@ module ClearBG
         @field = field
         if value.is_a?(String) || value.respond_to?(:to_path)
           @path = value.respond_to?(:to_path) ? value.to_path : value
+          if @path.bytesize > 4096 || @path.include?("\0")
+            raise ArgumentError, "#{field}: a String is a path, and this one is not (to send bytes, pass StringIO.new(bytes), " \
+                                 "or image_file_b64: Base64.strict_encode64(bytes))"
+          end
           raise ArgumentError, "#{field}: no such file: #{@path}" unless File.file?(@path)
 
           @filename = File.basename(@path)
