@@ -4,7 +4,7 @@ proxy, and this test checks what it saved against what the server sent.
 
 The program makes: a file upload, a base64 body, an image_url (a local server the stack may fetch
 from), a JPG on a colour and a ZIP (all size=small), the account, a 401, a 402, and a 429: a key
-limited to 20 images a minute has its allowance spent on refused calls, and the next call is
+limited to 6 images a minute has its allowance spent on refused calls, and the next call is
 answered 429 with Retry-After, waited out and retried by the SDK with the same Idempotency-Key.
 Here: every field the SDK read equals the header the proxy saw; each picture decoded with Pillow
 is what the fields say (size, a real matte whose box is the foreground, the person against her
@@ -33,7 +33,9 @@ pytestmark = pytest.mark.e2e
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 RESULTS = ("file", "base64", "url", "jpg", "zip", "429")
 CREDITS = 20
-LIMIT_PER_MINUTE = 20
+# One image every 10 s: the refused calls that spend the allowance take a second or two even on a
+# busy machine, so the next call finds it still spent (the next image is 10 s less that time away).
+LIMIT_PER_MINUTE = 6
 BLUE = (0x81, 0xD4, 0xFA)
 
 
@@ -135,7 +137,7 @@ def test_the_sdk_against_the_real_stack(sdk, sdk_stack, accounts, proxy, image_h
 
     # 429: the allowance spent on refused calls (400 invalid_size, one each), then the real call:
     # a 429 with Retry-After, waited out, the same Idempotency-Key again, done and charged once.
-    assert json.loads((out / "429-spent.json").read_text())["refused"] == LIMIT_PER_MINUTE
+    assert json.loads((out / "429-spent.json").read_text())["refused"] >= LIMIT_PER_MINUTE
     refusal = json.loads((out / "400.json").read_text())
     assert (refusal["class"], refusal["code"]) == (sdk.errors[400], "invalid_size")
     attempts = [e for e in proxy.exchanges if e.sent.get("idempotency-key") == results["429"]["idempotency_key"]]
