@@ -12,12 +12,12 @@ BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 BROWSER_TESTS := tests/e2e/browser
 
-.PHONY: run test test-node test-sdk-python browser-deps deps gen model lint-proto clean bench-quality bench-speed
+.PHONY: run test test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto clean bench-quality bench-speed
 
 run: deps
 	$(PY) -m service.launcher
 
-test: deps lint-proto test-node browser-deps
+test: deps lint-proto test-node test-ruby test-php test-dotnet browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-sdk-python
 
@@ -35,6 +35,32 @@ test-sdk-python: deps
 # Their end-to-end tests against the real stack are pytest's (tests/clients/node/).
 test-node:
 	cd clients && npm ci --prefer-offline --no-audit --no-fund && npm run build --workspaces && npm test --workspaces
+
+# The Ruby, PHP and .NET SDKs (clients/ruby, clients/php, clients/dotnet): Debian's toolchains and
+# test frameworks, installed only when missing; each SDK's unit tests against its fake server.
+# Their end-to-end tests against the real stack are pytest's (tests/clients/rest_sdks/).
+REST_SDK_DEBS := ruby rake ruby-minitest ruby-whitequark-parser php-cli php-curl php-mbstring php-xml \
+	php-guzzlehttp-guzzle php-parser phpunit composer mono-devel nunit-console libnunit-cil-dev
+DOTNET_BUILD := clients/dotnet/build
+MCS_REFS := -r:System.Net.Http.dll -r:System.Runtime.Serialization.dll -r:System.Xml.Linq.dll -r:System.Xml.dll
+
+rest-sdk-deps:
+	@missing=$$(for p in $(REST_SDK_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing:" $$missing; apt-get update && apt-get install -y $$missing; fi
+
+test-ruby: rest-sdk-deps
+	cd clients/ruby && rake test
+
+test-php: rest-sdk-deps
+	cd clients/php && composer validate --strict --quiet && composer dump-autoload --dev --quiet && phpunit
+
+# Mono's C# compiler and NUnit 2.6 (no .NET SDK installs here): the library, then its tests.
+test-dotnet: rest-sdk-deps
+	rm -rf $(DOTNET_BUILD) && mkdir -p $(DOTNET_BUILD)
+	mcs -target:library -warnaserror -out:$(DOTNET_BUILD)/ClearBG.dll $(MCS_REFS) clients/dotnet/src/ClearBG/*.cs
+	mcs -target:library -warnaserror -out:$(DOTNET_BUILD)/ClearBG.Tests.dll -r:$(DOTNET_BUILD)/ClearBG.dll \
+		-r:/usr/lib/cli/nunit.framework-2.6.3/nunit.framework.dll $(MCS_REFS) clients/dotnet/tests/*.cs
+	cd $(DOTNET_BUILD) && nunit-console ClearBG.Tests.dll -nologo
 
 deps: $(VENV)/.installed $(GEN)/.stamp model
 
@@ -91,4 +117,5 @@ bench-speed: deps
 	$(PY) -m bench.speed $(BENCH_ARGS)
 
 clean:
-	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV) $(SDK_VENV) clients/python/build $(BROWSER_TESTS)/node_modules
+	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV) $(SDK_VENV) clients/python/build $(BROWSER_TESTS)/node_modules \
+		$(DOTNET_BUILD) clients/php/vendor

@@ -1,6 +1,7 @@
 """A forwarding HTTP proxy on 127.0.0.1 in front of the real gateway, recording each exchange
 (when the request began to arrive, its Idempotency-Key, the status and Retry-After, when the
-answer went back), so a test can see what a client did between answers."""
+answer went back, and both sides' headers), so a test can see what a client did between answers
+and what the server told it. The other SDKs' end-to-end tests (tests/clients/) use it too."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import http.server
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
-from typing import List, Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
@@ -22,6 +23,9 @@ class Exchange:
     status: int
     retry_after: Optional[str]
     answered: float  # when the answer went back to the client
+    path: str = ""
+    sent: Dict[str, str] = field(default_factory=dict)  # the request's headers, lower-case names
+    headers: Dict[str, str] = field(default_factory=dict)  # the answer's headers, lower-case names
 
 
 class RecordingProxy:
@@ -75,7 +79,9 @@ class RecordingProxy:
                 with lock:
                     proxy.exchanges.append(Exchange(
                         self._began, self.headers.get("Idempotency-Key"), answer.status,
-                        answer.getheader("Retry-After"), time.monotonic(),
+                        answer.getheader("Retry-After"), time.monotonic(), self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        {k.lower(): v for k, v in answer.getheaders()},
                     ))
 
             do_GET = do_POST = _forward

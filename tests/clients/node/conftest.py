@@ -3,21 +3,18 @@
 `npm pack` makes both tarballs (their prepack builds them); the SDK's is installed into an
 empty folder, and both into a global prefix (`npm install -g --prefix`), each with --offline:
 nothing but the tarballs (and npm's cache for the workspace's dev dependencies) is needed. The
-stack is the e2e suites' own (tests/e2e/conftest.py start_stack: real Envoy, real gRPC server,
-real model, temp SQLite); accounts are made through the storage API as an operator would.
+stack and the accounts are every SDK's (tests/clients/conftest.py).
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Iterator
 
 import pytest
 
-from tests.clients.node.node_tools import CLIENTS, Accounts, Packages, npm
-from tests.e2e.api_calls import account_maker
-from tests.e2e.conftest import QUALITY, RunningStack, quality, start_stack  # noqa: F401 (quality: a fixture)
+from tests.clients.node.node_tools import CLIENTS, Packages, npm
+from tests.e2e.conftest import QUALITY, quality  # noqa: F401 (quality: a fixture)
 
 
 @pytest.fixture(scope="session")
@@ -53,24 +50,6 @@ def clearbg_bin(node_packages, tmp_path_factory) -> pathlib.Path:
     command = prefix / "bin" / "clearbg"
     assert command.is_file() and os.access(command, os.X_OK), list((prefix / "bin").iterdir())
     return command
-
-
-@pytest.fixture(scope="session")
-def node_stack(tmp_path_factory) -> Iterator[RunningStack]:
-    with start_stack(tmp_path_factory.mktemp("node-e2e")) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def accounts(node_stack) -> Iterator[Accounts]:
-    from service.storage import open_storage
-
-    storage = open_storage(node_stack.database_url)
-    try:
-        with account_maker(node_stack.database_url) as make:
-            yield Accounts(make, storage)
-    finally:
-        storage.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import shutil
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 
 import pytest
 
-from tests.e2e.conftest import RunningStack
+from tests.clients.sdk_tools import CLIENTS
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
-CLIENTS = ROOT / "clients"
 NPM_TIMEOUT_S = 600
 
 
@@ -35,33 +30,6 @@ def npm(*args: str, cwd: pathlib.Path) -> str:
 class Packages:
     sdk: pathlib.Path  # clearbg-<version>.tgz
     cli: pathlib.Path  # clearbg-cli-<version>.tgz
-
-
-@dataclass
-class Accounts:
-    """Accounts in the stack's database: make() creates one and returns its key."""
-
-    make: Callable[..., str]
-    storage: object
-
-    def balance(self, key: str) -> Decimal:
-        account, _ = self.storage.find_key(key)
-        return account.total
-
-    def top_up(self, key: str, credits: int) -> None:
-        account, _ = self.storage.find_key(key)
-        self.storage.add_credits(account.id, f"test-top-up-{key[-6:]}", subscription=Decimal(credits))
-
-    def charges(self, key: str) -> list:
-        """The account's ledger rows of kind charge and refund."""
-        account, _ = self.storage.find_key(key)
-        return [row for row in self.storage.ledger(account.id) if row.kind in ("charge", "refund")]
-
-
-def node_env(stack: RunningStack, key: str, **extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("CLEARBG_")}
-    env.update(CLEARBG_BASE_URL=stack.rest_url, CLEARBG_API_KEY=key, **extra)
-    return env
 
 
 def photo_folder(folder: pathlib.Path, photos: list[pathlib.Path]) -> pathlib.Path:

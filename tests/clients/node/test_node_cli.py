@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.clients.node.node_tools import CLIENTS, node_env, photo_folder
+from tests.clients.node.node_tools import CLIENTS, photo_folder
+from tests.clients.sdk_tools import sdk_env
 
 pytestmark = pytest.mark.e2e
 
@@ -85,10 +86,10 @@ def real_cutout(path: pathlib.Path) -> None:
     assert (alpha == 0).mean() > 0.005 and (alpha == 255).mean() > 0.005, f"{path.name}: not a real matte"
 
 
-def test_30_photos_in_a_terminal_then_skip_existing_charges_nothing(node_stack, accounts, clearbg_bin, photos, tmp_path):
+def test_30_photos_in_a_terminal_then_skip_existing_charges_nothing(sdk_stack, accounts, clearbg_bin, photos, tmp_path):
     key = accounts.make("cli-30", subscription=Decimal(100))
     folder = photo_folder(tmp_path / "photos", photos[:30])
-    env = node_env(node_stack, key)
+    env = sdk_env(sdk_stack, key)
     status, output = run_in_terminal(
         [clearbg_bin, "remove", folder, "-o", tmp_path / "out", "--concurrency", "4", "--size", "small"], env, tmp_path
     )
@@ -121,11 +122,11 @@ def test_30_photos_in_a_terminal_then_skip_existing_charges_nothing(node_stack, 
     assert accounts.balance(key) == Decimal(70), "a skipped photo is not sent, so not charged"
 
 
-def test_credits_running_out_midway(node_stack, accounts, clearbg_bin, photos, tmp_path):
+def test_credits_running_out_midway(sdk_stack, accounts, clearbg_bin, photos, tmp_path):
     key = accounts.make("cli-20-credits", subscription=Decimal(20))
     folder = photo_folder(tmp_path / "photos", photos[:30])
     out = tmp_path / "out"
-    env = node_env(node_stack, key)
+    env = sdk_env(sdk_stack, key)
     argv = [clearbg_bin, "remove", folder, "-o", out, "--concurrency", "4", "--size", "small", "--json"]
     done = run(argv, env, tmp_path)
     assert done.returncode == 1, shown(done)
@@ -159,10 +160,10 @@ def test_credits_running_out_midway(node_stack, accounts, clearbg_bin, photos, t
 DEBUG = re.compile(r"^\[clearbg (\S+)\] POST /v1\.0/removebg \[([0-9a-f-]+)\] (.*)$")
 
 
-def test_rate_limited_run_waits_out_retry_after_and_shows_no_429(node_stack, accounts, clearbg_bin, photos, tmp_path):
+def test_rate_limited_run_waits_out_retry_after_and_shows_no_429(sdk_stack, accounts, clearbg_bin, photos, tmp_path):
     key = accounts.make("cli-limited", subscription=Decimal(100), rate_limit_per_minute=10)
     folder = photo_folder(tmp_path / "photos", photos[:15])
-    env = node_env(node_stack, key, CLEARBG_LOG="debug")
+    env = sdk_env(sdk_stack, key, CLEARBG_LOG="debug")
     started = time.monotonic()
     done = run([clearbg_bin, "remove", folder, "-o", tmp_path / "out", "--concurrency", "4", "--size", "small"], env, tmp_path)
     took = time.monotonic() - started
@@ -199,13 +200,13 @@ def readme_examples(readme: pathlib.Path) -> dict[str, str]:
     return dict(re.findall(r"<!-- example: (\S+) -->\s*```sh\n(.*?)```", readme.read_text(), re.DOTALL))
 
 
-def test_readme_examples_run_as_written(node_stack, accounts, clearbg_bin, photos, tmp_path):
+def test_readme_examples_run_as_written(sdk_stack, accounts, clearbg_bin, photos, tmp_path):
     examples = readme_examples(CLIENTS / "cli" / "README.md")
     assert len(examples) >= 4, list(examples)
     (tmp_path / "photo.jpg").symlink_to(photos[0])
     photo_folder(tmp_path / "photos", photos[1:4])
     key = accounts.make("cli-readme", subscription=Decimal(10), free_calls=10)
-    env = node_env(node_stack, key)
+    env = sdk_env(sdk_stack, key)
     env["PATH"] = f"{clearbg_bin.parent}{os.pathsep}{env['PATH']}"
     printed = {}
     for name, script in examples.items():

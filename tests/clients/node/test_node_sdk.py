@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.clients.node.node_tools import CLIENTS, node_env
+from tests.clients.node.node_tools import CLIENTS
+from tests.clients.sdk_tools import real_matte, sdk_env
 from tests.e2e.api_calls import PERSON, REAL_MATTE_IOU, alpha_box, iou, truth_mask
 
 pytestmark = pytest.mark.e2e
@@ -37,22 +38,14 @@ def shown(done: subprocess.CompletedProcess) -> str:
     return f"exit {done.returncode}\n--- stdout ---\n{done.stdout[-8000:]}\n--- stderr ---\n{done.stderr[-4000:]}"
 
 
-def real_matte(image: Image.Image) -> np.ndarray:
-    assert image.mode == "RGBA", image.mode
-    alpha = np.asarray(image.getchannel("A"))
-    transparent, opaque = (alpha == 0).mean(), (alpha == 255).mean()
-    assert transparent > 0.05 and opaque > 0.05, f"not a real matte: {transparent:.1%} at 0, {opaque:.1%} at 255"
-    return alpha
-
-
-def test_sdk_e2e_suite_from_the_installed_tarball(node_stack, accounts, sdk_app, quality, tmp_path):
+def test_sdk_e2e_suite_from_the_installed_tarball(sdk_stack, accounts, sdk_app, quality, tmp_path):
     key = accounts.make("node-sdk", subscription=Decimal(20), free_calls=30)
     poor = accounts.make("node-sdk-poor")
     out = tmp_path / "answers"
     out.mkdir()
     suite = sdk_app / "sdk.e2e.mjs"
     shutil.copy(CLIENTS / "node" / "e2e" / "sdk.e2e.mjs", suite)
-    env = node_env(node_stack, key, CLEARBG_E2E_POOR_KEY=poor, CLEARBG_E2E_PHOTO=str(quality / PERSON), CLEARBG_E2E_OUT=str(out))
+    env = sdk_env(sdk_stack, key, CLEARBG_E2E_POOR_KEY=poor, CLEARBG_E2E_PHOTO=str(quality / PERSON), CLEARBG_E2E_OUT=str(out))
     done = node("--test", suite.name, cwd=sdk_app, env=env)
     assert done.returncode == 0, shown(done)
     assert re.search(r"^# pass 5$", done.stdout, re.MULTILINE), shown(done)
@@ -86,14 +79,14 @@ def readme_examples(readme: pathlib.Path) -> dict[str, str]:
     return dict(found)
 
 
-def test_readme_examples_run_unchanged_where_the_tarball_is_installed(node_stack, accounts, sdk_app, quality):
+def test_readme_examples_run_unchanged_where_the_tarball_is_installed(sdk_stack, accounts, sdk_app, quality):
     examples = readme_examples(CLIENTS / "node" / "README.md")
     assert list(examples)[:2] == ["first.mjs", "first.cjs"], list(examples)
     folder = sdk_app / "readme"
     folder.mkdir()
     (folder / "photo.jpg").symlink_to(quality / PERSON)
     key = accounts.make("node-readme", subscription=Decimal(10), free_calls=10)
-    env = node_env(node_stack, key)
+    env = sdk_env(sdk_stack, key)
     printed = {}
     for name, code in examples.items():
         (folder / name).write_text(code)
