@@ -66,8 +66,11 @@ model: $(VENV)/.installed
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
 
+# buf lint, then buf breaking against the previous commit (or the commit recording a deliberate
+# break: proto/BREAKING_CHANGES.md, service/protobreaking.py).
 lint-proto: $(BUF) $(GEN)/.stamp
 	$(BUF) lint '$(DESCRIPTOR)#format=binpb' --path clearbg
+	$(PY) -m service.protobreaking --buf $(BUF) --image $(DESCRIPTOR)
 
 # The dashboard's browser tests (tests/e2e/test_dashboard_browser.py): Debian's Chromium, installed only
 # when missing, and playwright-core + axe-core from the committed lock (npm's own cache keeps
