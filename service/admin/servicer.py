@@ -9,18 +9,17 @@ so it is reachable only on the server's own gRPC port, which listens on loopback
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hmac
 from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from clearbg.v1 import admin_pb2, admin_pb2_grpc
 from service.admin import operations
 from service.logging import get_logger
 from service.storage import KeyExists, Storage, UnknownAccount
+from service.timestamps import timestamp
 
 log = get_logger(__name__)
 
@@ -32,24 +31,15 @@ def _account(account) -> admin_pb2.ManagedAccount:
     return admin_pb2.ManagedAccount(**operations.account_record(account))
 
 
-def _timestamp(iso: str | None) -> timestamp_pb2.Timestamp | None:
-    """Storage's ISO 8601 text as a Timestamp; None (absent) for no time."""
-    if not iso:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(dt.datetime.fromisoformat(iso))
-    return stamp
-
-
 def _key(key) -> admin_pb2.ManagedApiKey:
     record = operations.key_record(key)
-    record.update(created_at=_timestamp(record["created_at"]), revoked_at=_timestamp(record["revoked_at"]))
+    record.update(created_at=timestamp(record["created_at"]), revoked_at=timestamp(record["revoked_at"]))
     return admin_pb2.ManagedApiKey(**record)
 
 
 def _entry(entry) -> admin_pb2.LedgerEntry:
     record = operations.entry_record(entry)
-    record.update(created_at=_timestamp(record["created_at"]))
+    record.update(created_at=timestamp(record["created_at"]))
     return admin_pb2.LedgerEntry(**record)
 
 
