@@ -213,6 +213,10 @@ def test_the_php_stubs_encode_the_options_as_the_python_stubs_do(stubs, tmp_path
     assert bytes.fromhex(done.stdout.strip()) == options.SerializeToString()
     client = (stubs / "php" / "Clearbg" / "V1" / "RemoveBgServiceClient.php").read_text()
     assert "public function RemoveBackground($metadata = [], $options = [])" in client
+    readme = tmp_path / "remove.php"  # the README's call: at least valid PHP (no grpc extension here to run it)
+    readme.write_text(example("php"))
+    linted = run(["php", "-l", str(readme)], {}, tmp_path)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
 def test_the_csharp_stubs_hold_the_typed_client_and_every_option(stubs):
