@@ -12,12 +12,12 @@ BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 BROWSER_TESTS := tests/e2e/browser
 
-.PHONY: run test test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto clean bench-quality bench-speed
+.PHONY: run test test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto stubs stubs-deps clean bench-quality bench-speed
 
 run: deps
 	$(PY) -m service.launcher
 
-test: deps lint-proto test-node test-ruby test-php test-dotnet browser-deps
+test: deps lint-proto test-node test-ruby test-php test-dotnet browser-deps stubs
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-sdk-python
 
@@ -92,8 +92,35 @@ model: $(VENV)/.installed
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
 
+# buf lint, then buf breaking against the previous commit (or the commit recording a deliberate
+# break: proto/BREAKING_CHANGES.md, service/protobreaking.py).
 lint-proto: $(BUF) $(GEN)/.stamp
 	$(BUF) lint '$(DESCRIPTOR)#format=binpb' --path clearbg
+	$(PY) -m service.protobreaking --buf $(BUF) --image $(DESCRIPTOR)
+
+# gRPC stubs for other languages from proto/ (clients/grpc/generate.py; never committed):
+# build/stubs/{python,node,ruby,php,csharp}. tests/clients/grpc runs clients/grpc/README.md's
+# examples with them. Generators: Debian's protoc and gRPC plugins (and libprotoc-dev, g++ to
+# build gRPC's C# plugin once, cached), the Node packages from clients/grpc's lockfile; run
+# times: Debian's Ruby gems and PHP protobuf. apt-get runs only for what dpkg says is missing.
+STUBS := $(BUILD)/stubs
+STUBS_DEBS := protobuf-compiler protobuf-compiler-grpc libprotoc-dev g++ ruby ruby-grpc ruby-google-protobuf \
+	ruby-googleapis-common-protos-types php-cli php-google-protobuf
+GRPC_NODE := clients/grpc/node_modules/.installed
+
+stubs: $(STUBS)/.stamp
+
+$(STUBS)/.stamp: $(PROTOS) clients/grpc/generate.py $(GRPC_NODE) $(VENV)/.installed | stubs-deps
+	$(PY) clients/grpc/generate.py --out $(STUBS)
+	touch $@
+
+stubs-deps:
+	@missing=$$(for p in $(STUBS_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
+
+$(GRPC_NODE): clients/grpc/package-lock.json clients/grpc/package.json
+	npm ci --silent --no-audit --no-fund --prefix clients/grpc
+	touch $@
 
 # The dashboard's browser tests (tests/e2e/test_dashboard_browser.py): Debian's Chromium, installed only
 # when missing, and playwright-core + axe-core from the committed lock (npm's own cache keeps
@@ -118,4 +145,4 @@ bench-speed: deps
 
 clean:
 	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV) $(SDK_VENV) clients/python/build $(BROWSER_TESTS)/node_modules \
-		$(DOTNET_BUILD) clients/php/vendor
+		$(DOTNET_BUILD) clients/php/vendor clients/grpc/node_modules

@@ -2,7 +2,10 @@
 
 A failed call sends no initial metadata, only trailing metadata `x-http-status` and
 `x-error-body` (the JSON error body), so the response is trailers-only and Envoy turns it
-into HTTP headers; the gateway's Lua filter makes them the HTTP status and body.
+into HTTP headers; the gateway's Lua filter makes them the HTTP status and body. For gRPC
+callers the same error is also a `google.rpc.Status` in `grpc-status-details-bin` (gRPC's
+richer error model): an ErrorInfo with the REST code, a BadRequest naming the field where one
+is at fault, a RetryInfo where there is a Retry-After. The gateway strips it from REST answers.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 from collections.abc import Sequence
 
 import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 TITLES = {
     400: "Invalid request",
@@ -37,6 +42,8 @@ GRPC_CODES = {
 }
 
 Headers = Sequence[tuple[str, str]]
+ERROR_DOMAIN = "clearbg.ai"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 class ApiError(Exception):
@@ -49,6 +56,7 @@ class ApiError(Exception):
         detail: str,
         title: str | None = None,
         headers: Headers = (),
+        field: str | None = None,
     ):
         super().__init__(detail)
         self.status = status
@@ -57,6 +65,8 @@ class ApiError(Exception):
         self.detail = detail
         # Extra response headers (rate limit, retry-after) that go with the error.
         self.headers = tuple(headers)
+        # The request field at fault, as its path in the typed message (`roi.x1.percent`).
+        self.field = field
 
     def body(self) -> str:
         error = {"title": self.title, "code": self.code, "detail": self.detail}
@@ -71,6 +81,19 @@ class ApiError(Exception):
 
     def grpc_code(self) -> grpc.StatusCode:
         return GRPC_CODES.get(self.status, grpc.StatusCode.UNKNOWN)
+
+    def status_details(self) -> bytes:
+        """The error as a serialized google.rpc.Status (code and message as the call's own)."""
+        info = error_details_pb2.ErrorInfo(reason=self.code, domain=ERROR_DOMAIN, metadata={"http_status": str(self.status)})
+        status = status_pb2.Status(code=self.grpc_code().value[0], message=self.detail)
+        status.details.add().Pack(info)
+        if self.field:
+            violation = error_details_pb2.BadRequest.FieldViolation(field=self.field, description=self.detail)
+            status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+        retry_after = dict(self.headers).get("retry-after", "")
+        if retry_after.isdigit():
+            status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(retry_after))))
+        return status.SerializeToString()
 
 
 def shown(value: str, limit: int = 40) -> str:
@@ -90,4 +113,7 @@ def internal_error() -> ApiError:
 
 async def abort(context: grpc.aio.ServicerContext, error: ApiError) -> None:
     """Ends the call with `error`; raises (grpc's AbortError) like `context.abort` itself."""
-    await context.abort(error.grpc_code(), error.detail, trailing_metadata=error.trailing_metadata())
+    await context.abort(
+        error.grpc_code(), error.detail,
+        trailing_metadata=(*error.trailing_metadata(), (STATUS_DETAILS_KEY, error.status_details())),
+    )

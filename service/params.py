@@ -1,7 +1,7 @@
-"""REST fields (or typed gRPC options, turned into the same fields) -> what the engine needs.
+"""REST text fields -> typed values -> the shared rules (service/rules.py) -> what the engine needs.
 
-One validator for every door: `typed_fields` rewrites the typed options as REST fields and
-`parse_fields` checks them, so each rule and error code lives in one place.
+Only the REST door's text parsing lives here (aliases, "10px 5%", hex colours, base64); limits,
+defaults and the rules between options are service/rules.py's, shared with the typed door.
 """
 
 from __future__ import annotations
@@ -10,76 +10,34 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Literal
 
 from PIL import ImageColor
 
-from engine.types import RGBA, Length, RemovalOptions
-from service.errors import ApiError, bad_request, shown
+from engine.types import RGBA, Length
+from service import rules
+from service.errors import bad_request, shown
+from service.rules import (  # noqa: F401  (the service's callers read these here too)
+    AUTO_SIZE,
+    PAID_SIZES,
+    SIZE_PIXELS,
+    RemovalRequest,
+    check_file_size,
+)
 
-# Largest output, in pixels, that each `size` allows. `auto` is resolved against the balance.
-SIZE_PIXELS: dict[str, int] = {
-    "preview": 250_000,  # 625 x 400
-    "small": 250_000,
-    "medium": 1_500_000,
-    "hd": 4_000_000,
-    "full": 25_000_000,
-    "50MP": 50_000_000,
-}
 SIZE_ALIASES = {"regular": "small", "4k": "full", "50mp": "50MP"}
-PAID_SIZES = ("small", "medium", "hd", "full", "50MP")
-AUTO_SIZE = "full"  # the best `auto` gives, for an account that can pay
-
-TYPES = {
-    "auto": "auto",
-    "person": "person",
-    "product": "product",
-    "animal": "animal",
-    "car": "car",
-    "other": "other",
-    "graphic": "other",
-    "transportation": "car",
-}
-FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp", "zip": "zip", "auto": "auto"}
-CHANNELS = ("rgba", "alpha")
-
-# Not implemented yet. Answered with 400 `unsupported_parameter` unless the value is the one
-# that changes nothing (so clients that always send the defaults keep working):
-# semitransparency=true is remove.bg's default (soft regions stay soft, as they do here).
-UNSUPPORTED: dict[str, frozenset[str]] = {
-    "semitransparency": frozenset({"true", "1"}),
-}
-# add_shadow draws a soft drop shadow from the matte; remove.bg's car and 3D shadows are not
-# implemented and are refused by name. `auto` picks drop, the only kind there is.
-SHADOW_TYPES = {"drop": "drop", "auto": "drop", "car": "car", "3d": "3D"}
-DEFAULT_SHADOW_OPACITY = 50
+TYPES = {**{name: name for name in rules.FOREGROUND_TYPES}, "graphic": "other", "transportation": "car"}
+FORMATS = {**{name: name for name in rules.OUTPUT_FORMATS}, "jpeg": "jpg"}
+SHADOW_TYPES = {"drop": "drop", "auto": "auto", "car": "car", "3d": "3D"}
+# semitransparency=true is remove.bg's default (soft regions stay soft, as they do here): the
+# value that changes nothing passes, so clients that always send the defaults keep working.
+SEMITRANSPARENCY_HARMLESS = frozenset({"true", "1"})
 
 # A unitless number counts as pixels ("0" is the usual way to write no margin).
 _LENGTH = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(px|%)?", re.IGNORECASE)
-MAX_MARGIN_PX = 500
-MAX_MARGIN_PERCENT = 50
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*%")
-MIN_SCALE_PERCENT, MAX_SCALE_PERCENT = 10, 100
 _HEX = re.compile(r"#?([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 _DATA_URL = re.compile(r"data:[\w.+/-]*(;[\w=.+-]*)*;base64,", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class RemovalRequest:
-    image: bytes
-    size: str  # canonical: auto, preview, small, medium, hd, full, 50MP
-    report_type: bool  # False for type_level=none: no X-Type
-    options: RemovalOptions  # max_output_pixels is set once `size` is resolved
-    fine_type: bool = False  # type_level=2/latest: X-Type names the finer class where known
-    # Set when the caller gave URLs: `image` (empty until then) and `options.bg_image` are
-    # downloaded by the caller of parse_fields (service.fetching), after these cheap checks.
-    image_url: str | None = None
-    bg_image_url: str | None = None
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1_048_576:.1f} MB ({n:,} bytes)"
 
 
 def present(fields: Mapping[str, str | bytes], name: str) -> str | bytes | None:
@@ -101,10 +59,10 @@ def _text(fields: Mapping[str, str | bytes], name: str) -> str | None:
     return value
 
 
-def _choice(fields: Mapping[str, str | bytes], name: str, table: Mapping[str, str], default: str) -> str:
+def _choice(fields: Mapping[str, str | bytes], name: str, table: Mapping[str, str]) -> str | None:
     value = _text(fields, name)
     if value is None:
-        return default
+        return None
     try:
         return table[value.lower()]
     except KeyError:
@@ -127,7 +85,7 @@ def parse_bool(fields: Mapping[str, str | bytes], name: str, default: bool = Fal
 def parse_size(fields: Mapping[str, str | bytes]) -> str:
     value = _text(fields, "size")
     if value is None:
-        return "auto"
+        return rules.DEFAULT_SIZE
     name = SIZE_ALIASES.get(value.lower(), value.lower())
     if name == "auto" or name in SIZE_PIXELS:
         return name
@@ -182,10 +140,10 @@ def parse_crop_margin(value: str) -> tuple[Length, Length, Length, Length]:
     """1 value (all sides), 2 (vertical horizontal) or 4 (top right bottom left), like CSS."""
     lengths = _lengths("crop_margin", value, (1, 2, 4), "10px 5%")
     for length in lengths:
-        limit = MAX_MARGIN_PERCENT if length.unit == "%" else MAX_MARGIN_PX
-        if length.value > limit:
+        if not rules.margin_bounds(length).contains(length.value):
             raise bad_request(
-                "invalid_crop_margin", f"crop_margin is at most {MAX_MARGIN_PERCENT}% or {MAX_MARGIN_PX}px a side."
+                "invalid_crop_margin",
+                f"crop_margin is at most {rules.MARGIN_PERCENT.high:g}% or {rules.MARGIN_PX.high:g}px a side.",
             )
     if len(lengths) == 1:
         lengths *= 4
@@ -200,10 +158,9 @@ def parse_scale(value: str) -> float | None:
     if value.lower() == "original":
         return None
     match = _PERCENT.fullmatch(value)
-    if match is None or not MIN_SCALE_PERCENT <= float(match.group(1)) <= MAX_SCALE_PERCENT:
+    if match is None or not rules.SCALE_PERCENT.contains(float(match.group(1))):
         raise bad_request(
-            "invalid_scale",
-            f"scale {shown(value)} is not 'original' or a percentage from {MIN_SCALE_PERCENT}% to {MAX_SCALE_PERCENT}%.",
+            "invalid_scale", f"scale {shown(value)} is not 'original' or a percentage {rules.SCALE_PERCENT.describe('%')}."
         )
     return float(match.group(1))
 
@@ -217,33 +174,40 @@ def parse_position(value: str) -> tuple[float, float] | Literal["original"]:
         return (50.0, 50.0)
     parts = value.replace(",", " ").split()
     matches = [_PERCENT.fullmatch(part) for part in parts]
-    if len(parts) not in (1, 2) or not all(matches) or any(float(m.group(1)) > 100 for m in matches):  # type: ignore[union-attr]
+    if (
+        len(parts) not in (1, 2)
+        or not all(matches)
+        or not all(rules.POSITION_PERCENT.contains(float(m.group(1))) for m in matches)  # type: ignore[union-attr]
+    ):
         raise bad_request(
             "invalid_position",
-            f"position {shown(value)} is not 'original', 'center' or one or two percentages (0% to 100%), e.g. '50% 70%'.",
+            f"position {shown(value)} is not 'original', 'center' or one or two percentages "
+            f"({rules.POSITION_PERCENT.describe('%')}), e.g. '50% 70%'.",
         )
     values = [float(m.group(1)) for m in matches]  # type: ignore[union-attr]
     return (values[0], values[-1])
 
 
-def parse_shadow(fields: Mapping[str, str | bytes]) -> float | None:
-    """add_shadow, shadow_type, shadow_opacity (0..100, default 50) -> shadow opacity 0..1 or None."""
-    add = parse_bool(fields, "add_shadow")
-    kind = _choice(fields, "shadow_type", SHADOW_TYPES, "drop")
+def parse_shadow_opacity(fields: Mapping[str, str | bytes]) -> float | None:
     text = _text(fields, "shadow_opacity")
-    opacity = float(DEFAULT_SHADOW_OPACITY)
-    if text is not None:
-        match = _LENGTH.fullmatch(text)
-        if match is None or match.group(2) is not None or float(match.group(1)) > 100:
-            raise bad_request("invalid_shadow_opacity", f"shadow_opacity {shown(text)} is not a number from 0 to 100.")
-        opacity = float(match.group(1))
-    if not add:
+    if text is None:
         return None
-    if kind != "drop":
+    match = _LENGTH.fullmatch(text)
+    if match is None or match.group(2) is not None or not rules.SHADOW_OPACITY.contains(float(match.group(1))):
         raise bad_request(
-            "unsupported_parameter", f"The parameter 'shadow_type' {kind!r} is not supported by this server: use 'drop'."
+            "invalid_shadow_opacity", f"shadow_opacity {shown(text)} is not a number {rules.SHADOW_OPACITY.describe()}."
         )
-    return opacity / 100.0
+    return float(match.group(1))
+
+
+def parse_semitransparency(fields: Mapping[str, str | bytes]) -> bool | None:
+    """Only the value that changes nothing is accepted (see SEMITRANSPARENCY_HARMLESS)."""
+    value = present(fields, "semitransparency")
+    if value is None:
+        return None
+    if isinstance(value, str) and " ".join(value.lower().split()) in SEMITRANSPARENCY_HARMLESS:
+        return True
+    return False  # refused by the rules as unsupported, whatever else it says
 
 
 def _decode_b64(value: str | bytes, max_file_bytes: int) -> bytes:
@@ -252,7 +216,7 @@ def _decode_b64(value: str | bytes, max_file_bytes: int) -> bytes:
     text = "".join(text.split())
     # Refuse before decoding: base64 is 4 characters for 3 bytes.
     if len(text) // 4 * 3 > max_file_bytes + 3:
-        raise _too_large(len(text) // 4 * 3, max_file_bytes)
+        raise rules.too_large(len(text) // 4 * 3, max_file_bytes)
     text += "=" * (-len(text) % 4)
     for altchars in (None, b"-_"):
         try:
@@ -262,93 +226,53 @@ def _decode_b64(value: str | bytes, max_file_bytes: int) -> bytes:
     raise bad_request("invalid_image_file_b64", "image_file_b64 is not valid base64.")
 
 
-def _too_large(size: int, limit: int) -> ApiError:
-    return bad_request("file_too_large", f"The file is {_mb(size)}; the limit is {_mb(limit)}.")
-
-
-def check_file_size(size: int, max_file_bytes: int) -> None:
-    if size > max_file_bytes:
-        raise _too_large(size, max_file_bytes)
-
-
-def _check_unsupported(fields: Mapping[str, str | bytes]) -> None:
-    for name, harmless in UNSUPPORTED.items():
-        value = present(fields, name)
-        if value is None:
-            continue
-        if isinstance(value, str) and " ".join(value.lower().split()) in harmless:
-            continue
-        raise bad_request("unsupported_parameter", f"The parameter {name!r} is not supported by this server yet.")
-
-
 def parse_fields(fields: Mapping[str, str | bytes], max_file_bytes: int) -> RemovalRequest:
     """Validates everything that needs no decode; the caller probes the image next."""
-    sources = [name for name in ("image_file", "image_file_b64", "image_url") if present(fields, name) is not None]
-    if not sources:
-        raise bad_request("missing_source", "No image given: send one of image_file, image_file_b64 or image_url.")
-    if len(sources) > 1:
-        raise bad_request("multiple_sources", f"Send exactly one image source; got {', '.join(sources)}.")
-    bg_sources = [name for name in ("bg_color", "bg_image_file", "bg_image_url") if present(fields, name) is not None]
-    if len(bg_sources) > 1:
-        raise bad_request("multiple_bg_sources", f"Send at most one background; got {', '.join(bg_sources)}.")
-
+    rules.check_sources(
+        [name for name in ("image_file", "image_file_b64", "image_url") if present(fields, name) is not None],
+        [name for name in ("bg_color", "bg_image_file", "bg_image_url") if present(fields, name) is not None],
+        "send one of image_file, image_file_b64 or image_url",
+    )
     size = parse_size(fields)
-    foreground_type = _choice(fields, "type", TYPES, "auto")
-    output_format = _choice(fields, "format", FORMATS, "png")
-    channels = _choice(fields, "channels", {c: c for c in CHANNELS}, "rgba")
-    type_level = _choice(fields, "type_level", {"1": "1", "none": "none", "2": "2", "latest": "latest"}, "1")
+    foreground_type = _choice(fields, "type", TYPES)
+    output_format = _choice(fields, "format", FORMATS)
+    channels = _choice(fields, "channels", {c: c for c in rules.CHANNELS})
+    type_level = _choice(fields, "type_level", {level: level for level in rules.TYPE_LEVELS})
     crop = parse_bool(fields, "crop")
     roi_text = _text(fields, "roi")
-    roi = parse_roi(roi_text) if roi_text is not None else None
     margin_text = _text(fields, "crop_margin")
-    crop_margin = parse_crop_margin(margin_text) if margin_text is not None else RemovalOptions().crop_margin
-    shadow = parse_shadow(fields)
+    add_shadow = parse_bool(fields, "add_shadow")
+    shadow_type = _choice(fields, "shadow_type", SHADOW_TYPES)
+    shadow_opacity = parse_shadow_opacity(fields)
     scale_text = _text(fields, "scale")
-    scale = parse_scale(scale_text) if scale_text is not None else None
     position_text = _text(fields, "position")
-    position = parse_position(position_text) if position_text is not None else None
-    if position == "original" and scale is None:
-        position = None  # unscaled and unmoved: nothing to place
     bg_text = _text(fields, "bg_color")
-    bg_color = parse_color(bg_text) if bg_text is not None else None
-    _check_unsupported(fields)
+    asked = dict(
+        size=size, foreground_type=foreground_type, output_format=output_format, channels=channels,
+        type_level=type_level, crop=crop,
+        roi=parse_roi(roi_text) if roi_text is not None else None,
+        crop_margin=parse_crop_margin(margin_text) if margin_text is not None else None,
+        add_shadow=add_shadow, shadow_type=shadow_type, shadow_opacity=shadow_opacity,
+        scale_percent=parse_scale(scale_text) if scale_text is not None else None,
+        position=parse_position(position_text) if position_text is not None else None,
+        bg_color=parse_color(bg_text) if bg_text is not None else None,
+        semitransparency=parse_semitransparency(fields),
+    )
 
     bg_image = present(fields, "bg_image_file")
     if isinstance(bg_image, str):
         raise bad_request("invalid_bg_image_file", "bg_image_file must be a file upload.")
-    if bg_image is not None:
-        check_file_size(len(bg_image), max_file_bytes)
 
     image_url = _text(fields, "image_url")
     if image_url is not None:
         image = b""
-    elif sources == ["image_file"]:
+    elif present(fields, "image_file") is not None:
         image = present(fields, "image_file")
         if isinstance(image, str):  # a form field rather than a file part
             image = image.encode("utf-8")
     else:
         image = _decode_b64(present(fields, "image_file_b64"), max_file_bytes)  # type: ignore[arg-type]
-    check_file_size(len(image), max_file_bytes)
-
-    options = RemovalOptions(
-        foreground_type=foreground_type,  # type: ignore[arg-type]
-        output_format=output_format,  # type: ignore[arg-type]
-        channels=channels,  # type: ignore[arg-type]
-        bg_color=bg_color,
-        bg_image=bg_image,
-        crop=crop,
-        crop_margin=crop_margin,
-        roi=roi,
-        scale_percent=scale,  # the engine centres a scaled subject unless `position` says otherwise
-        position=position,
-        shadow_opacity=shadow,
-    )
-    return RemovalRequest(
-        image=image,
-        size=size,
-        report_type=type_level != "none",
-        options=options,
-        fine_type=type_level in ("2", "latest"),
-        image_url=image_url,
-        bg_image_url=_text(fields, "bg_image_url"),
+    return rules.build_request(
+        rules.Asked(image=image, image_url=image_url, bg_image=bg_image, bg_image_url=_text(fields, "bg_image_url"), **asked),
+        max_file_bytes,
     )

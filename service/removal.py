@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import functools
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -112,11 +113,16 @@ class RemovalService:
     async def remove(
         self, api_key: str | None, request_id: str, fields: dict, accept_json: bool = False,
         client_ip: str | None = None, idempotency_key: str | None = None,
+        parse: Callable[[int], params.RemovalRequest] | None = None,
     ) -> Delivery:
         """With an Idempotency-Key (not empty), run and charged at most once per account and
-        key; a repeat gets the kept answer (service/idempotency.py)."""
+        key; a repeat gets the kept answer (service/idempotency.py). `fields` are REST fields,
+        parsed by service.params; the typed door passes its own `parse` (given the file cap)
+        and, as `fields`, what identifies the request for idempotency."""
         caller = await self.authenticate(api_key)
-        run = functools.partial(self._remove_for, caller, api_key, request_id, fields, accept_json, client_ip)
+        if parse is None:
+            parse = functools.partial(params.parse_fields, fields)
+        run = functools.partial(self._remove_for, caller, api_key, request_id, parse, accept_json, client_ip)
         if not idempotency_key or not idempotency_key.strip():
             return await run()
         try:
@@ -128,7 +134,8 @@ class RemovalService:
             raise with_rate_limit_headers(exc, await self.limits.for_key(rate_key, 0, caller.account.rate_limit_per_minute))
 
     async def _remove_for(
-        self, caller: Caller, api_key: str, request_id: str, fields: dict, accept_json: bool, client_ip: str | None
+        self, caller: Caller, api_key: str, request_id: str, parse: Callable[[int], params.RemovalRequest],
+        accept_json: bool, client_ip: str | None,
     ) -> Delivery:
         """Rate limits around the call: the request's megapixel cost once its size is known
         (an upload's header is read without decoding, so that is cheap), and before a download
@@ -138,7 +145,7 @@ class RemovalService:
         # in every database, and deployments may share one Redis.
         rate_key, rate_limit = hash_key(api_key.strip()), caller.account.rate_limit_per_minute
         try:
-            request = params.parse_fields(fields, self.settings.max_file_bytes)
+            request = parse(self.settings.max_file_bytes)
         except ApiError as exc:  # refused before its size is known: the attempt costs one unit
             raise with_rate_limit_headers(exc, await self.limits.for_key(rate_key, 1, rate_limit))
         if request.image_url is not None or request.bg_image_url is not None:

@@ -10,12 +10,14 @@ from google.api import httpbody_pb2
 
 from clearbg.v1 import account_pb2, account_pb2_grpc, common_pb2, removebg_pb2, removebg_pb2_grpc
 from service import params
+from service.account_view import account_json, typed_account
+from service.credits import format_credits
 from service.errors import ApiError, abort, bad_request, internal_error
 from service.limits import client_ip
 from service.logging import get_logger, request_scope
 from service.removal import RemovalService
 from service.rest_request import parse_body
-from service.typed_options import TYPE_ENUMS, typed_fields
+from service.typed_options import TYPE_ENUMS, typed_request
 
 log = get_logger(__name__)
 
@@ -68,9 +70,12 @@ class RemoveBgServicer(removebg_pb2_grpc.RemoveBgServiceServicer):
             try:
                 options, image = await self._read_stream(request_iterator)
                 delivery = await self.removal.remove(
-                    metadata.get("x-api-key"), request_id, typed_fields(options, image),
+                    metadata.get("x-api-key"), request_id,
+                    # What the idempotency key binds: the options exactly as sent, and the image.
+                    {"typed_options": options.SerializeToString(deterministic=True), "image_file": image},
                     client_ip=client_ip(metadata.get("x-clearbg-client-ip"), context.peer()),
                     idempotency_key=metadata.get("idempotency-key"),
+                    parse=lambda max_file_bytes: typed_request(options, image, max_file_bytes),
                 )
             except Exception as exc:  # noqa: BLE001
                 await _fail(context, exc)
@@ -83,8 +88,9 @@ class RemoveBgServicer(removebg_pb2_grpc.RemoveBgServiceServicer):
                 width=result.width,
                 height=result.height,
                 foreground_type=TYPE_ENUMS.get(result.foreground_type, 0) if delivery.report_type else 0,
-                credits_charged=float(delivery.charged),
-                credits_remaining=float(delivery.remaining),
+                credits_charged=format_credits(delivery.charged),
+                credits_remaining=format_credits(delivery.remaining),
+                type_label=dict(delivery.headers).get("x-type", ""),
                 foreground=common_pb2.ForegroundBox(
                     top=box.top, left=box.left, width=box.width, height=box.height
                 ),
@@ -117,23 +123,18 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
     def __init__(self, removal: RemovalService):
         self.removal = removal
 
-    async def GetAccount(self, request, context):
-        with _call(context, "GetAccount") as (metadata, _):
+    async def _account(self, context, method: str):
+        with _call(context, method) as (metadata, _):
             try:
-                caller = await self.removal.authenticate(metadata.get("x-api-key"))
+                return (await self.removal.authenticate(metadata.get("x-api-key"))).account
             except Exception as exc:  # noqa: BLE001
                 await _fail(context, exc)
-            account = caller.account
-            return account_pb2.GetAccountResponse(
-                data=account_pb2.AccountData(
-                    attributes=account_pb2.AccountAttributes(
-                        credits=account_pb2.Credits(
-                            total=float(account.total),
-                            subscription=float(account.subscription),
-                            payg=float(account.payg),
-                            enterprise=float(account.enterprise),
-                        ),
-                        api=account_pb2.ApiAllowance(free_calls=account.free_calls_left(), sizes="all"),
-                    )
-                )
-            )
+
+    async def GetAccountHttp(self, request, context):
+        account = await self._account(context, "GetAccountHttp")
+        return account_pb2.GetAccountHttpResponse(
+            body=httpbody_pb2.HttpBody(content_type="application/json", data=account_json(account))
+        )
+
+    async def GetAccount(self, request, context):
+        return typed_account(await self._account(context, "GetAccount"))

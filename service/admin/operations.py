@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal, InvalidOperation
 
+from service.credits import format_credits
 from service.storage import Account, ApiKey, LedgerEntry, Storage
 from service.storage.base import generate_key
 
@@ -82,9 +83,7 @@ def add_credits(
     )
 
 
-def credits_text(amount: Decimal) -> str:
-    text = format(amount.normalize(), "f")
-    return text if text != "-0" else "0"
+credits_text = format_credits  # every credit figure leaves as the same exact decimal text
 
 
 def account_record(account: Account) -> dict:

@@ -19,6 +19,7 @@ from clearbg.v1 import admin_pb2, admin_pb2_grpc
 from service.admin import operations
 from service.logging import get_logger
 from service.storage import KeyExists, Storage, UnknownAccount
+from service.timestamps import timestamp
 
 log = get_logger(__name__)
 
@@ -31,7 +32,15 @@ def _account(account) -> admin_pb2.ManagedAccount:
 
 
 def _key(key) -> admin_pb2.ManagedApiKey:
-    return admin_pb2.ManagedApiKey(**operations.key_record(key))
+    record = operations.key_record(key)
+    record.update(created_at=timestamp(record["created_at"]), revoked_at=timestamp(record["revoked_at"]))
+    return admin_pb2.ManagedApiKey(**record)
+
+
+def _entry(entry) -> admin_pb2.LedgerEntry:
+    record = operations.entry_record(entry)
+    record.update(created_at=timestamp(record["created_at"]))
+    return admin_pb2.LedgerEntry(**record)
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -106,7 +115,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ListLedgerEntries(self, request, context):
         entries = await self._run(context, "ListLedgerEntries", self._ledger, request.account_id, request.limit or None)
         return admin_pb2.ListLedgerEntriesResponse(
-            entries=[admin_pb2.LedgerEntry(**operations.entry_record(e)) for e in entries]
+            entries=[_entry(e) for e in entries]
         )
 
     # Plain look-ups that must say NOT_FOUND for an unknown account rather than answer empty.

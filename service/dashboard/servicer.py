@@ -12,6 +12,7 @@ from service.dashboard.web import WebRequest, parse_cookies
 from service.limits import client_ip
 from service.servicers import _call, _fail
 from service.storage import Account, ApiKey, User
+from service.timestamps import timestamp
 
 SERVICE_NAME = dashboard_pb2.DESCRIPTOR.services_by_name["DashboardService"].full_name
 
@@ -40,8 +41,8 @@ def _user(user: User, account: Account | None) -> dashboard_pb2.DashboardUser:
 
 def _key(key: ApiKey) -> dashboard_pb2.DashboardKey:
     return dashboard_pb2.DashboardKey(
-        id=key.id, name=key.name, prefix=key.prefix, created_at=key.created_at,
-        last_used_at=key.last_used_at or "", revoked_at=key.revoked_at or "",
+        id=key.id, name=key.name, prefix=key.prefix, created_at=timestamp(key.created_at),
+        last_used_at=timestamp(key.last_used_at), revoked_at=timestamp(key.revoked_at),
     )
 
 
@@ -125,7 +126,7 @@ class DashboardServicer(dashboard_pb2_grpc.DashboardServiceServicer):
             days=[dashboard_pb2.UsageDay(date=d, images=n, credits=format_credits(c)) for d, n, c in usage.days],
             calls=[
                 dashboard_pb2.UsageCall(
-                    time=call.created_at, key_name=call.key_name, key_prefix=call.key_prefix, size=call.size,
+                    time=timestamp(call.created_at), key_name=call.key_name, key_prefix=call.key_prefix, size=call.size,
                     credits=format_credits(call.amount), status="refunded" if call.refunded else "succeeded",
                 )
                 for call in usage.calls

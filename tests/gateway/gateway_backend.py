@@ -75,7 +75,7 @@ class Backend:
                 return await backend.removebg(request, context)
 
         class Account(account_pb2_grpc.AccountServiceServicer):
-            async def GetAccount(self, request, context):
+            async def GetAccountHttp(self, request, context):
                 await record(request, context)
                 return await backend.account(request, context)
 

@@ -7,14 +7,18 @@ import json
 import time
 import os
 import subprocess
+from decimal import Decimal
 
 import grpc
 import pytest
 import requests
+from google.api import httpbody_pb2
 
 from clearbg.v1 import account_pb2, removebg_pb2, removebg_pb2_grpc
 from gateway_backend import NOT_SERVING, SERVING, http_body, wait_for_status
+from service.account_view import account_json
 from service.errors import ApiError
+from service.storage import Account
 
 ERROR_KEYS = ["title", "code", "detail"]
 
@@ -168,7 +172,7 @@ def test_bare_unavailable_is_a_shaped_503(gateway, backend):
 
 def test_unknown_query_parameters_are_ignored(gateway, backend):
     async def answer(request, context):
-        return account_pb2.GetAccountResponse()
+        return account_pb2.GetAccountHttpResponse(body=httpbody_pb2.HttpBody(content_type="application/json", data=b"{}"))
 
     backend.account = answer
     response = requests.get(gateway.url + "/v1.0/account?nocache=123&x=y", timeout=10)
@@ -176,18 +180,19 @@ def test_unknown_query_parameters_are_ignored(gateway, backend):
     assert response.json() == {}
 
 
-def test_account_prints_the_documented_json_byte_for_byte(gateway, backend):
-    async def answer(request, context):
-        return account_pb2.GetAccountResponse(
-            data=account_pb2.AccountData(
-                attributes=account_pb2.AccountAttributes(
-                    credits=account_pb2.Credits(total=50, subscription=45, payg=5, enterprise=0),
-                    api=account_pb2.ApiAllowance(free_calls=50, sizes="all"),
-                )
-            )
-        )
+def account_answer(**balances):
+    """The real server's document (service/account_view.py) for an account with these figures."""
+    account = Account(1, "a", balances["subscription"], balances["payg"], balances["enterprise"], 50, 0, "", 500)
 
-    backend.account = answer
+    async def answer(request, context):
+        body = httpbody_pb2.HttpBody(content_type="application/json", data=account_json(account))
+        return account_pb2.GetAccountHttpResponse(body=body)
+
+    return answer
+
+
+def test_account_prints_the_documented_json_byte_for_byte(gateway, backend):
+    backend.account = account_answer(subscription=Decimal(45), payg=Decimal(5), enterprise=Decimal(0))
     response = requests.get(gateway.url + "/v1.0/account", headers={"X-Api-Key": "k"}, timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
@@ -198,16 +203,13 @@ def test_account_prints_the_documented_json_byte_for_byte(gateway, backend):
     assert backend.seen.metadata["x-api-key"] == "k"
 
 
-def test_fractional_credits_print_as_numbers(gateway, backend):
-    async def answer(request, context):
-        credits = account_pb2.Credits(total=12.5, subscription=12.25, payg=0.25, enterprise=0)
-        return account_pb2.GetAccountResponse(
-            data=account_pb2.AccountData(attributes=account_pb2.AccountAttributes(credits=credits))
-        )
-
-    backend.account = answer
-    body = requests.get(gateway.url + "/v1.0/account", timeout=10).json()
-    assert body["data"]["attributes"]["credits"] == {"total": 12.5, "subscription": 12.25, "payg": 0.25, "enterprise": 0}
+def test_fractional_credits_print_as_exact_numbers(gateway, backend):
+    backend.account = account_answer(subscription=Decimal("12.25"), payg=Decimal("0.25"), enterprise=Decimal("0.000001"))
+    body = requests.get(gateway.url + "/v1.0/account", timeout=10).json(parse_float=Decimal)
+    assert body["data"]["attributes"]["credits"] == {
+        "total": Decimal("12.500001"), "subscription": Decimal("12.25"), "payg": Decimal("0.25"),
+        "enterprise": Decimal("0.000001"),
+    }
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ served only with a token, refused without it, the same operations and errors."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dataclasses
 import importlib.metadata
 import io
@@ -178,7 +180,7 @@ def test_admin_service_operations(admin_stub, storage):
     account_id, key = created.account.id, created.api_key
     assert (created.account.total, created.account.free_calls_left, created.account.rate_limit_per_minute) == ("10", 5, 500)
     seen = accounts.GetAccount(account_pb2.GetAccountRequest(), metadata=[("x-api-key", key)])
-    assert seen.data.attributes.credits.total == 10
+    assert seen.data.attributes.credits.total == "10"  # the same exact decimal text as the admin's
 
     credited = stub.AddCredits(admin_pb2.AddCreditsRequest(account_id=account_id, payg="0.25", note="inv"), metadata=BEARER)
     assert credited.account.total == "10.25"
@@ -190,9 +192,14 @@ def test_admin_service_operations(admin_stub, storage):
 
     extra = stub.CreateApiKey(admin_pb2.CreateApiKeyRequest(account_id=account_id), metadata=BEARER)
     keys = stub.ListApiKeys(admin_pb2.ListApiKeysRequest(account_id=account_id), metadata=BEARER).keys
-    assert [k.id for k in keys][-1] == extra.key.id and all(not k.revoked_at for k in keys)
+    assert [k.id for k in keys][-1] == extra.key.id and not any(k.HasField("revoked_at") for k in keys)
+    made = keys[0].created_at.ToDatetime(tzinfo=dt.timezone.utc)
+    assert abs((dt.datetime.now(dt.timezone.utc) - made).total_seconds()) < 600
     first = keys[0].id
     assert stub.RevokeApiKey(admin_pb2.RevokeApiKeyRequest(key_id=first), metadata=BEARER).revoked
+    [revoked] = [k for k in stub.ListApiKeys(admin_pb2.ListApiKeysRequest(account_id=account_id), metadata=BEARER).keys
+                 if k.id == first]
+    assert revoked.revoked_at.ToDatetime(tzinfo=dt.timezone.utc) >= made
     assert not stub.RevokeApiKey(admin_pb2.RevokeApiKeyRequest(key_id=first), metadata=BEARER).revoked
     with pytest.raises(grpc.RpcError) as caught:
         accounts.GetAccount(account_pb2.GetAccountRequest(), metadata=[("x-api-key", key)])
@@ -200,6 +207,7 @@ def test_admin_service_operations(admin_stub, storage):
 
     entries = stub.ListLedgerEntries(admin_pb2.ListLedgerEntriesRequest(account_id=account_id), metadata=BEARER).entries
     assert [(e.kind, e.amount, e.request_id, e.payg_change) for e in entries] == [("credit", "0.25", "inv", "0.25")]
+    assert entries[0].created_at.ToDatetime(tzinfo=dt.timezone.utc) >= made
 
 
 @pytest.mark.parametrize(

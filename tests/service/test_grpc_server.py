@@ -12,11 +12,13 @@ import grpc
 import pytest
 import requests
 from google.api import httpbody_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from clearbg.v1 import account_pb2, account_pb2_grpc, removebg_pb2, removebg_pb2_grpc
 from service_fakes import DEV_KEY, png_bytes
+from service.errors import ApiError
 from service.server import LANES_AFTER_SERVING_S
 
 CHUNK = 512 * 1024
@@ -140,8 +142,67 @@ def test_streamed_10mb_image(channel, engine, storage, account):
     assert hashlib.sha256(received).digest() == hashlib.sha256(image).digest()
     assert used.max_output_pixels == 4_000_000 and used.output_format == "webp"
     assert response.width * response.height <= 4_000_000
-    assert response.credits_charged == 1.0 and response.credits_remaining == 49.0
+    assert (response.credits_charged, response.credits_remaining) == ("1", "49")
     assert response.foreground.top == 1 and response.foreground_type != 0
+    assert response.type_label in ("person", "product", "animal", "car", "other")
+
+
+def rich_status(excinfo) -> status_pb2.Status:
+    """The google.rpc.Status the server sent in grpc-status-details-bin."""
+    trailers = dict(excinfo.value.trailing_metadata())
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    assert status.code == excinfo.value.code().value[0] and status.message == excinfo.value.details()
+    return status
+
+
+def details_of(status: status_pb2.Status) -> dict[str, object]:
+    found = {}
+    for detail in status.details:
+        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo):
+            if detail.Is(kind.DESCRIPTOR):
+                message = kind()
+                detail.Unpack(message)
+                found[kind.__name__] = message
+    return found
+
+
+@pytest.mark.parametrize(
+    "options, field, code",
+    [
+        (removebg_pb2.RemoveBackgroundOptions(scale_percent=5), "scale_percent", "invalid_scale"),
+        (removebg_pb2.RemoveBackgroundOptions(roi=removebg_pb2.Region(x1=removebg_pb2.Length(percent=-10))),
+         "roi.x1.percent", "invalid_roi"),
+        (removebg_pb2.RemoveBackgroundOptions(shadow_opacity=150, add_shadow=True), "shadow_opacity", "invalid_shadow_opacity"),
+    ],
+)
+def test_a_typed_value_out_of_range_is_invalid_argument_naming_the_field_and_free(
+    channel, engine, storage, account, options, field, code
+):
+    stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as excinfo:
+        stub.RemoveBackground(stream(options, png_bytes(8, 8)), metadata=[("x-api-key", DEV_KEY)])
+    assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = details_of(rich_status(excinfo))
+    [violation] = details["BadRequest"].field_violations
+    assert violation.field == field and violation.description == excinfo.value.details()
+    assert (details["ErrorInfo"].reason, details["ErrorInfo"].domain) == (code, "clearbg.ai")
+    status, body = error_of(excinfo)  # the REST door's status and body, as for every error
+    assert status == 400 and body["errors"][0]["code"] == code
+    assert engine.calls == [] and storage.get_account(account[0].id).total == Decimal(50)
+
+
+def test_errors_without_a_field_carry_error_info(channel):
+    stub = removebg_pb2_grpc.RemoveBgServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as excinfo:
+        stub.RemoveBackground(stream(removebg_pb2.RemoveBackgroundOptions(), b""), metadata=[("x-api-key", "cbg_nope")])
+    details = details_of(rich_status(excinfo))
+    assert details["ErrorInfo"].reason == "invalid_api_key" and "BadRequest" not in details
+
+
+def test_retry_after_becomes_retry_info():
+    error = ApiError(503, "overloaded", "busy", headers=[("retry-after", "7")])
+    details = details_of(status_pb2.Status.FromString(error.status_details()))
+    assert details["RetryInfo"].retry_delay.seconds == 7 and details["ErrorInfo"].metadata["http_status"] == "503"
 
 
 def test_stream_over_the_cap_is_refused(channel, grpc_server, engine):
@@ -167,11 +228,33 @@ def test_get_account_has_the_documented_shape(channel):
     stub = account_pb2_grpc.AccountServiceStub(channel)
     response = stub.GetAccount(account_pb2.GetAccountRequest(), metadata=[("x-api-key", DEV_KEY)])
     credits = response.data.attributes.credits
-    assert (credits.total, credits.subscription, credits.payg, credits.enterprise) == (50, 45, 5, 0)
+    assert (credits.total, credits.subscription, credits.payg, credits.enterprise) == ("50", "45", "5", "0")
     assert response.data.attributes.api.free_calls == 50
     assert response.data.attributes.api.sizes == "all"
     with pytest.raises(grpc.RpcError) as excinfo:
         stub.GetAccount(account_pb2.GetAccountRequest(), metadata=[("x-api-key", "cbg_nope")])
+    assert error_of(excinfo)[0] == 401
+
+
+def test_the_rest_account_document_is_written_exactly(channel, storage, account):
+    stub = account_pb2_grpc.AccountServiceStub(channel)
+    response = stub.GetAccountHttp(account_pb2.GetAccountHttpRequest(), metadata=[("x-api-key", DEV_KEY)])
+    assert response.body.content_type == "application/json"
+    assert response.body.data == (
+        b'{"data":{"attributes":{"credits":{"total":50,"subscription":45,"payg":5,"enterprise":0},'
+        b'"api":{"free_calls":50,"sizes":"all"}}}}'
+    )
+    # Decimals as the ledger keeps them, as JSON numbers (no double rounding on the way).
+    storage.add_credits(account[0].id, "t", subscription=Decimal("0.000001"), payg=Decimal("123456789.25"),
+                        enterprise=Decimal(0))
+    response = stub.GetAccountHttp(account_pb2.GetAccountHttpRequest(), metadata=[("x-api-key", DEV_KEY)])
+    document = json.loads(response.body.data, parse_float=Decimal)
+    assert document["data"]["attributes"]["credits"] == {
+        "total": Decimal("123456839.250001"), "subscription": Decimal("45.000001"), "payg": Decimal("123456794.25"),
+        "enterprise": 0,
+    }
+    with pytest.raises(grpc.RpcError) as excinfo:
+        stub.GetAccountHttp(account_pb2.GetAccountHttpRequest(), metadata=[])
     assert error_of(excinfo)[0] == 401
 
 

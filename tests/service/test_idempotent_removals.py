@@ -250,7 +250,7 @@ def test_both_grpc_doors_replay_with_the_replayed_metadata(channel, engine, stor
 
     first, first_call = typed()
     second, second_call = typed()
-    assert second == first and first.credits_charged == 1 and first.width == 80
+    assert second == first and first.credits_charged == "1" and first.width == 80
     assert dict(second_call.initial_metadata())["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in dict(first_call.initial_metadata())
     assert len(engine.calls) == 1 and charges(storage, account) == 1

@@ -1,14 +1,12 @@
-"""Validation of REST fields and typed options, with the contract's error codes."""
+"""Validation of REST fields, with the contract's error codes (the typed door: test_typed_options.py)."""
 
 import base64
 
 import pytest
 
-from clearbg.v1 import removebg_pb2
 from service.errors import ApiError
 from engine.types import Length
 from service.params import parse_color, parse_fields
-from service.typed_options import typed_fields
 
 CAP = 1000
 IMAGE = b"\x89PNG-not-probed-here"
@@ -140,24 +138,6 @@ def test_type_aliases_and_type_level_none():
     assert request.report_type is False
 
 
-def test_typed_options_go_through_the_same_validation():
-    options = removebg_pb2.RemoveBackgroundOptions(
-        size=removebg_pb2.SIZE_HD,
-        format=removebg_pb2.OUTPUT_FORMAT_WEBP,
-        channels=removebg_pb2.CHANNELS_ALPHA,
-        type_level=removebg_pb2.TYPE_LEVEL_NONE,
-        crop=True,
-        bg_color=removebg_pb2.Color(red=1, green=2, blue=3, alpha=255),
-    )
-    request = parse_fields(typed_fields(options, IMAGE), CAP)
-    assert request.size == "hd"
-    assert request.options.output_format == "webp"
-    assert request.options.channels == "alpha"
-    assert request.options.crop is True
-    assert request.options.bg_color == (1, 2, 3, 255)
-    assert request.report_type is False
-
-
 @pytest.mark.parametrize(
     "fields, scale, position",
     [({"scale": "original"}, None, None), ({"scale": "50%"}, 50.0, None), ({"scale": "10 %"}, 10.0, None),
@@ -186,23 +166,6 @@ def test_scale_and_position_errors(fields, code):
 def test_type_levels(level, report, fine):
     request = parse_fields({"image_file": IMAGE, "type_level": level}, CAP)
     assert (request.report_type, request.fine_type) == (report, fine)
-
-
-def test_typed_scale_position_and_bad_values():
-    placed = removebg_pb2.RemoveBackgroundOptions(
-        scale_percent=50, position=removebg_pb2.Position(point=removebg_pb2.PercentPoint(horizontal=10, vertical=90))
-    )
-    options = parse_fields(typed_fields(placed, IMAGE), CAP).options
-    assert (options.scale_percent, options.position) == (50.0, (10.0, 90.0))
-    kept = removebg_pb2.RemoveBackgroundOptions(position=removebg_pb2.Position(original=True))
-    assert parse_fields(typed_fields(kept, IMAGE), CAP).options.position is None
-    kept_scaled = removebg_pb2.RemoveBackgroundOptions(scale_percent=50, position=removebg_pb2.Position(original=True))
-    assert parse_fields(typed_fields(kept_scaled, IMAGE), CAP).options.position == "original"
-    assert error_code(typed_fields(removebg_pb2.RemoveBackgroundOptions(scale_percent=5), IMAGE)) == "invalid_scale"
-    with pytest.raises(ApiError) as caught:
-        typed_fields(removebg_pb2.RemoveBackgroundOptions(bg_color=removebg_pb2.Color(red=256)), IMAGE)
-    assert caught.value.code == "invalid_bg_color"
-    assert error_code(typed_fields(removebg_pb2.RemoveBackgroundOptions(), b"")) == "missing_source"
 
 
 PX, PCT = "px", "%"
@@ -239,19 +202,6 @@ def test_crop_margin(text, expected):
 )
 def test_bad_roi_and_margin(name, text):
     assert error_code({"image_file": IMAGE, "crop": "true", name: text}) == f"invalid_{name}"
-
-
-def test_typed_roi_and_margin_use_the_rest_parser():
-    options = removebg_pb2.RemoveBackgroundOptions(
-        crop=True,
-        roi=removebg_pb2.Region(x1=removebg_pb2.Length(pixels=10), y2=removebg_pb2.Length(percent=50)),
-        crop_margin=removebg_pb2.Margin(top=removebg_pb2.Length(pixels=7), left=removebg_pb2.Length(percent=2.5)),
-    )
-    request = parse_fields(typed_fields(options, IMAGE), CAP)
-    assert request.options.roi == (Length(10, PX), Length(0, PCT), Length(100, PCT), Length(50, PCT))
-    assert request.options.crop_margin == (Length(7, PX), Length(0, PX), Length(0, PX), Length(2.5, PCT))
-    too_wide = removebg_pb2.RemoveBackgroundOptions(crop_margin=removebg_pb2.Margin(top=removebg_pb2.Length(pixels=501)))
-    assert error_code(typed_fields(too_wide, IMAGE)) == "invalid_crop_margin"
 
 
 def test_details_never_echo_long_values():

@@ -48,7 +48,8 @@ def ok(seen, context):
     ))
     return removebg_pb2.RemoveBackgroundResponse(
         image=b"".join(seen["chunks"])[:64], content_type="image/png", width=40, height=30,
-        foreground_type=common_pb2.FOREGROUND_TYPE_ANIMAL, credits_charged=1.0, credits_remaining=41.5,
+        foreground_type=common_pb2.FOREGROUND_TYPE_ANIMAL, credits_charged="1", credits_remaining="41.5",
+        type_label="animal-dog",
         foreground=common_pb2.ForegroundBox(top=1, left=2, width=3, height=4),
     )
 
@@ -124,8 +125,30 @@ def test_options_take_the_rest_values(server):
     assert options.roi.x1.pixels == 10 and options.roi.x2.percent == 50
 
 
+def test_shadow_options_are_carried(server):
+    with ClearBGGrpc(server.target, "k") as client:
+        client.remove_background(b"img", add_shadow=True, shadow_type="drop", shadow_opacity=70, semitransparency=True)
+        client.remove_background(b"img")
+    shadowed, plain = (call["options"] for call in server.calls)
+    assert shadowed.add_shadow and shadowed.shadow_type == removebg_pb2.SHADOW_TYPE_DROP
+    assert shadowed.shadow_opacity == 70 and shadowed.semitransparency is True
+    assert not plain.add_shadow and not plain.HasField("shadow_opacity") and not plain.HasField("semitransparency")
+
+
+def test_exact_credits_come_from_the_message_without_metadata(server):
+    def bare(seen, context):
+        return removebg_pb2.RemoveBackgroundResponse(image=b"x", credits_charged="1", credits_remaining="0.000001")
+
+    server.answers.append(bare)
+    with ClearBGGrpc(server.target, "k") as client:
+        result = client.remove_background(b"img")
+    assert (result.credits_charged, result.credits_remaining) == (Decimal(1), Decimal("0.000001"))
+
+
 @pytest.mark.parametrize("name, value", [("size", "huge"), ("bg_color", "rebeccapurple"), ("crop_margin", "1 2 3"),
-                                         ("position", "top"), ("roi", "0 0 10"), ("scale", "big")])
+                                         ("position", "top"), ("roi", "0 0 10"), ("scale", "big"),
+                                         ("roi", "-5 0 10 10"), ("bg_color", (300, 0, 0)),
+                                         ("shadow_opacity", -3), ("shadow_type", "car3d"), ("add_shadow", "maybe")])
 def test_a_value_the_typed_api_cannot_carry_is_a_400_before_any_call(server, name, value):
     with ClearBGGrpc(server.target, "k") as client:
         with pytest.raises(BadRequestError) as caught:

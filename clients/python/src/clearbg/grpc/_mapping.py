@@ -1,8 +1,8 @@
 """Between the SDK's values and the protos (clearbg.v1): options -> RemoveBackgroundOptions,
 RemoveBackgroundResponse + metadata -> RemovalResult, a gRPC failure -> the SDK's errors.
 
-Kept in this one module so that a change of the protos (money as decimal strings, timestamps)
-touches only this file.
+Kept in this one module so that a change of the protos touches only this file. Credits come
+as exact decimal strings (the contract since issue 18), as the REST headers give them.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ FORMATS = {
     "zip": removebg_pb2.OUTPUT_FORMAT_ZIP, "auto": removebg_pb2.OUTPUT_FORMAT_AUTO,
 }
 CHANNELS = {"rgba": removebg_pb2.CHANNELS_RGBA, "alpha": removebg_pb2.CHANNELS_ALPHA}
+SHADOW_TYPES = {
+    "auto": removebg_pb2.SHADOW_TYPE_AUTO, "drop": removebg_pb2.SHADOW_TYPE_DROP,
+    "car": removebg_pb2.SHADOW_TYPE_CAR, "3d": removebg_pb2.SHADOW_TYPE_3D,
+}
 
 # A status without the server's error metadata (e.g. from a proxy), as the gateway maps it.
 HTTP_STATUS = {
@@ -50,7 +54,7 @@ HTTP_STATUS = {
     grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.ABORTED: 409,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.UNIMPLEMENTED: 404,
 }
-LENGTH = re.compile(r"^(-?\d+(?:\.\d+)?)(px|%)?$")
+LENGTH = re.compile(r"^(\d+(?:\.\d+)?)(px|%)?$")
 
 
 def _invalid(name: str, value: Any, expected: str) -> BadRequestError:
@@ -69,7 +73,7 @@ def _choice(table: Mapping[str, int], name: str, value: Any) -> int:
 def _length(name: str, text: str) -> removebg_pb2.Length:
     found = LENGTH.match(text.strip().lower())
     if not found:
-        raise _invalid(name, text, "lengths are pixels (10, 10px) or percentages (10%)")
+        raise _invalid(name, text, "lengths are pixels (10, 10px) or percentages (10%), not negative")
     number, unit = found.groups()
     if unit == "%":
         return removebg_pb2.Length(percent=float(number))
@@ -80,7 +84,10 @@ def _length(name: str, text: str) -> removebg_pb2.Length:
 
 def _color(value: Any) -> removebg_pb2.Color:
     if isinstance(value, (tuple, list)) and len(value) in (3, 4):
-        red, green, blue, *alpha = (int(part) for part in value)
+        parts = [int(part) for part in value]
+        if not all(0 <= part <= 255 for part in parts):
+            raise _invalid("bg_color", value, "components are 0..255")
+        red, green, blue, *alpha = parts
         return removebg_pb2.Color(red=red, green=green, blue=blue, alpha=alpha[0] if alpha else 255)
     text = str(value).strip().lstrip("#")
     if re.fullmatch(r"[0-9a-fA-F]{3,4}", text):
@@ -134,6 +141,24 @@ def _scale(value: Any) -> Optional[float]:
     return float(found.group(1))
 
 
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise _invalid(name, value, "true or false")
+
+
+def _opacity(value: Any) -> int:
+    text = str(value).strip()
+    if not re.fullmatch(r"\d+", text):
+        raise _invalid("shadow_opacity", value, "a whole number from 0 to 100")
+    return int(text)  # over 100 is the server's to refuse, naming the field
+
+
 def options_message(options: Mapping[str, Any], bg_image: Optional[bytes]) -> removebg_pb2.RemoveBackgroundOptions:
     """The REST-style keyword values (as `ClearBG.remove_background` takes them) as the typed message."""
     message = removebg_pb2.RemoveBackgroundOptions()
@@ -163,17 +188,26 @@ def options_message(options: Mapping[str, Any], bg_image: Optional[bytes]) -> re
             message.scale_percent = scale
     if options.get("position") is not None:
         message.position.CopyFrom(_position(options["position"]))
+    if options.get("add_shadow") is not None:
+        message.add_shadow = _flag("add_shadow", options["add_shadow"])
+    if options.get("shadow_type") is not None:
+        message.shadow_type = _choice(SHADOW_TYPES, "shadow_type", options["shadow_type"])
+    if options.get("shadow_opacity") is not None:
+        message.shadow_opacity = _opacity(options["shadow_opacity"])
+    if options.get("semitransparency") is not None:
+        message.semitransparency = _flag("semitransparency", options["semitransparency"])
     return message
 
 
-def _decimal(metadata: Mapping[str, str], name: str, fallback: float) -> Decimal:
-    """Credits: the exact text of the metadata the server sends beside the message, else the
-    message's own number."""
-    text = metadata.get(name)
-    try:
-        return Decimal(text) if text is not None else Decimal(repr(fallback)).normalize()
-    except ArithmeticError:
-        return Decimal(repr(fallback)).normalize()
+def _decimal(metadata: Mapping[str, str], name: str, fallback: str) -> Decimal:
+    """Credits: the message's exact decimal text, else the metadata's (the same figure)."""
+    for text in (fallback, metadata.get(name)):
+        try:
+            if text:
+                return Decimal(text)
+        except ArithmeticError:
+            continue
+    return Decimal(0)
 
 
 def metadata_dict(pairs: Optional[Sequence[Tuple[str, Any]]]) -> Dict[str, str]:
@@ -184,7 +218,7 @@ def removal_result(
     response: removebg_pb2.RemoveBackgroundResponse, metadata: Mapping[str, str], request_id: Optional[str]
 ) -> RemovalResult:
     box = response.foreground
-    kind = metadata.get("x-type") or TYPE_NAMES.get(response.foreground_type)
+    kind = response.type_label or metadata.get("x-type") or TYPE_NAMES.get(response.foreground_type)
     return RemovalResult(
         content=response.image,
         content_type=response.content_type,
