@@ -103,10 +103,14 @@ class Server:
         self.settings = settings
         self.storage = storage or open_storage(settings.database_url)
         self.engine_factory = engine_factory or functools.partial(default_engine, settings)
-        limits = RateLimits(limiter_from_url(settings.redis_url), settings.preview_ip_limit)
+        limits = RateLimits(
+            limiter_from_url(settings.redis_url), settings.preview_ip_limit,
+            fail_open=settings.rate_limit_on_redis_down == "open",
+        )
         self.removal = RemovalService(self.storage, None, settings, limits)
         self.health = ObservedHealth()
         self._lanes: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
         max_message = max(MAX_MESSAGE_BYTES, 3 * settings.max_file_bytes)
         self.grpc = grpc.aio.server(
             options=[
@@ -136,6 +140,9 @@ class Server:
     async def start(self, out: TextIO = sys.stdout) -> int:
         """Binds and starts serving (NOT_SERVING), then loads the engine; returns the port."""
         ensure_dev_account(self.storage, self.settings.dev_api_key, out)
+        # Alive before the first call can hold a reservation; then beats and sweeps in the background.
+        self.removal.reservations.beat()
+        self._sweeper = asyncio.create_task(self.removal.reservations.run())
         self.port = self.grpc.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}")
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.grpc_host}:{self.settings.grpc_port}")
@@ -184,6 +191,9 @@ class Server:
         # What is left (an account call, an answer on its way) gets a moment; grpc.aio's own
         # grace would otherwise wait it out in full while the gateway holds its connection.
         await self.grpc.stop(min(grace, 1.0))
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.to_thread(self.removal.reservations.retire)
         self.removal.shutdown()
         await self.removal.limits.aclose()
         self.storage.close()

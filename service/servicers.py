@@ -12,11 +12,12 @@ from clearbg.v1 import account_pb2, account_pb2_grpc, common_pb2, removebg_pb2, 
 from service import params
 from service.account_view import account_json, typed_account
 from service.credits import format_credits
-from service.errors import ApiError, abort, bad_request, internal_error
+from service.errors import ApiError, abort, bad_request, database_unavailable, internal_error
 from service.limits import client_ip
 from service.logging import get_logger, request_scope
 from service.removal import RemovalService
 from service.rest_request import parse_body
+from service.storage import StorageUnavailable
 from service.typed_options import TYPE_ENUMS, typed_request
 
 log = get_logger(__name__)
@@ -35,6 +36,9 @@ def _call(context: grpc.aio.ServicerContext, method: str) -> Iterator[tuple[dict
 
 
 async def _fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    if isinstance(exc, StorageUnavailable):
+        log.warning("database_unavailable", error=str(exc))
+        exc = database_unavailable()
     if isinstance(exc, ApiError):
         log.info("request_failed", status=exc.status, code=exc.code)
         await abort(context, exc)
