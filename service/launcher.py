@@ -62,12 +62,14 @@ def render_envoy_config(
     more_grpc_ports: Sequence[int] = (),
     max_queue_wait_s: float = Settings.max_queue_wait_s,
     dashboard_pages: os.PathLike | str = dashboard_static.PAGES,
+    cluster_type: str = "STATIC",
 ) -> str:
     """The Envoy config for these ports; `substitute` fails loudly on any unknown ${...}.
     `more_grpc_ports`: further server processes on `grpc_host` sharing the load;
     `max_queue_wait_s`: the servers' admission bound, which the removal routes' timeouts exceed
     by SERVICE_ALLOWANCE_S; `dashboard_pages`: the dashboard's files that Envoy serves
-    (service/dashboard/static.py)."""
+    (service/dashboard/static.py); `cluster_type`: STATIC for addresses, STRICT_DNS for a name
+    resolving to every server (service/gateway.py, in a cluster)."""
     text = pathlib.Path(template).read_text()
     placeholder = re.search(r"^( *)\$\{DASHBOARD_ROUTES\}", text, re.MULTILINE)
     indent = placeholder.group(1) if placeholder else ""
@@ -79,6 +81,7 @@ def render_envoy_config(
         HTTP_HOST=http_host,
         HTTP_PORT=int(http_port),
         GRPC_ENDPOINTS=f"[{endpoints}]",
+        CLUSTER_TYPE=cluster_type,
         ADMIN_PORT=int(admin_port),
         DESCRIPTOR=str(pathlib.Path(descriptor).resolve()),
         REMOVEBG_TIMEOUT=f"{math.ceil(max_queue_wait_s + SERVICE_ALLOWANCE_S)}s",
