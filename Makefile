@@ -12,7 +12,7 @@ BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 BROWSER_TESTS := tests/e2e/browser
 
-.PHONY: run test test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto stubs stubs-deps clean bench-quality bench-speed
+.PHONY: run test soak test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto stubs stubs-deps clean bench-quality bench-speed
 
 run: deps
 	$(PY) -m service.launcher
@@ -142,6 +142,12 @@ bench-quality: $(VENV)/.installed model
 # not under nice (both servers get the same share). BENCH_ARGS="--quick" for a short run.
 bench-speed: deps
 	$(PY) -m bench.speed $(BENCH_ARGS)
+
+# An hour of mixed calls at about capacity (bench/soak.py): the server's RSS over time, and its
+# growth after the first 10 minutes (target < 5 %), also in bench-results/soak.md. Shorter:
+# make soak BENCH_ARGS="--minutes 3".
+soak: deps
+	$(PY) -m bench.soak $(BENCH_ARGS)
 
 clean:
 	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV) $(SDK_VENV) clients/python/build $(BROWSER_TESTS)/node_modules \
