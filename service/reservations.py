@@ -63,7 +63,8 @@ class Reservations:
         # Refunds that failed (entry id -> request id), retried by the sweep.
         self.pending: dict[int, str] = {}
         self._beating_since: float | None = None
-        # TODO(metrics): service/metrics.py counts refunds; these are the sweep's and the retries'.
+        # TODO(metrics): when service/metrics.py lands, record_refund(amount, free_call) in `refund` (on
+        # success), for each of `sweep`'s SweptReservation (amount, free_call) and each retried refund.
         self.swept_total = 0
 
     def hold(self) -> Hold:

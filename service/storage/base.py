@@ -156,6 +156,8 @@ class SweptReservation:
     account_id: int
     owner: str
     reason: Literal["expired", "owner_gone"]
+    amount: Decimal  # the credits given back (0 for a free call)
+    free_call: bool
 
 
 @dataclass(frozen=True)

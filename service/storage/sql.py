@@ -508,11 +508,14 @@ class SqlStorage(IdempotencySql, ABC):
                 ).fetchone()
                 if taken is None:
                     continue
-                request_id = db.execute("SELECT request_id FROM ledger WHERE id = ?", (entry_id,)).fetchone()[0]
+                request_id, amount, kind = db.execute(
+                    "SELECT request_id, amount, kind FROM ledger WHERE id = ?", (entry_id,)
+                ).fetchone()
                 account = self._refund_in(db, entry_id, request_id)
-                swept.append(
-                    SweptReservation(entry_id, account.id, taken[0], "expired" if taken[1] < now else "owner_gone")
-                )
+                swept.append(SweptReservation(
+                    entry_id, account.id, taken[0], "expired" if taken[1] < now else "owner_gone",
+                    self._from_db(amount), kind == "free_call",
+                ))
         return swept
 
     def unsettled_reservations(self, account_id: int | None = None) -> int:

@@ -87,6 +87,7 @@ def test_sweep_refunds_a_gone_owner_and_a_passed_deadline_once(storage):
         (never_seen.entry_id, "owner_gone", "no-heartbeat-ever"),
         (preview.entry_id, "owner_gone", "dead"),
     ])
+    assert {(s.entry_id, s.amount, s.free_call) for s in swept} >= {(orphan.entry_id, 1, False), (preview.entry_id, 0, True)}
     assert storage.sweep_reservations(now=1010.0, stale_before=950.0) == []  # exactly once
     assert storage.unsettled_reservations(acc.id) == 1  # the live owner's, within its deadline
     assert storage.settle(kept.entry_id) is True
