@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
-from service import params
+from service import metrics, params
 from service.errors import ApiError
 from service.logging import get_logger
 from service.storage import Account, InsufficientCredits, InsufficientFreeCalls, Reservation, Storage
@@ -49,7 +49,7 @@ def format_credits(amount: Decimal) -> str:
 def _reserve(storage: Storage, account_id: int, key_id: int | None, request_id: str, size: str) -> Paid:
     try:
         if size == "preview":
-            return Paid("preview", storage.reserve_free_call(account_id, key_id, request_id))
+            return _recorded(Paid("preview", storage.reserve_free_call(account_id, key_id, request_id)))
         reservation = storage.reserve(
             account_id, key_id, request_id, PRICE, or_free_call=size == "auto",
             size=params.AUTO_SIZE if size == "auto" else size,  # the ledger keeps it (the dashboard's usage)
@@ -60,7 +60,12 @@ def _reserve(storage: Storage, account_id: int, key_id: int | None, request_id: 
         raise no_credits(exc.account) from None
     if size == "auto":
         size = params.AUTO_SIZE if reservation.paid else "preview"
-    return Paid(size, reservation)
+    return _recorded(Paid(size, reservation))
+
+
+def _recorded(paid: Paid) -> Paid:
+    metrics.record_charge(float(paid.charged), paid.reservation.free_call)
+    return paid
 
 
 @asynccontextmanager
@@ -93,6 +98,8 @@ def _refund(storage: Storage, paid: Paid, request_id: str) -> None:
         storage.refund(paid.reservation.entry_id, request_id)
     except Exception:  # noqa: BLE001 - the call's own error is the one to report
         log.error("refund_failed", entry_id=paid.reservation.entry_id, exc_info=True)
+    else:
+        metrics.record_refund(float(paid.charged), paid.reservation.free_call)
 
 
 def _refund_after(done: asyncio.Future, storage: Storage, request_id: str) -> None:

@@ -31,6 +31,7 @@ from service.dashboard.servicer import SERVICE_NAME as DASHBOARD_SERVICE
 from service.dashboard.servicer import DashboardServicer
 from service.config import Settings
 from service.limits import RateLimits, limiter_from_url
+from service import metrics
 from service.logging import get_logger
 from service.removal import EngineLike, RemovalService
 from service.servicers import AccountServicer, RemoveBgServicer
@@ -150,6 +151,7 @@ class Server:
         # inference and the edge loops; a session's first run is up to twice a later one).
         self.removal.admission.times.seed(warm_up_s)
         self.removal.engine = engine
+        metrics.record_model(self.settings.model_path.name if self.settings.model_path else self.settings.model, **engine.describe())
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving")
         # The further inference lanes open while the first requests are served (engine/models/lanes.py).
@@ -193,6 +195,13 @@ class Server:
 async def serve(settings: Settings) -> None:
     server = Server(settings)
     await server.start()
+    try:
+        stop_metrics, metrics_port = metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:
+        log.error("metrics_port_unavailable", host=settings.metrics_host, port=settings.metrics_port, error=str(exc))
+        await server.stop(0)
+        raise SystemExit(1) from None
+    log.info("metrics_listening", url=f"http://{settings.metrics_host}:{metrics_port}/metrics")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -215,3 +224,4 @@ async def serve(settings: Settings) -> None:
     log.info("shutting_down")
     loading.cancel()
     await server.stop()
+    stop_metrics()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
-from google.api import httpbody_pb2
+from google.api import annotations_pb2, httpbody_pb2
 
-from clearbg.v1 import account_pb2, account_pb2_grpc, common_pb2, removebg_pb2, removebg_pb2_grpc
-from service import params
+from clearbg.v1 import account_pb2, account_pb2_grpc, common_pb2, dashboard_pb2, removebg_pb2, removebg_pb2_grpc
+from service import metrics, params
 from service.account_view import account_json, typed_account
 from service.credits import format_credits
 from service.errors import ApiError, abort, bad_request, internal_error
@@ -22,24 +25,64 @@ from service.typed_options import TYPE_ENUMS, typed_request
 log = get_logger(__name__)
 
 
+def _routes() -> dict[str, str]:
+    """Each method's name as the metrics show it: its REST route ("POST /v1.0/removebg") where
+    the gateway transcodes one, else its gRPC path (the typed API)."""
+    routes = {}
+    for module in (removebg_pb2, account_pb2, dashboard_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                options = method.GetOptions()
+                if options.HasExtension(annotations_pb2.http):
+                    rule = options.Extensions[annotations_pb2.http]
+                    verb = rule.WhichOneof("pattern")
+                    routes[method.name] = f"{verb.upper()} {getattr(rule, verb)}"
+                else:
+                    routes[method.name] = f"/{service.full_name}/{method.name}"
+    return routes
+
+
+ROUTES = _routes()
+# The status and code a failing call left with (set by _fail, read when _call records it).
+_FAILED: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar("failed", default=None)
+# A call whose caller went away before the answer (nginx's "client closed request").
+CANCELLED = (499, "cancelled")
+
+
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
 
 
 @contextlib.contextmanager
 def _call(context: grpc.aio.ServicerContext, method: str) -> Iterator[tuple[dict[str, str], str]]:
-    """Reads the metadata once and binds the request id to every log line of the call."""
+    """Reads the metadata once and binds the request id to every log line of the call; records
+    the call's outcome and time in the metrics when it ends, however it ends."""
     metadata = _metadata(context)
-    with request_scope(metadata.get("x-request-id"), method=method) as request_id:
-        yield metadata, request_id
+    started = time.monotonic()
+    token = _FAILED.set(None)
+    outcome = (500, "internal_error")  # an exception that escaped _fail (none should)
+    try:
+        with request_scope(metadata.get("x-request-id"), method=method) as request_id:
+            yield metadata, request_id
+        outcome = (200, "")
+    except asyncio.CancelledError:
+        outcome = CANCELLED
+        raise
+    finally:
+        outcome = _FAILED.get() or outcome
+        _FAILED.reset(token)
+        metrics.record_call(ROUTES.get(method, method), *outcome, time.monotonic() - started)
 
 
 async def _fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     if isinstance(exc, ApiError):
         log.info("request_failed", status=exc.status, code=exc.code)
+        _FAILED.set((exc.status, exc.code))
         await abort(context, exc)
     log.error("unexpected_error", exc_info=exc)
-    await abort(context, internal_error())
+    error = internal_error()
+    _FAILED.set((error.status, error.code))
+    await abort(context, error)
 
 
 class RemoveBgServicer(removebg_pb2_grpc.RemoveBgServiceServicer):
