@@ -1,0 +1,110 @@
+"""gateway/openapi.json kept true: served by the real Envoy at /openapi.json, and schemathesis
+sends what it generates from it (valid and invalid bodies of every documented kind, headers,
+path parameters) through the real Envoy to the real server. Every answer must be documented
+(status, content type, headers, JSON body), none may be a 5xx, and an error charges nothing:
+the ledger holds no charge kept for the request id of any error.
+
+Bounded: a fixed number of examples per operation (EXAMPLES), each within DEADLINE."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pathlib
+from decimal import Decimal
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from api_calls import balance
+from service.storage import open_storage
+
+pytestmark = pytest.mark.e2e
+
+DOCUMENT = pathlib.Path(__file__).resolve().parents[2] / "gateway" / "openapi.json"
+# Per operation; about 16 operations, most answered in milliseconds (no valid image is ever
+# generated, so the engine never runs): well under a minute in all.
+EXAMPLES = 25
+DEADLINE = dt.timedelta(seconds=20)
+CHECKS = [
+    not_a_server_error, status_code_conformance, content_type_conformance,
+    response_headers_conformance, response_schema_conformance,
+]
+INITIAL = Decimal(1000)
+
+
+def test_the_gateway_serves_the_document(stack):
+    response = requests.get(stack.rest_url + "/openapi.json", timeout=30)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == DOCUMENT.read_bytes()
+    document = response.json()
+    assert document["openapi"].startswith("3.1")
+    # Every REST route the gateway transcodes is described (the dashboard's from its protos).
+    assert {"/v1.0/removebg", "/v1.0/account", "/dashboard/api/session", "/dashboard/api/try"} <= set(document["paths"])
+
+
+def test_the_document_names_every_rest_route_of_the_protos():
+    from service.servicers import ROUTES
+
+    documented = {
+        f"{method.upper()} {path}"
+        for path, operations in json.loads(DOCUMENT.read_text())["paths"].items()
+        for method in operations
+    }
+    transcoded = {route for route in ROUTES.values() if not route.startswith("/clearbg.")}
+    assert transcoded <= documented, transcoded - documented
+
+
+@pytest.fixture(scope="module")
+def fuzzed_account(stack, new_account):
+    """An account with credits to lose, so a wrongly kept charge would show."""
+    return new_account("openapi", payg=INITIAL, free_calls=1000, rate_limit_per_minute=100_000)
+
+
+@pytest.fixture(scope="module")
+def ledger(stack):
+    storage = open_storage(stack.database_url)
+    yield storage
+    storage.close()
+
+
+@pytest.fixture(scope="module")
+def openapi_schema(stack):
+    return schemathesis.openapi.from_url(stack.rest_url + "/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("openapi_schema")
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES, deadline=DEADLINE,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+)
+def test_the_server_keeps_the_document(case, stack, fuzzed_account, ledger):
+    headers = {"X-Api-Key": fuzzed_account}
+    response = case.call(base_url=stack.rest_url, headers=headers, timeout=60)
+    case.validate_response(response, checks=CHECKS, headers=headers)
+    if response.status_code >= 400:
+        assert "x-credits-charged" not in response.headers
+        request_id = response.headers.get("x-request-id")
+        assert request_id, "every answer carries the gateway's request id"
+        entries = [e for account in ledger.list_accounts() for e in ledger.ledger(account.id) if e.request_id == request_id]
+        taken = {e.id for e in entries if e.kind in ("charge", "free_call")}
+        given_back = {e.reverses for e in entries if e.kind == "refund"}
+        assert taken <= given_back, f"{case.method} {case.path} answered {response.status_code} and kept a charge"
+
+
+def test_nothing_the_generated_calls_did_cost_anything(stack, fuzzed_account):
+    """After the test above (none of its calls carries a real photo): the balance is whole."""
+    assert balance(stack, fuzzed_account) == (INITIAL, 1000)
