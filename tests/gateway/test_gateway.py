@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import os
+import pathlib
 import subprocess
 from decimal import Decimal
 
@@ -401,3 +402,12 @@ def test_idempotency_key_reaches_the_backend_and_replayed_comes_back(gateway, ba
     assert response.status_code == 200
     assert backend.seen.metadata["idempotency-key"] == "k-1"
     assert response.headers["idempotent-replayed"] == "true"
+
+
+def test_the_openapi_document_is_answered_by_envoy_itself(gateway_without_backend):
+    """/openapi.json comes from gateway/openapi.json, byte for byte, with no backend at all."""
+    document = pathlib.Path(__file__).resolve().parents[2] / "gateway" / "openapi.json"
+    response = requests.get(gateway_without_backend.url + "/openapi.json", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == document.read_bytes()
