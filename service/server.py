@@ -23,6 +23,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from clearbg.v1 import account_pb2, account_pb2_grpc, admin_pb2_grpc, dashboard_pb2_grpc, removebg_pb2, removebg_pb2_grpc
+from service import metrics
 from service.admin.servicer import SERVICE_NAME as ADMIN_SERVICE
 from service.admin.servicer import AdminServicer
 from service.bootstrap import ensure_dev_account
@@ -31,7 +32,6 @@ from service.dashboard.servicer import SERVICE_NAME as DASHBOARD_SERVICE
 from service.dashboard.servicer import DashboardServicer
 from service.config import Settings
 from service.limits import RateLimits, limiter_from_url
-from service import metrics
 from service.logging import get_logger
 from service.removal import EngineLike, RemovalService
 from service.servicers import AccountServicer, RemoveBgServicer
@@ -151,7 +151,8 @@ class Server:
         # inference and the edge loops; a session's first run is up to twice a later one).
         self.removal.admission.times.seed(warm_up_s)
         self.removal.engine = engine
-        metrics.record_model(self.settings.model_path.name if self.settings.model_path else self.settings.model, **engine.describe())
+        model = self.settings.model_path.name if self.settings.model_path else self.settings.model
+        metrics.record_model(model, **engine.describe())
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving")
         # The further inference lanes open while the first requests are served (engine/models/lanes.py).
