@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -43,8 +44,16 @@ def _routes() -> dict[str, str]:
 
 
 ROUTES = _routes()
-# The status and code a failing call left with (set by _fail, read when _call records it).
-_FAILED: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar("failed", default=None)
+@dataclasses.dataclass
+class _Answering:
+    """The call being answered, until it is recorded (once) in the metrics."""
+
+    route: str
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    recorded: bool = False
+
+
+_CALL: contextvars.ContextVar[_Answering | None] = contextvars.ContextVar("call", default=None)
 # A call whose caller went away before the answer (nginx's "client closed request").
 CANCELLED = (499, "cancelled")
 
@@ -53,35 +62,43 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
 
 
+def _record(status: int, code: str) -> None:
+    """The current call's outcome in the metrics, once: before its answer leaves (an error is
+    sent by `abort` itself), so whoever has the answer can already see it counted."""
+    call = _CALL.get()
+    if call is not None and not call.recorded:
+        call.recorded = True
+        metrics.record_call(call.route, status, code, time.monotonic() - call.started)
+
+
 @contextlib.contextmanager
 def _call(context: grpc.aio.ServicerContext, method: str) -> Iterator[tuple[dict[str, str], str]]:
     """Reads the metadata once and binds the request id to every log line of the call; records
-    the call's outcome and time in the metrics when it ends, however it ends."""
+    the call in the metrics however it ends (`_fail` records the errors it sends)."""
     metadata = _metadata(context)
-    started = time.monotonic()
-    token = _FAILED.set(None)
-    outcome = (500, "internal_error")  # an exception that escaped _fail (none should)
+    token = _CALL.set(_Answering(ROUTES.get(method, method)))
     try:
         with request_scope(metadata.get("x-request-id"), method=method) as request_id:
             yield metadata, request_id
-        outcome = (200, "")
+        _record(200, "")
     except asyncio.CancelledError:
-        outcome = CANCELLED
+        _record(*CANCELLED)
+        raise
+    except BaseException:
+        _record(500, "internal_error")  # anything that escaped _fail (nothing should)
         raise
     finally:
-        outcome = _FAILED.get() or outcome
-        _FAILED.reset(token)
-        metrics.record_call(ROUTES.get(method, method), *outcome, time.monotonic() - started)
+        _CALL.reset(token)
 
 
 async def _fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     if isinstance(exc, ApiError):
         log.info("request_failed", status=exc.status, code=exc.code)
-        _FAILED.set((exc.status, exc.code))
+        _record(exc.status, exc.code)
         await abort(context, exc)
     log.error("unexpected_error", exc_info=exc)
     error = internal_error()
-    _FAILED.set((error.status, error.code))
+    _record(error.status, error.code)
     await abort(context, error)
 
 
