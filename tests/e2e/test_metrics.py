@@ -5,12 +5,14 @@ the ledger it wrote (charges, free calls, refunds, credits) and with the answers
 A stack of its own (its counters and ledger start empty, so every figure is exact), with a
 preview limit of 1 per IP a minute and an account limited to 1 megapixel-image a minute, so
 each kind of refusal happens once. Then the shared stack, at whatever point of the suite this
-file runs: its whole ledger against its counters."""
+file runs: its whole ledger against its counters. Last, two servers behind one Envoy: one
+/metrics each."""
 
 from __future__ import annotations
 
 import collections
 import io
+import os
 from decimal import Decimal
 
 import pytest
@@ -19,11 +21,13 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from api_calls import PERSON, account_maker, assert_error, ok, removebg
+from service.launcher import Stack
 from service.storage import open_storage
 
 pytestmark = pytest.mark.e2e
 
 REMOVEBG = "POST /v1.0/removebg"
+START_TIMEOUT_S = 300.0  # two servers loading the model at once on a busy machine
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
@@ -157,3 +161,26 @@ def test_the_shared_stack_counts_what_its_ledger_holds(stack, new_account):
     ledger = ledger_figures(stack.database_url)
     assert counted_figures(scrape(metrics_url)) == ledger
     assert ledger["charges"] >= 1
+
+
+def test_each_of_several_servers_serves_its_own_counts(tmp_path, free_port):
+    """Two server processes behind one Envoy (as the launcher starts them): each counts the calls
+    it answered on its own port, and together they count every call made."""
+    env = dict(os.environ, CLEARBG_DATABASE_URL=f"sqlite:///{tmp_path / 'two.db'}", PYTHONUNBUFFERED="1")
+    with open(tmp_path / "stack.log", "w") as out:
+        stack = Stack(http_port=free_port(), grpc_port=free_port(), more_grpc_ports=(free_port(),), env=env, out=out)
+        try:
+            stack.start()
+            stack.wait_healthy(START_TIMEOUT_S)
+            assert len(set(stack.metrics_ports)) == 2
+            route = "GET /v1.0/account"
+            before = [sample(scrape(url), "clearbg_calls_total", route=route, status="401", code="missing_api_key")
+                      for url in stack.metrics_urls]
+            for _ in range(20):  # no key: answered at once by whichever server Envoy picks
+                assert requests.get(stack.rest_url + "/v1.0/account", timeout=30).status_code == 401
+            after = [sample(scrape(url), "clearbg_calls_total", route=route, status="401", code="missing_api_key")
+                     for url in stack.metrics_urls]
+        finally:
+            stack.stop()
+    assert sum(after) - sum(before) == 20
+    assert all(count > 0 for count in after), after  # round robin: both answered some
