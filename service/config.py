@@ -126,6 +126,10 @@ class Settings:
     model_variant: str = "auto"
     execution_provider: str | None = None
     cache_dir: pathlib.Path = field(default_factory=lambda: default_cache_dir(os.environ))
+    # The operator's /metrics (service/metrics.py), one port per server process; loopback by
+    # default like Envoy's admin (0.0.0.0 in a pod, where Prometheus scrapes it).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
 
     def engine_config(self, **overrides) -> EngineConfig:
         return EngineConfig(
@@ -185,6 +189,8 @@ class Settings:
             model_variant=_variant(env),
             execution_provider=env.get("CLEARBG_EXECUTION_PROVIDER", "").strip() or None,
             cache_dir=default_cache_dir(env),
+            metrics_host=env.get("CLEARBG_METRICS_HOST", "").strip() or cls.metrics_host,
+            metrics_port=_int(env, "CLEARBG_METRICS_PORT", cls.metrics_port, 0),
             sign_up_open=_choice(env, "CLEARBG_SIGN_UP", ("open", "closed"), "closed") == "open",
             sign_up_free_calls=_int(env, "CLEARBG_SIGN_UP_FREE_CALLS", cls.sign_up_free_calls, 0),
             secure_cookies=_choice(env, "CLEARBG_SECURE_COOKIES", ("0", "1"), "0") == "1",

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
-from service import params
+from service import metrics, params
 from service.errors import ApiError
 from service.reservations import Reservations
 from service.storage import Account, InsufficientCredits, InsufficientFreeCalls, Reservation
@@ -51,7 +51,7 @@ def _reserve(
     storage, hold = reservations.storage, reservations.hold()
     try:
         if size == "preview":
-            return Paid("preview", storage.reserve_free_call(account_id, key_id, request_id, hold=hold))
+            return _recorded(Paid("preview", storage.reserve_free_call(account_id, key_id, request_id, hold=hold)))
         reservation = storage.reserve(
             account_id, key_id, request_id, PRICE, or_free_call=size == "auto",
             size=params.AUTO_SIZE if size == "auto" else size,  # the ledger keeps it (the dashboard's usage)
@@ -63,7 +63,12 @@ def _reserve(
         raise no_credits(exc.account) from None
     if size == "auto":
         size = params.AUTO_SIZE if reservation.paid else "preview"
-    return Paid(size, reservation)
+    return _recorded(Paid(size, reservation))
+
+
+def _recorded(paid: Paid) -> Paid:
+    metrics.record_charge(float(paid.charged), paid.reservation.free_call)
+    return paid
 
 
 @asynccontextmanager
@@ -87,7 +92,7 @@ async def paid_call(
     try:
         yield paid
     except BaseException:
-        refund = asyncio.ensure_future(asyncio.to_thread(reservations.refund, paid.reservation.entry_id, request_id))
+        refund = asyncio.ensure_future(asyncio.to_thread(reservations.refund, paid.reservation, request_id))
         try:
             await asyncio.shield(refund)
         except asyncio.CancelledError:
@@ -98,7 +103,7 @@ async def paid_call(
 
 def _refund_after(done: asyncio.Future, reservations: Reservations, request_id: str) -> None:
     if not done.cancelled() and done.exception() is None:
-        asyncio.ensure_future(asyncio.to_thread(reservations.refund, done.result().reservation.entry_id, request_id))
+        asyncio.ensure_future(asyncio.to_thread(reservations.refund, done.result().reservation, request_id))
 
 
 def no_credits(account: Account) -> ApiError:

@@ -23,10 +23,12 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from decimal import Decimal
 
+from service import metrics
 from service.errors import ApiError
 from service.logging import get_logger
-from service.storage import Hold, Storage, StorageUnavailable, SweptReservation
+from service.storage import Hold, Reservation, Storage, StorageUnavailable, SweptReservation
 
 log = get_logger(__name__)
 
@@ -60,11 +62,9 @@ class Reservations:
         self.owner = owner or instance_id()
         self.deadline_s, self.heartbeat_s, self.stale_s = deadline_s, heartbeat_s, stale_s
         self.clock = clock
-        # Refunds that failed (entry id -> request id), retried by the sweep.
-        self.pending: dict[int, str] = {}
+        # Refunds that failed (entry id -> request id, credits, free call), retried by the sweep.
+        self.pending: dict[int, tuple[str, Decimal, bool]] = {}
         self._beating_since: float | None = None
-        # TODO(metrics): when service/metrics.py lands, record_refund(amount, free_call) in `refund` (on
-        # success), for each of `sweep`'s SweptReservation (amount, free_call) and each retried refund.
         self.swept_total = 0
 
     def hold(self) -> Hold:
@@ -83,13 +83,18 @@ class Reservations:
             log.warning("reservation_lost", entry_id=entry_id)
             raise reservation_lost()
 
-    def refund(self, entry_id: int, request_id: str) -> None:
-        """Blocking; never raises: a refund that cannot be written now is retried by the sweep."""
+    def refund(self, reservation: Reservation, request_id: str) -> None:
+        """Blocking; never raises: a refund that cannot be written now is retried by the sweep.
+        Counted in the metrics once written (a call that also outlived its deadline, swept and
+        then failed, would be counted twice: the ledger gives back once)."""
+        entry_id = reservation.entry_id
         try:
             self.storage.refund(entry_id, request_id)
         except Exception:  # noqa: BLE001 - the call's own error is the one to report
             log.warning("refund_deferred", entry_id=entry_id, exc_info=True)
-            self.pending[entry_id] = request_id
+            self.pending[entry_id] = (request_id, reservation.amount, reservation.free_call)
+        else:
+            metrics.record_refund(float(reservation.amount), reservation.free_call)
 
     def beat(self) -> None:
         """Blocking: the heartbeat, noting since when it has been unbroken."""
@@ -104,9 +109,10 @@ class Reservations:
 
     def sweep(self) -> list[SweptReservation]:
         """Blocking: retries this server's deferred refunds, then refunds what is due."""
-        for entry_id, request_id in list(self.pending.items()):
+        for entry_id, (request_id, credits, free_call) in list(self.pending.items()):
             self.storage.refund(entry_id, request_id)
             del self.pending[entry_id]
+            metrics.record_refund(float(credits), free_call)
             log.info("refund_retried", entry_id=entry_id)
         now = self.clock()
         judging = self._beating_since is not None and now - self._beating_since >= self.stale_s
@@ -114,6 +120,7 @@ class Reservations:
         for item in swept:
             log.warning("reservation_swept", entry_id=item.entry_id, account_id=item.account_id,
                         owner=item.owner, reason=item.reason)
+            metrics.record_refund(float(item.amount), item.free_call)
         self.swept_total += len(swept)
         return swept
 

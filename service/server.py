@@ -23,6 +23,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from clearbg.v1 import account_pb2, account_pb2_grpc, admin_pb2_grpc, dashboard_pb2_grpc, removebg_pb2, removebg_pb2_grpc
+from service import metrics
 from service.admin.servicer import SERVICE_NAME as ADMIN_SERVICE
 from service.admin.servicer import AdminServicer
 from service.bootstrap import ensure_dev_account
@@ -157,6 +158,8 @@ class Server:
         # inference and the edge loops; a session's first run is up to twice a later one).
         self.removal.admission.times.seed(warm_up_s)
         self.removal.engine = engine
+        model = self.settings.model_path.name if self.settings.model_path else self.settings.model
+        metrics.record_model(model, **engine.describe())
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving")
         # The further inference lanes open while the first requests are served (engine/models/lanes.py).
@@ -203,6 +206,13 @@ class Server:
 async def serve(settings: Settings) -> None:
     server = Server(settings)
     await server.start()
+    try:
+        stop_metrics, metrics_port = metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:
+        log.error("metrics_port_unavailable", host=settings.metrics_host, port=settings.metrics_port, error=str(exc))
+        await server.stop(0)
+        raise SystemExit(1) from None
+    log.info("metrics_listening", url=f"http://{settings.metrics_host}:{metrics_port}/metrics")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -225,3 +235,4 @@ async def serve(settings: Settings) -> None:
     log.info("shutting_down")
     loading.cancel()
     await server.stop()
+    stop_metrics()

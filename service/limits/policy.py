@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable
 
+from service import metrics
 from service.limits.base import LimiterUnavailable, RateLimiter
 from service.limits.errors import limiter_unavailable
 from service.limits.gcra import Decision
@@ -71,7 +72,6 @@ class RateLimits:
         # shared store is unreachable.
         self.fail_open = fail_open
         self.clock = clock
-        # TODO(metrics): service/metrics.py exports this (limiter outages seen, by policy).
         self.unavailable_total = 0
 
     async def check_key(self, key: str, limit_per_minute: int) -> Decision:
@@ -96,7 +96,9 @@ class RateLimits:
             return await self.limiter.acquire(key, cost, limit, charge=charge)
         except LimiterUnavailable as exc:
             self.unavailable_total += 1
-            log.warning("rate_limiter_unavailable", policy="open" if self.fail_open else "closed", error=str(exc))
+            policy = "open" if self.fail_open else "closed"
+            metrics.record_limiter_unavailable(policy)
+            log.warning("rate_limiter_unavailable", policy=policy, error=str(exc))
             if not self.fail_open:
                 raise limiter_unavailable() from None
         # Fail-open: allowed, and the headers say the full limit (nothing could be counted).

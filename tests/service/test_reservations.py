@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
+from prometheus_client import REGISTRY
 
 from service.credits import paid_call
 from service.errors import ApiError
@@ -227,13 +228,16 @@ def test_a_refund_the_database_refused_is_retried_by_the_sweep(storage):
         async with paid_call(reservations, acc.id, None, "r", "full"):
             raise ApiError(400, "invalid_file_type", "not an image")
 
+    refunded = REGISTRY.get_sample_value("clearbg_credits_refunded_total") or 0.0
     with pytest.raises(ApiError):
         asyncio.run(go())
     assert storage.get_account(acc.id).payg == 1 and reservations.pending
     with pytest.raises(StorageUnavailable):
         reservations.sweep()  # still down: kept for the next round
+    assert (REGISTRY.get_sample_value("clearbg_credits_refunded_total") or 0.0) == refunded  # not written yet
     flaky.down = False
     reservations.sweep()
+    assert REGISTRY.get_sample_value("clearbg_credits_refunded_total") == refunded + 1  # counted once, when written
     assert not reservations.pending
     assert storage.get_account(acc.id).payg == 2
     assert storage.unsettled_reservations() == 0
