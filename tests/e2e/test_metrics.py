@@ -20,7 +20,7 @@ import requests
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from api_calls import PERSON, account_maker, assert_error, ok, removebg
+from api_calls import PERSON, account_maker, assert_error, ok, removebg, wait_until_every_server_gets_calls
 from service.launcher import Stack
 from service.storage import open_storage
 
@@ -173,6 +173,7 @@ def test_each_of_several_servers_serves_its_own_counts(tmp_path, free_port):
             stack.start()
             stack.wait_healthy(START_TIMEOUT_S)
             assert len(set(stack.metrics_ports)) == 2
+            wait_until_every_server_gets_calls(stack)  # /healthz may pass before Envoy routes to both
             route = "GET /v1.0/account"
             before = [sample(scrape(url), "clearbg_calls_total", route=route, status="401", code="missing_api_key")
                       for url in stack.metrics_urls]
