@@ -38,6 +38,11 @@ Rect = tuple[float, float, float, float]  # x0, y0, x1, y1
 Classifier = Callable[[Image.Image, np.ndarray], str]
 
 _CLASSIFIER_VIEW = 1024
+# From this aspect ratio (long side / short side) on, the net also sees the photo squashed into
+# its square, as it was trained, and the two mattes are joined by a per-pixel max: on wide and
+# tall frames the aspect-kept view alone loses small subjects the squashed one finds (issue 15).
+# Chosen on the tuned part of bench/quality's sets by bench/quality/tune.py (bench-results/tune.md).
+SQUARE_VIEW_FROM = 1.7
 # X-Type beside the rest of each request: more workers than the server runs requests at once
 # (CLEARBG_ENGINE_WORKERS, default 2), so none waits for another's classifier.
 _X_TYPE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="x-type")
@@ -107,8 +112,10 @@ class Engine:
         estimate_foreground: compose.ForegroundEstimator = foreground.estimate_foreground,
         refine_edges: bool = True,
         max_input_pixels: int = DEFAULT_MAX_PIXELS,
+        square_view_from: float = SQUARE_VIEW_FROM,
     ):
         self.segmenter = segmenter
+        self.square_view_from = square_view_from  # math.inf: the aspect-kept view alone
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
         # engine/refine: specks and pinholes out of the net's matte, then the edge refined at the
@@ -191,7 +198,7 @@ class Engine:
         to_image = (image.width / sized_w, image.height / sized_h)
 
         view = self._net_view(image, region, to_image, self.segmenter.input_shape)
-        matte = self.segmenter.matte(view)
+        matte = self._matte(image, region, to_image, view)
         if self.refine_edges:
             matte = refine.clean_matte(matte)
 
@@ -259,6 +266,21 @@ class Engine:
             opaque_bg = options.bg_image is not None or (options.bg_color is not None and options.bg_color[3] == 255)
             return "jpg" if opaque_bg else "png"
         return fmt
+
+    def _matte(self, image: Image.Image, region: Rect, to_image: tuple[float, float], view: Image.Image) -> np.ndarray:
+        """The net's matte of the region at the aspect-kept view's shape; where the region is at
+        least `square_view_from` wide or tall, joined (per-pixel max) with the matte of the
+        squashed square view, resampled to that shape."""
+        matte = self.segmenter.matte(view)
+        width, height = region[2] - region[0], region[3] - region[1]
+        side = self.segmenter.size
+        if self.segmenter.fixed_shape is not None or view.size == (side, side):
+            return matte  # the net sees the square already
+        if max(width, height) < self.square_view_from * min(width, height):
+            return matte
+        square = self._net_view(image, region, to_image, lambda w, h: (side, side))
+        squashed = cv2.resize(self.segmenter.matte(square), (matte.shape[1], matte.shape[0]), interpolation=cv2.INTER_AREA)
+        return np.maximum(matte, squashed, out=squashed)
 
     @staticmethod
     def _net_view(

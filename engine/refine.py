@@ -93,15 +93,23 @@ CONTEXT = 2 * STYLE.wide + STYLE.reach
 _BLOB_LEVEL = 0.1
 
 
+# A blob holding at least this share of the frame stays, however large the largest one: a small
+# subject in a wide frame (a car far off, 0.1-1 % of the frame) beside a large false one must
+# not be cleared as a speck of it (issue 15). 0.05 % is ~300 net pixels at 1024x576.
+KEEP_FRACTION = 0.0005
+
+
 def clean_matte(
-    matte: np.ndarray, speck_fraction: float = 0.002, hole_fraction: float = 0.001
+    matte: np.ndarray, speck_fraction: float = 0.002, hole_fraction: float = 0.001,
+    keep_fraction: float = KEEP_FRACTION,
 ) -> np.ndarray:
     """float32 matte in [0, 1] -> the same with small specks cleared and small holes filled.
 
-    A blob goes when its solid area is under `speck_fraction` of the largest blob's; a hole (a
-    region of matte < 0.5 enclosed by the subject, not touching the border) is filled when under
-    `hole_fraction` of it. Areas are relative to the subject, so the result does not depend on
-    the picture's size. Returns the input itself when there is nothing to change.
+    A blob goes when its solid area is under `speck_fraction` of the largest blob's and under
+    `keep_fraction` of the frame; a hole (a region of matte < 0.5 enclosed by the subject, not
+    touching the border) is filled when under `hole_fraction` of the largest blob. Areas are
+    relative to the subject and the frame, so the result does not depend on the picture's size.
+    Returns the input itself when there is nothing to change.
     """
     solid = matte >= 0.5
     labels, blobs = cv2.connectedComponents((matte > _BLOB_LEVEL).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
@@ -114,7 +122,7 @@ def clean_matte(
     if largest == 0:
         return matte
     out = matte
-    specks = solid_area < speck_fraction * largest
+    specks = (solid_area < speck_fraction * largest) & (solid_area < keep_fraction * matte.size)
     specks[0] = False
     if specks[1:].any():
         out = out.copy()
