@@ -113,9 +113,11 @@ class Engine:
         refine_edges: bool = True,
         max_input_pixels: int = DEFAULT_MAX_PIXELS,
         square_view_from: float = SQUARE_VIEW_FROM,
+        edge_style: refine.EdgeStyle = refine.STYLE,
     ):
         self.segmenter = segmenter
         self.square_view_from = square_view_from  # math.inf: the aspect-kept view alone
+        self.edge_style = edge_style  # engine/refine's settings (bench/quality/tune.py sweeps them)
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
         # engine/refine: specks and pinholes out of the net's matte, then the edge refined at the
@@ -209,7 +211,7 @@ class Engine:
         # X-Type names the subject for the headers only: it runs beside the rest of the request.
         typing = _X_TYPE.submit(self._foreground_type, options, image, region, to_image, view, matte)
         refined = (image, to_image) if self.refine_edges else None
-        subject = self._subject_box(matte, region, refined) if placed else None
+        subject = self._subject_box(matte, region, refined, self.edge_style) if placed else None
         if subject is not None:
             if options.crop:
                 canvas = source = self._crop(subject, options)
@@ -232,7 +234,7 @@ class Engine:
         colour, source_alpha = self._render_colour(image, to_image, full, canvas, scale, out)
         guide = None  # the colour on the edge steps' working grid, made once for both
         if self.refine_edges:
-            guide = self._refine(alpha, colour, seen, out)
+            guide = self._refine(alpha, colour, seen, out, self.edge_style)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
         box = foreground_box(alpha)
@@ -313,7 +315,8 @@ class Engine:
 
     @staticmethod
     def _subject_box(
-        matte: np.ndarray, region: Rect, refined: tuple[Image.Image, tuple[float, float]] | None = None
+        matte: np.ndarray, region: Rect, refined: tuple[Image.Image, tuple[float, float]] | None = None,
+        style: refine.EdgeStyle = refine.STYLE,
     ) -> Rect | None:
         """Foreground box, exact in sized pixels (alpha above the threshold); None if there is none.
 
@@ -332,7 +335,7 @@ class Engine:
             # that the box found here is the one a whole render reports.
             image, to_image = refined
             scale = refine.work_scale(round(image.width / to_image[0]), round(image.height / to_image[1]))
-            reach += math.ceil(refine.REACH * max(1.0, *per_px)) + math.ceil(refine.CONTEXT * scale * max(per_px))
+            reach += math.ceil(refine.REACH * max(1.0, *per_px)) + math.ceil(refine.context(style) * scale * max(per_px))
         mx0, my0 = max(0, rough[0] - reach), max(0, rough[1] - reach)
         mx1, my1 = min(net_w, rough[2] + reach), min(net_h, rough[3] + reach)
         # The same area in sized pixels, on whole pixels, inside the region.
@@ -356,7 +359,7 @@ class Engine:
                 (x1 - x0, y1 - y0), Image.Resampling.BICUBIC,
                 box=(x0 * to_image[0], y0 * to_image[1], x1 * to_image[0], y1 * to_image[1]),
             )
-            patch = refine.refine_alpha(pixels_of(colour), patch)
+            patch = refine.refine_alpha(pixels_of(colour), patch, style=style)
         found = foreground_box(patch)
         if found.width == 0:
             return None
@@ -419,7 +422,7 @@ class Engine:
     @staticmethod
     def _refine(
         alpha: np.ndarray, colour: np.ndarray, seen: tuple[Rect, tuple[int, int, int, int]] | None,
-        out: tuple[int, int],
+        out: tuple[int, int], style: refine.EdgeStyle = refine.STYLE,
     ) -> np.ndarray | None:
         """Refines `alpha` in place, inside the part of the output the net saw (outside the roi
         stays background). Returns the whole colour on the working grid when it made it."""
@@ -428,7 +431,7 @@ class Engine:
         ox0, oy0, ox1, oy1 = seen[1]
         whole = (ox0, oy0, ox1, oy1) == (0, 0, out[0], out[1])
         guide = refine.working_colour(colour) if whole else None
-        alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(colour[oy0:oy1, ox0:ox1], alpha[oy0:oy1, ox0:ox1], guide)
+        alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(colour[oy0:oy1, ox0:ox1], alpha[oy0:oy1, ox0:ox1], guide, style)
         return guide
 
     @staticmethod

@@ -84,7 +84,11 @@ STYLE = EdgeStyle(low=0.04, high=0.85)
 # filter's window twice (its coefficients are averaged over a window again) and the blend's
 # reach. A part refined with this much around it matches the whole picture refined there
 # (the pipeline finds a crop's subject box that way).
-CONTEXT = 2 * STYLE.wide + STYLE.reach
+def context(style: EdgeStyle) -> int:
+    return 2 * style.wide + style.reach
+
+
+CONTEXT = context(STYLE)
 
 
 # -- cleaning -------------------------------------------------------------------------------------
@@ -314,14 +318,15 @@ def _wide_coefficients(guide: np.ndarray, source: np.ndarray, style: EdgeStyle, 
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def refine_alpha(pixels: np.ndarray, alpha: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
+def refine_alpha(
+    pixels: np.ndarray, alpha: np.ndarray, guide: np.ndarray | None = None, style: EdgeStyle = STYLE
+) -> np.ndarray:
     """uint8 alpha at the colour's size (pixels: uint8 HxWx3) -> the refined uint8 alpha (a new
     array). `guide`: working_colour(pixels), if the caller has it.
 
     The contrast curve first (a lookup on every pixel), then the guided filters on the band,
     which soften the curved edge again where the photo's colours say so.
     """
-    style = STYLE
     out = cv2.LUT(alpha, curve_lut(style.low, style.high))
     height, width = alpha.shape
     scale = work_scale(width, height)

@@ -202,12 +202,13 @@ def make_composites(set_name: str, photos: list[Photo], scenery: list[Photo], co
         rng.shuffle(subjects)
         for i in range(count):
             photo = subjects[i % len(subjects)]
-            frame = rng.choice(list(FRAMES))
+            for frame, (fw, fh) in FRAMES.items():
+                if (part, frame) not in windows:
+                    windows[part, frame] = backgrounds(pool[part], fw / fh)
+            choices = {frame: [b for b in windows[part, frame] if b[0] is not photo] for frame in FRAMES}
+            frame = rng.choice([f for f in FRAMES if choices[f]])  # a frame some photo has a background for
             fw, fh = FRAMES[frame]
-            if (part, frame) not in windows:
-                windows[part, frame] = backgrounds(pool[part], fw / fh)
-            choices = [b for b in windows[part, frame] if b[0] is not photo]
-            source, (x0, y0, x1, y1) = rng.choice(choices)
+            source, (x0, y0, x1, y1) = rng.choice(choices[frame])
             background = cv2.resize(source.pixels()[y0:y1, x0:x1], (fw, fh), interpolation=cv2.INTER_CUBIC)
             fraction = math.exp(rng.uniform(math.log(FRACTION[0]), math.log(FRACTION[1])))
             image, truth, covered = composite(cut_subject(photo, soft), background, fraction, rng)
