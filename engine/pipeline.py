@@ -42,7 +42,7 @@ _CLASSIFIER_VIEW = 1024
 # its square, as it was trained, and the two mattes are joined by a per-pixel max: on wide and
 # tall frames the aspect-kept view alone loses small subjects the squashed one finds (issue 15).
 # Chosen on the tuned part of bench/quality's sets by bench/quality/tune.py (bench-results/tune.md).
-SQUARE_VIEW_FROM = 1.7
+SQUARE_VIEW_FROM = 1.4
 # X-Type beside the rest of each request: more workers than the server runs requests at once
 # (CLEARBG_ENGINE_WORKERS, default 2), so none waits for another's classifier.
 _X_TYPE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="x-type")
