@@ -77,8 +77,10 @@ class EdgeStyle:
 # 7.95; 30/7: 21.51 / 51.14 / 8.00; 34/7: 21.34 / 51.14 / 8.05 (rembg+matting: 25.59, 61.57,
 # 8.16). At 30/7 the crisp curve for products and cars no longer paid: one curve for every
 # subject gave Grad 21.44, SAD 50.96, grabcut50 SAD 8.01 (make bench-quality). So the edge work
-# does not wait for X-Type, which the pipeline runs beside it.
-STYLE = EdgeStyle(low=0.04, high=0.85)
+# does not wait for X-Type, which the pipeline runs beside it. Those sweeps scored on the sets they
+# were swept on; swept again on the tuned half only (issue 15: `make bench-tune BENCH_ARGS=--edges`,
+# bench-results/tune.md), the wide filter's radius 34 did best of the grid around 30/7/5e-5.
+STYLE = EdgeStyle(low=0.04, high=0.85, wide=34)
 
 # How far (working pixels) a refined value depends on the colour and alpha around it: the wide
 # filter's window twice (its coefficients are averaged over a window again) and the blend's
