@@ -286,6 +286,7 @@ async function remove({ values, paths }: { values: Values; paths: string[] }, st
   process.on("SIGTERM", onSignal);
 
   jobs.forEach(add);
+  bar?.draw(); // the first frame counts the files found (0/30), not the empty queue it started with
   if (values.watch) {
     const seen = new Set(jobs.map((job) => job.source));
     const sizes = new Map<string, number>();

@@ -41,7 +41,6 @@ export class ProgressBar {
   constructor(private readonly stream: NodeJS.WriteStream, private readonly counts: () => Counts) {
     this.timer = setInterval(() => this.draw(), 1000);
     this.timer.unref();
-    this.draw();
   }
 
   /** The first request went out: the rate counts from here. */
