@@ -58,8 +58,15 @@ class Spec:
 def candidate_specs(files: dict[str, pathlib.Path], offered: Sequence[str]) -> list[Spec]:
     """Every (file, provider, precision) this runtime offers: the CPU provider everywhere (Arm
     included), OpenVINO's where the installed onnxruntime has it, in f32 and bf16 for the fp32
-    graph (bf16 is measured, not assumed: where the CPU lacks it OpenVINO emulates it slowly)."""
+    graph (bf16 is measured, not assumed: where the CPU lacks it OpenVINO emulates it slowly);
+    with a torch variant, PyTorch on a CUDA GPU in fp16 and bf16 where `offered` lists it
+    (torch_offered), and on the CPU in fp32 only where asked (a check of the conversion)."""
     specs = [Spec(f"{kind}-cpu", files[kind], kind, providers.CPU, None) for kind in ("fp32", "int8") if kind in files]
+    if "torch" in files:
+        if providers.TORCH_CUDA in offered:
+            specs += [Spec(f"torch-cuda-{p}", files["torch"], "torch", providers.TORCH_CUDA, p) for p in ("fp16", "bf16")]
+        if providers.TORCH_CPU in offered:
+            specs.append(Spec("torch-cpu-fp32", files["torch"], "torch", providers.TORCH_CPU, "fp32"))
     if providers.OPENVINO in offered:
         if "fp32" in files:
             specs.append(Spec("fp32-openvino", files["fp32"], "fp32", providers.OPENVINO, "f32"))
@@ -67,6 +74,17 @@ def candidate_specs(files: dict[str, pathlib.Path], offered: Sequence[str]) -> l
         if "int8" in files:
             specs.append(Spec("int8-openvino", files["int8"], "int8", providers.OPENVINO, None))
     return specs
+
+
+def torch_offered(cpu_check: bool = False) -> list[str]:
+    """The torch providers usable here: TORCH_CUDA where torch is installed and sees a CUDA GPU;
+    TORCH_CPU too with `cpu_check` (the conversion checked against onnxruntime on a CPU)."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    offered = [providers.TORCH_CUDA] if torch.cuda.is_available() else []
+    return offered + ([providers.TORCH_CPU] if cpu_check else [])
 
 
 def check_inputs(family: Family, photos: Sequence[pathlib.Path],
@@ -96,6 +114,11 @@ def measure(specs: Sequence[Spec], family: Family, inputs: Sequence[tuple[str, n
     sessions = {}
     for spec in specs:
         try:
+            if spec.provider in providers.TORCH:
+                from engine.models import torchnet
+
+                sessions[spec.name] = torchnet.open_session(spec.file, spec.provider, spec.precision)
+                continue
             options = providers.session_options(threads, spec.arena)
             chain = providers.provider_list(spec.provider, threads, spec.precision, openvino_cache)
             sessions[spec.name] = providers.inference_session(spec.file, options, chain)

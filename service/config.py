@@ -114,13 +114,18 @@ class Settings:
     model_path: pathlib.Path | None = None
     model_variant: str = "auto"
     execution_provider: str | None = None
+    # A GPU candidate batches concurrent requests (engine/models/batching.py): at most this many
+    # inputs a batch, the first waiting at most this many milliseconds for others.
+    batch_max: int = 32
+    batch_wait_ms: float = 5.0
     cache_dir: pathlib.Path = field(default_factory=lambda: default_cache_dir(os.environ))
 
     def engine_config(self, **overrides) -> EngineConfig:
         return EngineConfig(
             cache_dir=self.cache_dir, checkpoint=self.model, model_path=self.model_path,
             variant=self.model_variant, provider=self.execution_provider,
-            concurrent_inferences=self.engine_workers, **overrides,
+            concurrent_inferences=self.engine_workers, batch_max=self.batch_max, batch_wait_ms=self.batch_wait_ms,
+            **overrides,
         )
     # The dashboard (service/dashboard): whether anyone may sign up (closed: the operator's
     # `clearbg-admin create-user` makes users), the previews a month a signed-up account gets,
@@ -158,6 +163,8 @@ class Settings:
             model_path=pathlib.Path(path) if (path := env.get("CLEARBG_MODEL_PATH", "").strip()) else None,
             model_variant=_variant(env),
             execution_provider=env.get("CLEARBG_EXECUTION_PROVIDER", "").strip() or None,
+            batch_max=_int(env, "CLEARBG_BATCH_MAX", cls.batch_max, 1),
+            batch_wait_ms=_seconds(env, "CLEARBG_BATCH_WAIT_MS", cls.batch_wait_ms),
             cache_dir=default_cache_dir(env),
             sign_up_open=_choice(env, "CLEARBG_SIGN_UP", ("open", "closed"), "closed") == "open",
             sign_up_free_calls=_int(env, "CLEARBG_SIGN_UP_FREE_CALLS", cls.sign_up_free_calls, 0),
