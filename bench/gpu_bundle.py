@@ -68,7 +68,7 @@ def shuffle_onnx(data: bytes) -> tuple[bytes, dict]:
     grouped apart, xz finds the repeats. unshuffle_onnx() restores the exact file."""
     import onnx
 
-    model = onnx.load_from_string(data, load_external_data=False)
+    model = onnx.load_from_string(data)
     segments, start = [], 0
     for init in model.graph.initializer:
         itemsize = {onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.FLOAT: 4}.get(init.data_type)

@@ -33,8 +33,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 STAGE = pathlib.Path("/tmp/clearbg-gpu")
 
 
-def _index(into: pathlib.Path) -> dict | None:
-    for candidate in [*sorted(ROOT.glob(".device/part*/bundle.json")), into / "bundle.json"]:
+def _index(into: pathlib.Path, pieces: pathlib.Path) -> dict | None:
+    for candidate in [*sorted(pieces.glob("part*/bundle.json")), into / "bundle.json"]:
         if candidate.is_file():
             return json.loads(candidate.read_text())
     return None
@@ -59,18 +59,24 @@ def _unshuffle(blob: bytes, layout: dict) -> bytes:
     return bytes(out)
 
 
-def stage(into: pathlib.Path) -> int:
+def _done(into: pathlib.Path, item: dict) -> bool:
+    """Unpacked already, from this very bundle (a rebuilt bundle's item has another sha256)."""
+    marker = into / "done" / item["name"]
+    return marker.is_file() and marker.read_text() == item["sha256"]
+
+
+def stage(into: pathlib.Path, pieces: pathlib.Path = ROOT / ".device") -> int:
     into.mkdir(parents=True, exist_ok=True)
     chunks_dir, done_dir = into / "chunks", into / "done"
     chunks_dir.mkdir(exist_ok=True)
     done_dir.mkdir(exist_ok=True)
-    index = _index(into)
+    index = _index(into, pieces)
     if index is None:
         print("no .device/part*/bundle.json carried and nothing staged: build the pieces with "
               "`python -m bench.gpu_bundle` and carry one", file=sys.stderr)
         return 2
     (into / "bundle.json").write_text(json.dumps(index))
-    for piece in sorted(ROOT.glob(".device/part*")):
+    for piece in sorted(pieces.glob("part*")):
         for chunk in piece.iterdir():
             if chunk.name != "bundle.json" and not (chunks_dir / chunk.name).is_file():
                 shutil.copyfile(chunk, chunks_dir / f"{chunk.name}.part")
@@ -78,7 +84,7 @@ def stage(into: pathlib.Path) -> int:
                 print(f"staged chunk {chunk.name} from {piece.name}")
     missing = []
     for item in index["items"]:
-        if (done_dir / item["name"]).is_file():
+        if _done(into, item):
             continue
         absent = [c for c in item["chunks"] if not (chunks_dir / c).is_file()]
         if absent:
@@ -102,9 +108,9 @@ def stage(into: pathlib.Path) -> int:
                 tar.extractall(target, filter="data")
         for chunk in item["chunks"]:
             (chunks_dir / chunk).unlink()
-        (done_dir / item["name"]).write_text("ok")
+        (done_dir / item["name"]).write_text(item["sha256"])
         print(f"unpacked {item['name']} ({item['size'] / 2**20:.1f} MiB) in {time.monotonic() - started:.1f} s")
-    complete = [i["name"] for i in index["items"] if (done_dir / i["name"]).is_file()]
+    complete = [i["name"] for i in index["items"] if _done(into, i)]
     print(f"complete: {', '.join(complete) or 'nothing'}")
     if missing:
         print(f"still missing: {'; '.join(missing)}")
@@ -146,8 +152,7 @@ def run(into: pathlib.Path, budget: float, device: str, out: pathlib.Path, secti
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     index = json.loads((into / "bundle.json").read_text()) if (into / "bundle.json").is_file() else None
-    missing = [i["name"] for i in (index or {"items": [{"name": "everything"}]})["items"]
-               if not (into / "done" / i["name"]).is_file()]
+    missing = [i["name"] for i in index["items"] if not _done(into, i)] if index else ["everything"]
     if missing:
         print(f"not staged: {', '.join(missing)}; run `stage` with the missing pieces first", file=sys.stderr)
         return 2

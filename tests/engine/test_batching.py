@@ -133,3 +133,60 @@ def test_backends_pad_to_a_few_bucket_sizes():
     from engine.models.batching import bucket
 
     assert [bucket(n) for n in (1, 2, 3, 4, 5, 8, 9, 17, 32, 33)] == [1, 2, 4, 4, 8, 8, 16, 32, 32, 64]
+
+
+class _BatchedSession:
+    """What a torch candidate's session offers the Segmenter (engine/models/torchnet.TorchSession):
+    here numpy, each row's logit its input's mean, so every caller can tell its own answer."""
+
+    batched = True
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def get_inputs(self):
+        return [type("Arg", (), {"name": "input", "shape": [None, 3, "height", "width"]})()]
+
+    def get_outputs(self):
+        return [type("Arg", (), {"name": "coarse_logits", "shape": None})()]
+
+    def get_providers(self):
+        return ["TorchCUDA"]
+
+    def run_batch(self, batch):
+        self.batches.append(len(batch))
+        means = batch.reshape(len(batch), -1).mean(axis=1)
+        return np.broadcast_to(means[:, None, None, None], (len(batch), 1, batch.shape[2] // 4, batch.shape[3] // 4)).copy()
+
+    def run(self, names, feed):
+        return [self.run_batch(feed["input"])]
+
+
+def test_the_segmenter_batches_concurrent_requests_on_a_batching_session(monkeypatch, tmp_path):
+    from PIL import Image
+
+    from engine.models import providers
+    from engine.models.families import Segmenter
+    from engine.models.manifest import Candidate
+
+    session = _BatchedSession()
+    monkeypatch.setattr(Segmenter, "_session", lambda self, candidate, threads: session)
+    candidate = Candidate(name="torch-cuda-fp16", file=tmp_path / "torch.json", kind="torch", provider=providers.TORCH_CUDA,
+                          precision="fp16", arena=False, size=0, latency_ms={}, mean_iou=1.0, min_iou=1.0, mae=0.0, passes=True)
+    segmenter = Segmenter([candidate], "isnet", concurrent_runs=6, batch_max=8, batch_wait_ms=300)
+    assert segmenter.open_lanes([(1024, 768)]) == 0  # no CPU lanes beside a batching session
+    mattes: dict[int, np.ndarray] = {}
+
+    def request(grey: int) -> None:
+        mattes[grey] = segmenter.matte(Image.new("RGB", (400, 300), (grey,) * 3))
+
+    threads = [threading.Thread(target=request, args=(g,)) for g in (0, 50, 100, 150, 200, 250)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert session.batches == [6]  # one batch, not six runs
+    for grey, matte in mattes.items():
+        assert matte.shape == (768, 1024)  # the coarse logits brought to the net's view
+        expected = 1 / (1 + np.exp(-(grey / 255 - 0.5)))  # ISNet's normalisation, then the sigmoid
+        assert abs(float(matte.mean()) - expected) < 1e-3, grey
