@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 # What "passes" means: the candidate's masks (matte > 0.5) against the reference's, mean IoU over
 # the check photos at every measured shape. int8 measured 0.97-0.99 here and on an AVX2-only CPU.
 BOUND_MEAN_IOU = 0.97
+# The fp32 graph in fp16 or bf16 on a GPU is the same network, not an approximation of it: it is
+# held to the bound issue 20 set for the GPU path, far tighter than int8's.
+TORCH_BOUND_MEAN_IOU = 0.995
 # The net's commonest views: 4:3 photos, landscape and portrait (engine's Family.input_shape).
 SHAPES: tuple[tuple[int, int], ...] = ((1024, 768), (768, 1024))
 REFERENCE = "fp32-cpu"
@@ -165,7 +168,7 @@ def measure(specs: Sequence[Spec], family: Family, inputs: Sequence[tuple[str, n
             arena=spec.arena, size=spec.file.stat().st_size,
             latency_ms={label: round(1000 * statistics.median(values), 1) for label, values in times[spec.name].items()},
             mean_iou=round(mean_iou, 4), min_iou=round(float(min(ious)), 4), mae=round(mae, 5),
-            passes=mean_iou >= bound,
+            passes=mean_iou >= (max(bound, TORCH_BOUND_MEAN_IOU) if spec.kind == "torch" else bound),
         ))
     return measured
 
