@@ -120,7 +120,8 @@ def section_net(found, device: str, seconds: float, batches: Sequence[int]) -> l
     graph = torch_file(found)
     rows = []
     per_cell = seconds / max(1, len(batches) * len(precisions(device)))
-    x1 = np.random.default_rng(0).normal(0, 0.3, (1, 3, VIEW[1], VIEW[0])).astype(np.float32)
+    width, height = VIEW if device == "cuda" else (256, 192)  # a CPU check, not a figure
+    x1 = np.random.default_rng(0).normal(0, 0.3, (1, 3, height, width)).astype(np.float32)
     for precision in precisions(device):
         session = open_torch(graph, device, precision)
         if device == "cuda":
@@ -138,7 +139,7 @@ def section_net(found, device: str, seconds: float, batches: Sequence[int]) -> l
                 runs += 1
             _synchronise(device)
             took = time.perf_counter() - began
-            row = {"precision": precision, "batch": batch, "images_per_s": round(runs * batch / took, 1),
+            row = {"precision": precision, "batch": batch, "view": f"{width}x{height}", "images_per_s": round(runs * batch / took, 1),
                    "ms_per_batch": round(1000 * took / runs, 1), "first_run_s": round(first, 2), "runs": runs}
             if device == "cuda":
                 row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
@@ -238,29 +239,40 @@ def _cell(latencies: list[float], failures: list[str], took: float, concurrency:
 
 def section_engine(found, device: str, photos_1mp: Sequence[bytes], seconds: float, concurrency: Sequence[int],
                    variant: str) -> list[dict]:
+    """Engine.remove from `clients` threads of this one process: the batcher fed by one process,
+    and the CPU seconds each image costs (all threads), which bound what the cores can serve."""
     from engine.config import EngineConfig
     from engine.pipeline import Engine
     from engine.types import RemovalOptions
 
     workers = max(concurrency)
     config = EngineConfig(cache_dir=found.path.parent.parent, variant=variant, concurrent_inferences=workers,
-                          batch_max=32 if device == "cuda" else 4)
+                          batch_max=32 if device == "cuda" else 2)
+    began = time.perf_counter()
     engine = Engine.from_manifest(found, config)
     engine.warm_up()
-    engine.open_lanes()
-    log(f"engine: {engine.segmenter.candidate.name} on {engine.segmenter.provider}")
+    if device == "cuda":  # the other shapes and batch sizes (on a CPU: minutes, and not what is checked)
+        engine.open_lanes()
+    log(f"engine: {engine.segmenter.candidate.name} on {engine.segmenter.provider}, ready in "
+        f"{time.perf_counter() - began:.1f} s")
     options = RemovalOptions()
     rows = []
     for clients in concurrency:
-        batcher = engine.segmenter._batcher
+        batcher = engine.segmenter.batcher
         before = len(batcher.batches) if batcher else 0
+        cpu = time.process_time()
         row = _drive_calls(lambda photo: engine.remove(photo, options), photos_1mp, clients, seconds / len(concurrency))
+        if row["completed"]:
+            row["cpu_s_per_image"] = round((time.process_time() - cpu) / row["completed"], 3)
         if batcher:
             sizes = batcher.batches[before:]
             row["mean_batch"] = round(statistics.mean(sizes), 1) if sizes else 0
         row["candidate"] = engine.segmenter.candidate.name
         rows.append(row)
-        log(f"engine {clients} clients: {row['images_per_min']} images/min, p50 {row['p50_s']} s, p99 {row['p99_s']} s")
+        log(f"engine {clients} clients: {row['images_per_min']} images/min, p50 {row['p50_s']} s, p99 {row['p99_s']} s, "
+            f"{row.get('cpu_s_per_image')} CPU s/image, mean batch {row.get('mean_batch')}")
+    if engine.segmenter.batcher:
+        engine.segmenter.batcher.close()
     return rows
 
 
@@ -307,6 +319,16 @@ class GpuSampler:
                 "gpu_mem_max_mib": round(max(m for _, m in self.samples))}
 
 
+def _cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds of these processes and their threads so far (/proc)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def section_rest(device: str, photos: dict[int, list[bytes]], seconds: float, processes: int, workers: int,
                  concurrency: Sequence[int], variant: str, workdir: pathlib.Path) -> dict:
     import requests
@@ -324,7 +346,7 @@ def section_rest(device: str, photos: dict[int, list[bytes]], seconds: float, pr
     storage.close()
     env = dict(os.environ, CLEARBG_DATABASE_URL=database_url, CLEARBG_DEV_API_KEY="", PYTHONUNBUFFERED="1",
                CLEARBG_ENGINE_WORKERS=str(workers), CLEARBG_MODEL_VARIANT=variant,
-               CLEARBG_MAX_QUEUE=str(4 * max(concurrency)))
+               CLEARBG_MAX_QUEUE=str(4 * max(concurrency)), CLEARBG_BATCH_MAX=str(32 if device == "cuda" else 1))
     more = tuple(free_port() for _ in range(processes - 1))
     stack = Stack(http_port=free_port(), grpc_port=free_port(), env=env, out=open(workdir / "stack.log", "w"),
                   more_grpc_ports=more)
@@ -334,7 +356,14 @@ def section_rest(device: str, photos: dict[int, list[bytes]], seconds: float, pr
     try:
         stack.wait_healthy(180)
         result["healthy_after_s"] = round(time.perf_counter() - began, 1)
-        log(f"rest: {processes} servers x {workers} workers healthy after {result['healthy_after_s']} s")
+        # measured from the steady state: each server warms its other shapes once it serves
+        logged = workdir / "stack.log"
+        while logged.read_text().count("inference_lanes_open") < processes and time.perf_counter() - began < 240:
+            time.sleep(0.5)
+        result["warm_after_s"] = round(time.perf_counter() - began, 1)
+        log(f"rest: {processes} servers x {workers} workers healthy after {result['healthy_after_s']} s, "
+            f"warm after {result['warm_after_s']} s")
+        pids = [c.process.pid for c in stack.children]
         url = stack.rest_url + "/v1.0/removebg"
         local = threading.local()
 
@@ -356,9 +385,12 @@ def section_rest(device: str, photos: dict[int, list[bytes]], seconds: float, pr
             span = min(left, seconds / len(cells) * 1.2)
             # the first seconds of a cell fill the queues: only the rest is counted
             _drive_calls(call, photos[mp], clients, min(3.0, span / 4))
+            cpu = _cpu_seconds(pids)
             with sampler.window():
                 row = _drive_calls(call, photos[mp], clients, span * 3 / 4)
             row.update(megapixels=mp, **sampler.summary())
+            if row["completed"]:  # the servers' and Envoy's CPU per image (the load generator's not counted)
+                row["cpu_s_per_image"] = round((_cpu_seconds(pids) - cpu) / row["completed"], 3)
             result["cells"].append(row)
             log(f"rest {mp} MP, {clients} clients: {row['images_per_min']} images/min, p50 {row['p50_s']} s, "
                 f"p99 {row['p99_s']} s, GPU {row.get('gpu_util_mean_pct', '-')} %")
@@ -387,8 +419,8 @@ def render(results: dict) -> str:
     lines = [f"# GPU path (bench/gpu.py), {results['when']}", "", f"Machine: {results['machine']}",
              f"Command: `{results['command']}`", ""]
     if results.get("net"):
-        lines += ["## Net alone, 1024x768", "", "| precision | batch | images/s | ms/batch | peak GPU MiB |", "|---|---|---|---|---|"]
-        lines += [f"| {r['precision']} | {r['batch']} | {r['images_per_s']} | {r['ms_per_batch']} | {r.get('peak_gpu_mib', '-')} |"
+        lines += ["## Net alone", "", "| precision | view | batch | images/s | ms/batch | peak GPU MiB |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['precision']} | {r['view']} | {r['batch']} | {r['images_per_s']} | {r['ms_per_batch']} | {r.get('peak_gpu_mib', '-')} |"
                   for r in results["net"]]
         lines.append("")
     agree = results.get("agree")
@@ -399,21 +431,23 @@ def render(results: dict) -> str:
                   for p in ("fp32", "fp16", "bf16") if p in agree]
         lines.append("")
     if results.get("engine"):
-        lines += ["## Engine in process, 1 MP", "", "| candidate | clients | images/min | p50 s | p99 s | mean batch | failed |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["## Engine in process, 1 MP", "",
+                  "| candidate | clients | images/min | p50 s | p99 s | CPU s/image | mean batch | failed |",
+                  "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['candidate']} | {r['concurrency']} | {r['images_per_min']} | {r['p50_s']} | {r['p99_s']} | "
-                  f"{r.get('mean_batch', '-')} | {r['failed']} |" for r in results["engine"]]
+                  f"{r.get('cpu_s_per_image', '-')} | {r.get('mean_batch', '-')} | {r['failed']} |" for r in results["engine"]]
         lines.append("")
     rest = results.get("rest")
     if rest and rest.get("cells"):
         lines += [f"## REST (Envoy + {rest['processes']} servers x {rest['workers']} workers, {rest['variant']})", "",
-                  "| MP | clients | images/min | p50 s | p99 s | GPU util % | GPU MiB | failed |", "|---|---|---|---|---|---|---|---|"]
+                  "| MP | clients | images/min | p50 s | p99 s | CPU s/image | GPU util % | GPU MiB | failed |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in rest["cells"]:
             if "skipped" in r:
-                lines.append(f"| {r['megapixels']} | {r['concurrency']} | skipped: {r['skipped']} | | | | | |")
+                lines.append(f"| {r['megapixels']} | {r['concurrency']} | skipped: {r['skipped']} | | | | | | |")
             else:
                 lines.append(f"| {r['megapixels']} | {r['concurrency']} | {r['images_per_min']} | {r['p50_s']} | {r['p99_s']} | "
-                             f"{r.get('gpu_util_mean_pct', '-')} | {r.get('gpu_mem_max_mib', '-')} | {r['failed']} |")
+                             f"{r.get('cpu_s_per_image', '-')} | {r.get('gpu_util_mean_pct', '-')} | {r.get('gpu_mem_max_mib', '-')} | {r['failed']} |")
         lines.append("")
     for name, error in results.get("errors", {}).items():
         lines.append(f"- {name}: FAILED: {error}")
@@ -431,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="REST: engine workers per process")
     parser.add_argument("--concurrency", default=None, help="REST and engine: clients, comma-separated")
     parser.add_argument("--sizes", default="1,12", help="REST photo sizes in MP (1 always)")
+    parser.add_argument("--variant", default="auto",
+                        help="engine and REST: the manifest's choice (auto) or a candidate, e.g. torch-cuda-bf16")
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench-results")
     ns = parser.parse_args(argv)
     sections = [s.strip() for s in ns.sections.split(",") if s.strip()]
@@ -439,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     concurrency = [int(v) for v in ns.concurrency.split(",")] if ns.concurrency else ([16, 48, 96] if cuda else [1, 2])
     processes = ns.processes or (max(1, cores // 2) if cuda else 1)
     workers = ns.workers or (max(2, 2 * max(concurrency) // processes) if cuda else 2)
-    variant = "torch-cuda-fp16" if cuda else "torch-cpu-fp32"
+    # a CPU check runs the torch path it checks, not the faster onnxruntime one the manifest picks
+    variant = ns.variant if cuda or ns.variant != "auto" else "torch-cpu-fp32"
     budget = Budget(ns.budget)
     results: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(ns.device),
                      "command": "python -m bench.gpu " + " ".join(argv if argv is not None else sys.argv[1:]), "errors": {}}

@@ -214,12 +214,12 @@ class Segmenter:
         self._lanes = Lanes(self.session)
         # A GPU session runs whole batches: concurrent requests are grouped (batching.py) on
         # its one session instead of spread over CPU lanes.
-        self._batcher = None
+        self.batcher = None  # engine/models/batching.Batcher where the session batches
         if getattr(self.session, "batched", False):
             from engine.models.batching import Batcher
 
             self._lanes_wanted = 0
-            self._batcher = Batcher(self.session.run_batch, batch_max, batch_wait_ms / 1000.0)
+            self.batcher = Batcher(self.session.run_batch, batch_max, batch_wait_ms / 1000.0)
 
     def _session(self, candidate: Candidate, threads: int) -> object:
         if candidate.provider in providers.TORCH:  # imports torch: only when a torch candidate is tried
@@ -251,10 +251,10 @@ class Segmenter:
         for width, height in shapes:
             tensor = np.zeros((1, 3, height, width), np.float32)
             (session or self.session).run([self.output_name], {self.input_name: tensor})
-            if self._batcher is not None:  # each batch size the batcher can form, set up once
+            if self.batcher is not None:  # each batch size the batcher can form, set up once
                 from engine.models.batching import bucket
 
-                for size in sorted({bucket(n) for n in range(2, self._batcher.max_batch + 1)}):
+                for size in sorted({bucket(n) for n in range(2, self.batcher.max_batch + 1)}):
                     self.session.run_batch(np.zeros((size, 3, height, width), np.float32))
 
     def warm_up_free(self, shapes: list[Shape]) -> None:
@@ -288,8 +288,8 @@ class Segmenter:
         """RGB image -> float32 HxW matte in [0, 1] at the net's resolution (input_shape)."""
         shape = self.input_shape(*image.size)
         tensor = self.family.preprocess(image, shape)
-        if self._batcher is not None:
-            output = self._batcher.run(tensor)
+        if self.batcher is not None:
+            output = self.batcher.run(tensor)
         else:
             with self._lanes.session() as session:
                 (output,) = session.run([self.output_name], {self.input_name: tensor})

@@ -142,7 +142,7 @@ class TorchSession:
     `run_batch` for the batcher (engine/models/batching.py).
 
     On CUDA the activations are kept channels-last (cuDNN's fast layout for fp16/bf16
-    convolutions) and the input is copied from pinned memory. One run at a time per session:
+    convolutions). One run at a time per session:
     the batcher gives the GPU whole batches instead of interleaved small ones.
     """
 
@@ -189,9 +189,8 @@ class TorchSession:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         with self._lock, torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-            if self.cuda:
-                x = x.pin_memory().to(self.device, non_blocking=True)
-                x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+            if self.cuda:  # copied as float32 (pinning a fresh buffer per batch costs more), cast there
+                x = x.to(self.device).to(self.dtype).contiguous(memory_format=torch.channels_last)
             else:
                 x = x.to(self.dtype)
             y = self.net(x)
