@@ -158,7 +158,9 @@ class TorchSession:
         net = TorchNet(graph_path).eval()
         self.cuda = self.device.type == "cuda"
         if self.cuda:
-            torch.backends.cudnn.benchmark = True  # a few shapes, each seen many times
+            # cuDNN's own heuristics pick the algorithms: autotuning (cudnn.benchmark) would time
+            # every convolution at every shape and batch size a server meets (bench/gpu.py
+            # measures what it would gain and what its set-up costs)
             net = net.to(self.device, self.dtype, memory_format=torch.channels_last)
         else:
             net = net.to(self.device, self.dtype)
