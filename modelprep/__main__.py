@@ -77,7 +77,8 @@ def table(found: manifest.Manifest) -> str:
             + ("   <- chosen" if c.name == found.chosen else "")
         )
     lines.append("")
-    lines.append(f"bound: mean IoU >= {found.bound['mean_iou']} against {measure.REFERENCE} on "
+    torch_bound = f" ({measure.TORCH_BOUND_MEAN_IOU} for torch candidates)" if any(c.kind == "torch" for c in found.candidates) else ""
+    lines.append(f"bound: mean IoU >= {found.bound['mean_iou']}{torch_bound} against {measure.REFERENCE} on "
                  f"{found.bound['photos']} held-out photos x {len(shapes)} shapes")
     for name, model in sorted(found.xtype.items()):
         tried = "; ".join(

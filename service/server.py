@@ -151,7 +151,10 @@ class Server:
         self.removal.admission.times.seed(warm_up_s)
         self.removal.engine = engine
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving")
+        # which way the net runs here (the manifest's choice or a forced one): said once, at start
+        segmenter = getattr(engine, "segmenter", None)
+        log.info("serving", model=getattr(getattr(segmenter, "candidate", None), "name", None),
+                 provider=getattr(segmenter, "provider", None))
         # The further inference lanes open while the first requests are served (engine/models/lanes.py).
         self._lanes = asyncio.create_task(self._open_lanes(engine))
 
