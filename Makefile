@@ -12,10 +12,16 @@ BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 BROWSER_TESTS := tests/e2e/browser
 
-.PHONY: run test test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto stubs stubs-deps clean bench-quality bench-speed bench-gpu bench-gpu-bundle
+.PHONY: run test soak fuzz test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto stubs stubs-deps clean bench-quality bench-speed bench-gpu bench-gpu-bundle
 
 run: deps
 	$(PY) -m service.launcher
+
+# Every fuzz target (fuzz/targets.py) for FUZZ_SECONDS each (make test runs them for seconds);
+# what they find that is new is kept in build/fuzz/ for the next run, crashes in build/fuzz-crashes/.
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS) --keep $(BUILD)/fuzz
 
 test: deps lint-proto test-node test-ruby test-php test-dotnet browser-deps stubs
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -153,6 +159,12 @@ bench-gpu: deps
 # device call each can carry: .device/partN (bench/GPU_RUN.md says how to use them).
 bench-gpu-bundle: deps
 	nice -n 10 $(PY) -m bench.gpu_bundle $(BENCH_ARGS)
+
+# An hour of mixed calls at about capacity (bench/soak.py): the server's RSS over time, and its
+# growth after the first 10 minutes (target < 5 %), also in bench-results/soak.md. Shorter:
+# make soak BENCH_ARGS="--minutes 3".
+soak: deps
+	$(PY) -m bench.soak $(BENCH_ARGS)
 
 clean:
 	rm -rf $(GEN) $(BUILD) $(TOOLS) $(VENV) $(SDK_VENV) clients/python/build $(BROWSER_TESTS)/node_modules \

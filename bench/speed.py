@@ -245,6 +245,7 @@ class Server:
     stop: Callable[[], None]
     started_s: float = 0.0
     note: str = ""
+    url: str = ""  # the REST base URL (ours)
 
 
 def start_ours(workdir: pathlib.Path, log) -> Server:
@@ -281,7 +282,7 @@ def start_ours(workdir: pathlib.Path, log) -> Server:
                          data={"size": "auto"}, timeout=600)
 
     log(f"ours: healthy {started_s:.2f} s after start (Envoy + gRPC server, model cached) at {stack.rest_url}")
-    return Server("ours", [c.process.pid for c in stack.children], send, stack.stop, started_s)
+    return Server("ours", [c.process.pid for c in stack.children], send, stack.stop, started_s, url=stack.rest_url)
 
 
 def start_rembg(model: pathlib.Path, workdir: pathlib.Path, log) -> Server:

@@ -161,6 +161,10 @@ class Engine:
         self.segmenter.warm_up_free(shapes)
         return opened
 
+    def describe(self) -> dict[str, str]:
+        """What runs, for the operator's metrics: the prepared variant and the execution provider."""
+        return {"variant": self.segmenter.candidate.name, "provider": self.segmenter.provider}
+
     def _warm_shapes(self) -> list[tuple[int, int]]:
         return sorted({self.segmenter.input_shape(w, h) for w, h in ((4, 4), (4, 3), (3, 4))})
 

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from service import metrics
 from service.errors import ApiError
 from service.logging import get_logger
 
@@ -132,6 +133,7 @@ class Admission:
 
     def _decide(self, megapixels: float, redeem: bool) -> None:
         if self.closed:
+            metrics.record_refused("shutting_down")
             raise ApiError(503, "shutting_down", "The server is shutting down; try again shortly.",
                            headers=[("retry-after", "1")])
         now = self.clock()
@@ -154,6 +156,7 @@ class Admission:
         self._promises.append(_Promise(now + retry, self.times.estimate(megapixels)))
         log.info("overloaded", expected_start_s=round(wait, 2), running=len(self._running),
                  waiting=len(self._waiting), promised=len(self._promises), retry_after_s=retry)
+        metrics.record_refused("overloaded")
         raise overloaded(retry)
 
     def check(self, megapixels: float) -> None:
@@ -172,6 +175,8 @@ class Admission:
         log.info("queued", expected_start_s=round(self._expected_start(()), 2), running=len(self._running),
                  waiting=len(self._waiting))
         self._waiting.append(call)
+        metrics.record_admitted()
+        self._changed()
         try:
             yield Ticket(self, call)
         finally:
@@ -180,6 +185,10 @@ class Admission:
             if call in self._running:
                 self._running.remove(call)
             self._wake()
+            self._changed()
+
+    def _changed(self) -> None:
+        metrics.record_queue(len(self._running), len(self._waiting))
 
     def _wake(self) -> None:
         """Starts waiting calls, first come first served, while workers are free."""
@@ -191,6 +200,7 @@ class Admission:
             self._running.append(nxt)
             nxt.started_at = self.clock()
             nxt.turn.set_result(None)
+            self._changed()
 
     async def _turn(self, call: _Call) -> None:
         call.turn = asyncio.get_running_loop().create_future()
@@ -204,6 +214,7 @@ class Admission:
         dropped = list(self._waiting)
         for call in dropped:
             if call.turn is not None and not call.turn.done():
+                metrics.record_refused("shutting_down")
                 call.turn.set_exception(ApiError(503, "shutting_down", "The server is shutting down; try again shortly.",
                                                  headers=[("retry-after", "1")]))
         return dropped
@@ -225,7 +236,11 @@ class Ticket:
         await admission._turn(self._call)
         started = admission.clock()
         log.info("engine_start", waited_s=round(started - queued, 3), expected_s=round(self._call.expected_s, 3))
-        result = await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        metrics.record_queue_wait(started - queued)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        finally:
+            metrics.record_inference(admission.clock() - started)
         # Only completed work teaches the estimate: a file refused in a millisecond would not.
         admission.times.observe(self._call.megapixels, admission.clock() - started)
         return result

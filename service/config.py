@@ -101,6 +101,17 @@ class Settings:
     # in process otherwise; and the free previews per client IP per minute (403 beyond).
     redis_url: str | None = None
     preview_ip_limit: int = 50
+    # With Redis unreachable: "closed" refuses the calls it would have limited (503
+    # limiter_unavailable), "open" lets them through unlimited; either way logged and counted.
+    rate_limit_on_redis_down: str = "closed"
+    # Crash-safe credits (service/reservations.py): a reservation not settled within this many
+    # seconds is refunded by any server's sweeper (longer than any call may take: the admission
+    # bound plus the gateway's allowance for one call, service/launcher.py); each server writes a
+    # heartbeat this often and sweeps; a server silent this long counts as gone, and what it
+    # held is refunded.
+    reservation_deadline_s: float = 600.0
+    heartbeat_s: float = 5.0
+    instance_stale_s: float = 30.0
     # The gRPC AdminService is served only when this is set, to callers presenting it
     # (service/admin/servicer.py); None: not served at all.
     admin_token: str | None = None
@@ -119,6 +130,10 @@ class Settings:
     batch_max: int = 32
     batch_wait_ms: float = 5.0
     cache_dir: pathlib.Path = field(default_factory=lambda: default_cache_dir(os.environ))
+    # The operator's /metrics (service/metrics.py), one port per server process; loopback by
+    # default like Envoy's admin (0.0.0.0 in a pod, where Prometheus scrapes it).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
 
     def engine_config(self, **overrides) -> EngineConfig:
         return EngineConfig(
@@ -138,6 +153,15 @@ class Settings:
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
+        settings = cls._read(env)
+        if settings.instance_stale_s <= 2 * settings.heartbeat_s:
+            raise ValueError("CLEARBG_INSTANCE_STALE_S must be more than twice CLEARBG_HEARTBEAT_S (a missed beat is no death)")
+        if settings.reservation_deadline_s <= settings.max_queue_wait_s:
+            raise ValueError("CLEARBG_RESERVATION_DEADLINE_S must be longer than CLEARBG_MAX_QUEUE_WAIT_S plus a call's run")
+        return settings
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str]) -> "Settings":
         return cls(
             http_port=_int(env, "CLEARBG_HTTP_PORT", cls.http_port, 1),
             grpc_port=_int(env, "CLEARBG_GRPC_PORT", cls.grpc_port, 0),
@@ -156,6 +180,12 @@ class Settings:
             ),
             redis_url=env.get("CLEARBG_REDIS_URL", "").strip() or None,
             preview_ip_limit=_int(env, "CLEARBG_PREVIEW_IP_LIMIT", cls.preview_ip_limit, 1),
+            rate_limit_on_redis_down=_choice(
+                env, "CLEARBG_RATE_LIMIT_ON_REDIS_DOWN", ("closed", "open"), cls.rate_limit_on_redis_down
+            ),
+            reservation_deadline_s=_seconds(env, "CLEARBG_RESERVATION_DEADLINE_S", cls.reservation_deadline_s),
+            heartbeat_s=_seconds(env, "CLEARBG_HEARTBEAT_S", cls.heartbeat_s),
+            instance_stale_s=_seconds(env, "CLEARBG_INSTANCE_STALE_S", cls.instance_stale_s),
             admin_token=_admin_token(env),
             idempotency_max_bytes=_int(env, "CLEARBG_IDEMPOTENCY_MAX_MB", cls.idempotency_max_bytes // MIB, 0) * MIB,
             idempotency_wait_s=_seconds(env, "CLEARBG_IDEMPOTENCY_WAIT_S", cls.idempotency_wait_s),
@@ -166,6 +196,8 @@ class Settings:
             batch_max=_int(env, "CLEARBG_BATCH_MAX", cls.batch_max, 1),
             batch_wait_ms=_seconds(env, "CLEARBG_BATCH_WAIT_MS", cls.batch_wait_ms),
             cache_dir=default_cache_dir(env),
+            metrics_host=env.get("CLEARBG_METRICS_HOST", "").strip() or cls.metrics_host,
+            metrics_port=_int(env, "CLEARBG_METRICS_PORT", cls.metrics_port, 0),
             sign_up_open=_choice(env, "CLEARBG_SIGN_UP", ("open", "closed"), "closed") == "open",
             sign_up_free_calls=_int(env, "CLEARBG_SIGN_UP_FREE_CALLS", cls.sign_up_free_calls, 0),
             secure_cookies=_choice(env, "CLEARBG_SECURE_COOKIES", ("0", "1"), "0") == "1",

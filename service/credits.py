@@ -1,5 +1,6 @@
-"""Paying for a removal: credits (or a free preview call) are reserved before the engine runs
-and given back if the call fails before its result is delivered.
+"""Paying for a removal: credits (or a free preview call) are reserved before the engine runs,
+given back if the call fails before its result is delivered, and settled when it is (held
+meanwhile by this server instance: service/reservations.py).
 
 Reserving first means a call the account cannot pay for is refused at once (402) instead of
 after an inference, and two racing calls cannot both be served with one credit left: the
@@ -14,12 +15,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
-from service import params
+from service import metrics, params
 from service.errors import ApiError
-from service.logging import get_logger
-from service.storage import Account, InsufficientCredits, InsufficientFreeCalls, Reservation, Storage
-
-log = get_logger(__name__)
+from service.reservations import Reservations
+from service.storage import Account, InsufficientCredits, InsufficientFreeCalls, Reservation
 
 PRICE = Decimal(1)  # every paid size costs one credit
 
@@ -46,13 +45,17 @@ def format_credits(amount: Decimal) -> str:
     return text if text != "-0" else "0"
 
 
-def _reserve(storage: Storage, account_id: int, key_id: int | None, request_id: str, size: str) -> Paid:
+def _reserve(
+    reservations: Reservations, account_id: int, key_id: int | None, request_id: str, size: str
+) -> Paid:
+    storage, hold = reservations.storage, reservations.hold()
     try:
         if size == "preview":
-            return Paid("preview", storage.reserve_free_call(account_id, key_id, request_id))
+            return _recorded(Paid("preview", storage.reserve_free_call(account_id, key_id, request_id, hold=hold)))
         reservation = storage.reserve(
             account_id, key_id, request_id, PRICE, or_free_call=size == "auto",
             size=params.AUTO_SIZE if size == "auto" else size,  # the ledger keeps it (the dashboard's usage)
+            hold=hold,
         )
     except InsufficientFreeCalls:
         raise no_free_calls() from None
@@ -60,44 +63,47 @@ def _reserve(storage: Storage, account_id: int, key_id: int | None, request_id: 
         raise no_credits(exc.account) from None
     if size == "auto":
         size = params.AUTO_SIZE if reservation.paid else "preview"
-    return Paid(size, reservation)
+    return _recorded(Paid(size, reservation))
+
+
+def _recorded(paid: Paid) -> Paid:
+    metrics.record_charge(float(paid.charged), paid.reservation.free_call)
+    return paid
 
 
 @asynccontextmanager
 async def paid_call(
-    storage: Storage, account_id: int, key_id: int | None, request_id: str, size: str
+    reservations: Reservations, account_id: int, key_id: int | None, request_id: str, size: str
 ) -> AsyncIterator[Paid]:
     """Reserves for `size` (preview, auto or a paid size) on entry: ApiError 402 if the account
     cannot pay. If the block raises (or is cancelled: the client went away), the reservation is
-    refunded, even if the task is cancelled again meanwhile, and the error goes on."""
-    reserving = asyncio.ensure_future(asyncio.to_thread(_reserve, storage, account_id, key_id, request_id, size))
+    refunded, even if the task is cancelled again meanwhile, and the error goes on. If it ends
+    well the reservation is settled; should a sweep have given it back meanwhile (the call
+    outlived its deadline), that is a 503 and the result is not delivered. Until one of these,
+    the reservation is held by this server instance (service/reservations.py): if the process
+    dies, another server's sweeper gives it back."""
+    reserving = asyncio.ensure_future(asyncio.to_thread(_reserve, reservations, account_id, key_id, request_id, size))
     try:
         paid = await asyncio.shield(reserving)
     except asyncio.CancelledError:
         # Gone while the database decided: whatever it took goes back once it has decided.
-        reserving.add_done_callback(lambda done: _refund_after(done, storage, request_id))
+        reserving.add_done_callback(lambda done: _refund_after(done, reservations, request_id))
         raise
     try:
         yield paid
     except BaseException:
-        refund = asyncio.ensure_future(asyncio.to_thread(_refund, storage, paid, request_id))
+        refund = asyncio.ensure_future(asyncio.to_thread(reservations.refund, paid.reservation, request_id))
         try:
             await asyncio.shield(refund)
         except asyncio.CancelledError:
             pass  # the refund goes on in its thread; the original error is what matters
         raise
+    await asyncio.to_thread(reservations.settle, paid.reservation.entry_id, request_id)
 
 
-def _refund(storage: Storage, paid: Paid, request_id: str) -> None:
-    try:
-        storage.refund(paid.reservation.entry_id, request_id)
-    except Exception:  # noqa: BLE001 - the call's own error is the one to report
-        log.error("refund_failed", entry_id=paid.reservation.entry_id, exc_info=True)
-
-
-def _refund_after(done: asyncio.Future, storage: Storage, request_id: str) -> None:
+def _refund_after(done: asyncio.Future, reservations: Reservations, request_id: str) -> None:
     if not done.cancelled() and done.exception() is None:
-        asyncio.ensure_future(asyncio.to_thread(_refund, storage, done.result(), request_id))
+        asyncio.ensure_future(asyncio.to_thread(reservations.refund, done.result().reservation, request_id))
 
 
 def no_credits(account: Account) -> ApiError:

@@ -107,6 +107,15 @@ def bad_request(code: str, detail: str) -> ApiError:
     return ApiError(400, code, detail)
 
 
+def database_unavailable() -> ApiError:
+    """The account database is restarting or unreachable (service/storage: StorageUnavailable):
+    nothing was charged, and a retry shortly should pass."""
+    return ApiError(
+        503, "database_unavailable", "The account database is unreachable; nothing was charged. Please try again shortly.",
+        headers=[("retry-after", "2")],
+    )
+
+
 def internal_error() -> ApiError:
     return ApiError(500, "internal_error", "The request failed on our side; nothing was charged. Please try again.")
 

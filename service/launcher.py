@@ -8,7 +8,8 @@ launcher exits non-zero, so a half-running stack never looks healthy.
 
 Settings: CLEARBG_HTTP_PORT (8080), CLEARBG_GRPC_PORT (50051), CLEARBG_HTTP_HOST (127.0.0.1;
 0.0.0.0 publishes the REST port, the gRPC server always stays on loopback) and
-CLEARBG_ENVOY_ADMIN_PORT (0: ephemeral; Envoy's admin interface is loopback only).
+CLEARBG_ENVOY_ADMIN_PORT (0: ephemeral; Envoy's admin interface is loopback only) and
+CLEARBG_METRICS_PORT (9464: the server's /metrics; a further server process gets the next port).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pathlib
 import re
 import shutil
 import signal
+import socket
 import string
 import subprocess
 import sys
@@ -38,6 +40,7 @@ from service.dashboard import static as dashboard_static
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENVOY_TEMPLATE = ROOT / "gateway" / "envoy.yaml"
 DESCRIPTOR = ROOT / "build" / "clearbg.pb"
+OPENAPI = ROOT / "gateway" / "openapi.json"
 # Beyond the server's own shutdown grace: the time to unwind once its calls are done.
 STOP_MARGIN_S = 5.0
 WAIT_NOTICE_S = 10.0
@@ -62,12 +65,16 @@ def render_envoy_config(
     more_grpc_ports: Sequence[int] = (),
     max_queue_wait_s: float = Settings.max_queue_wait_s,
     dashboard_pages: os.PathLike | str = dashboard_static.PAGES,
+    cluster_type: str = "STATIC",
+    openapi: os.PathLike | str = OPENAPI,
 ) -> str:
     """The Envoy config for these ports; `substitute` fails loudly on any unknown ${...}.
     `more_grpc_ports`: further server processes on `grpc_host` sharing the load;
     `max_queue_wait_s`: the servers' admission bound, which the removal routes' timeouts exceed
     by SERVICE_ALLOWANCE_S; `dashboard_pages`: the dashboard's files that Envoy serves
-    (service/dashboard/static.py)."""
+    (service/dashboard/static.py); `cluster_type`: STATIC for addresses, STRICT_DNS for a name
+    resolving to every server (service/gateway.py, in a cluster); `openapi`: the document served
+    at /openapi.json."""
     text = pathlib.Path(template).read_text()
     placeholder = re.search(r"^( *)\$\{DASHBOARD_ROUTES\}", text, re.MULTILINE)
     indent = placeholder.group(1) if placeholder else ""
@@ -79,8 +86,10 @@ def render_envoy_config(
         HTTP_HOST=http_host,
         HTTP_PORT=int(http_port),
         GRPC_ENDPOINTS=f"[{endpoints}]",
+        CLUSTER_TYPE=cluster_type,
         ADMIN_PORT=int(admin_port),
         DESCRIPTOR=str(pathlib.Path(descriptor).resolve()),
+        OPENAPI=str(pathlib.Path(openapi).resolve()),
         REMOVEBG_TIMEOUT=f"{math.ceil(max_queue_wait_s + SERVICE_ALLOWANCE_S)}s",
         DASHBOARD_ROUTES=dashboard_static.render_routes(indent, pathlib.Path(dashboard_pages)),
     )
@@ -244,6 +253,10 @@ class Stack:
     workdir: pathlib.Path | None = None
     # Further `python -m service` processes behind the same Envoy (tests of a shared database).
     more_grpc_ports: tuple[int, ...] = ()
+    # The first server's /metrics port, the next ones' following it; 0: free ports, chosen at
+    # start (tests, several stacks on one machine). Set by start: one port per server process.
+    metrics_port: int = 0
+    metrics_ports: tuple[int, ...] = ()
 
     @property
     def rest_url(self) -> str:
@@ -253,6 +266,17 @@ class Stack:
     @property
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def metrics_urls(self) -> tuple[str, ...]:
+        """Each server process's /metrics, in the order of its gRPC port."""
+        return tuple(f"http://127.0.0.1:{port}/metrics" for port in self.metrics_ports)
+
+    @property
+    def envoy_metrics_url(self) -> str | None:
+        """Envoy's own statistics in Prometheus's format (its admin interface)."""
+        address = self.admin_address
+        return f"http://{address}/stats/prometheus" if address else None
 
     @property
     def admin_address(self) -> str | None:
@@ -278,10 +302,20 @@ class Stack:
         env["CLEARBG_GRPC_PORT"] = str(self.grpc_port)
         env["CLEARBG_HTTP_PORT"] = str(self.http_port)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        self.children.append(Child.start("server", [sys.executable, "-m", "service"], env, self.out))
-        for number, port in enumerate(self.more_grpc_ports, start=2):
+        servers = 1 + len(self.more_grpc_ports)
+        self.metrics_ports = tuple(
+            self.metrics_port + number if self.metrics_port else _free_port() for number in range(servers)
+        )
+        self.children.append(
+            Child.start("server", [sys.executable, "-m", "service"],
+                        {**env, "CLEARBG_METRICS_PORT": str(self.metrics_ports[0])}, self.out)
+        )
+        for number, (port, metrics_port) in enumerate(zip(self.more_grpc_ports, self.metrics_ports[1:]), start=2):
             self.children.append(
-                Child.start(f"server-{number}", [sys.executable, "-m", "service"], {**env, "CLEARBG_GRPC_PORT": str(port)}, self.out)
+                Child.start(
+                    f"server-{number}", [sys.executable, "-m", "service"],
+                    {**env, "CLEARBG_GRPC_PORT": str(port), "CLEARBG_METRICS_PORT": str(metrics_port)}, self.out,
+                )
             )
         self.children.append(
             Child.start(
@@ -339,6 +373,13 @@ class Stack:
             self.workdir = None
 
 
+def _free_port() -> int:
+    """A loopback port nothing listens on now (the server binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     try:
@@ -357,8 +398,11 @@ def _banner(stack: Stack) -> str:
         " also through the REST port with h2c)\n"
         f"  Dashboard  {url}/dashboard  (sign in with the development user printed above on a first start)\n"
         f"  Envoy admin  http://{stack.admin_address or '127.0.0.1:?'}  (loopback only)\n"
+        f"  Metrics  {'  '.join(stack.metrics_urls)}  (the server's, Prometheus format)\n"
+        f"           {stack.envoy_metrics_url or '(Envoy admin)/stats/prometheus'}  (Envoy's own)\n"
         "Try:\n"
         f"  curl -H 'X-Api-Key: YOUR_API_KEY' {url}/v1.0/account\n"
+        f"  curl {stack.metrics_urls[0] if stack.metrics_urls else ''}\n"
         f"  curl -H 'X-Api-Key: YOUR_API_KEY' -F 'image_file=@photo.jpg' -F 'size=auto'"
         f" -f {url}/v1.0/removebg -o no-bg.png\n"
         "Ctrl-C stops both.\n"
@@ -374,6 +418,7 @@ def main() -> int:
             grpc_port=_port(env, "CLEARBG_GRPC_PORT", 50051),
             http_host=env.get("CLEARBG_HTTP_HOST", "").strip() or "127.0.0.1",
             admin_port=_port(env, "CLEARBG_ENVOY_ADMIN_PORT", 0),
+            metrics_port=_port(env, "CLEARBG_METRICS_PORT", Settings.metrics_port),
             env=env,
             out=out,
         )

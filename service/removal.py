@@ -23,7 +23,7 @@ from service import params
 from service.admission import Admission
 from service.config import Settings
 from service.credits import format_credits, paid_call
-from service.errors import ApiError, bad_request
+from service.errors import ApiError, bad_request, database_unavailable
 from service.fetching.remote_images import RemoteImages
 from service.idempotency import Idempotency, IdempotencyRefused
 from service.limits import (
@@ -37,7 +37,8 @@ from service.limits import (
     with_rate_limit_headers,
 )
 from service.logging import get_logger
-from service.storage import Account, ApiKey, Storage
+from service.reservations import Reservations
+from service.storage import Account, ApiKey, Storage, StorageUnavailable
 from service.storage.base import hash_key
 
 log = get_logger(__name__)
@@ -46,6 +47,7 @@ log = get_logger(__name__)
 class EngineLike(Protocol):
     def warm_up(self) -> None: ...
     def open_lanes(self) -> int: ...
+    def describe(self) -> dict[str, str]: ...
     def probe(self, data: bytes) -> ImageInfo: ...
     def remove(self, data: bytes, options: RemovalOptions) -> RemovalResult: ...
 
@@ -82,6 +84,11 @@ class RemovalService:
         self.idempotency = Idempotency(storage, settings.idempotency_max_bytes, settings.idempotency_wait_s)
         # Calls wait for an engine thread only if they can expect to start in time (503 beyond).
         self.admission = Admission(settings.engine_workers, settings.max_queue_wait_s, max_queued=settings.max_queue)
+        # Credits held by this server instance until delivered; the server runs its sweep.
+        self.reservations = Reservations(
+            storage, deadline_s=settings.reservation_deadline_s, heartbeat_s=settings.heartbeat_s,
+            stale_s=settings.instance_stale_s,
+        )
 
     def shutdown(self) -> None:
         # Not waiting: a call still in the engine after the shutdown grace is abandoned.
@@ -162,6 +169,8 @@ class RemovalService:
             raise rate_limited(decision)
         try:
             delivery = await self._remove_admitted(caller, request, info, request_id, accept_json, client_ip, decision)
+        except StorageUnavailable:  # the database went away mid-call: nothing charged (service/reservations.py)
+            raise with_rate_limit_headers(database_unavailable(), decision) from None
         except ApiError as exc:
             raise with_rate_limit_headers(exc, decision)
         return dataclasses.replace(delivery, headers=delivery.headers + rate_limit_metadata(decision))
@@ -178,7 +187,7 @@ class RemovalService:
         self._check_ready()
         megapixels = info.width * info.height / 1e6
         self.admission.check(megapixels)
-        async with paid_call(self.storage, caller.account.id, caller.key.id, request_id, request.size) as paid, \
+        async with paid_call(self.reservations, caller.account.id, caller.key.id, request_id, request.size) as paid, \
                 self.admission.admit(megapixels) as ticket:
             if paid.size == "preview" and client_ip is not None:  # the servicer always passes one
                 by_ip = await self.limits.for_preview_ip(client_ip)

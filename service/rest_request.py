@@ -104,8 +104,10 @@ def _json_scalar(name: str, value: object) -> str:
 def _json(data: bytes) -> Fields:
     try:
         document = json.loads(data)
+        if not isinstance(document, dict):
+            raise bad_request("invalid_body", "The JSON body must be an object.")
+        return {str(name): _json_scalar(str(name), value) for name, value in document.items()}
     except (UnicodeDecodeError, ValueError):
         raise bad_request("invalid_body", "The JSON body could not be parsed.") from None
-    if not isinstance(document, dict):
-        raise bad_request("invalid_body", "The JSON body must be an object.")
-    return {str(name): _json_scalar(str(name), value) for name, value in document.items()}
+    except RecursionError:  # "[[[[..." a few thousand deep: json recurses per level (found by fuzzing)
+        raise bad_request("invalid_body", "The JSON body is nested too deeply.") from None

@@ -23,6 +23,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from clearbg.v1 import account_pb2, account_pb2_grpc, admin_pb2_grpc, dashboard_pb2_grpc, removebg_pb2, removebg_pb2_grpc
+from service import metrics
 from service.admin.servicer import SERVICE_NAME as ADMIN_SERVICE
 from service.admin.servicer import AdminServicer
 from service.bootstrap import ensure_dev_account
@@ -103,10 +104,14 @@ class Server:
         self.settings = settings
         self.storage = storage or open_storage(settings.database_url)
         self.engine_factory = engine_factory or functools.partial(default_engine, settings)
-        limits = RateLimits(limiter_from_url(settings.redis_url), settings.preview_ip_limit)
+        limits = RateLimits(
+            limiter_from_url(settings.redis_url), settings.preview_ip_limit,
+            fail_open=settings.rate_limit_on_redis_down == "open",
+        )
         self.removal = RemovalService(self.storage, None, settings, limits)
         self.health = ObservedHealth()
         self._lanes: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
         max_message = max(MAX_MESSAGE_BYTES, 3 * settings.max_file_bytes)
         self.grpc = grpc.aio.server(
             options=[
@@ -136,6 +141,9 @@ class Server:
     async def start(self, out: TextIO = sys.stdout) -> int:
         """Binds and starts serving (NOT_SERVING), then loads the engine; returns the port."""
         ensure_dev_account(self.storage, self.settings.dev_api_key, out)
+        # Alive before the first call can hold a reservation; then beats and sweeps in the background.
+        self.removal.reservations.beat()
+        self._sweeper = asyncio.create_task(self.removal.reservations.run())
         self.port = self.grpc.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}")
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.grpc_host}:{self.settings.grpc_port}")
@@ -150,6 +158,8 @@ class Server:
         # inference and the edge loops; a session's first run is up to twice a later one).
         self.removal.admission.times.seed(warm_up_s)
         self.removal.engine = engine
+        model = self.settings.model_path.name if self.settings.model_path else self.settings.model
+        metrics.record_model(model, **engine.describe())
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         # which way the net runs here (the manifest's choice or a forced one): said once, at start
         segmenter = getattr(engine, "segmenter", None)
@@ -187,6 +197,9 @@ class Server:
         # What is left (an account call, an answer on its way) gets a moment; grpc.aio's own
         # grace would otherwise wait it out in full while the gateway holds its connection.
         await self.grpc.stop(min(grace, 1.0))
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.to_thread(self.removal.reservations.retire)
         self.removal.shutdown()
         await self.removal.limits.aclose()
         self.storage.close()
@@ -196,6 +209,13 @@ class Server:
 async def serve(settings: Settings) -> None:
     server = Server(settings)
     await server.start()
+    try:
+        stop_metrics, metrics_port = metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:
+        log.error("metrics_port_unavailable", host=settings.metrics_host, port=settings.metrics_port, error=str(exc))
+        await server.stop(0)
+        raise SystemExit(1) from None
+    log.info("metrics_listening", url=f"http://{settings.metrics_host}:{metrics_port}/metrics")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -218,3 +238,4 @@ async def serve(settings: Settings) -> None:
     log.info("shutting_down")
     loading.cancel()
     await server.stop()
+    stop_metrics()

@@ -2,44 +2,108 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
+import dataclasses
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
-from google.api import httpbody_pb2
+from google.api import annotations_pb2, httpbody_pb2
 
-from clearbg.v1 import account_pb2, account_pb2_grpc, common_pb2, removebg_pb2, removebg_pb2_grpc
-from service import params
+from clearbg.v1 import account_pb2, account_pb2_grpc, common_pb2, dashboard_pb2, removebg_pb2, removebg_pb2_grpc
+from service import metrics, params
 from service.account_view import account_json, typed_account
 from service.credits import format_credits
-from service.errors import ApiError, abort, bad_request, internal_error
+from service.errors import ApiError, abort, bad_request, database_unavailable, internal_error
 from service.limits import client_ip
 from service.logging import get_logger, request_scope
 from service.removal import RemovalService
 from service.rest_request import parse_body
+from service.storage import StorageUnavailable
 from service.typed_options import TYPE_ENUMS, typed_request
 
 log = get_logger(__name__)
+
+
+def _routes() -> dict[str, str]:
+    """Each method's name as the metrics show it: its REST route ("POST /v1.0/removebg") where
+    the gateway transcodes one, else its gRPC path (the typed API)."""
+    routes = {}
+    for module in (removebg_pb2, account_pb2, dashboard_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                options = method.GetOptions()
+                if options.HasExtension(annotations_pb2.http):
+                    rule = options.Extensions[annotations_pb2.http]
+                    verb = rule.WhichOneof("pattern")
+                    routes[method.name] = f"{verb.upper()} {getattr(rule, verb)}"
+                else:
+                    routes[method.name] = f"/{service.full_name}/{method.name}"
+    return routes
+
+
+ROUTES = _routes()
+@dataclasses.dataclass
+class _Answering:
+    """The call being answered, until it is recorded (once) in the metrics."""
+
+    route: str
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    recorded: bool = False
+
+
+_CALL: contextvars.ContextVar[_Answering | None] = contextvars.ContextVar("call", default=None)
+# A call whose caller went away before the answer (nginx's "client closed request").
+CANCELLED = (499, "cancelled")
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
 
 
+def _record(status: int, code: str) -> None:
+    """The current call's outcome in the metrics, once: before its answer leaves (an error is
+    sent by `abort` itself), so whoever has the answer can already see it counted."""
+    call = _CALL.get()
+    if call is not None and not call.recorded:
+        call.recorded = True
+        metrics.record_call(call.route, status, code, time.monotonic() - call.started)
+
+
 @contextlib.contextmanager
 def _call(context: grpc.aio.ServicerContext, method: str) -> Iterator[tuple[dict[str, str], str]]:
-    """Reads the metadata once and binds the request id to every log line of the call."""
+    """Reads the metadata once and binds the request id to every log line of the call; records
+    the call in the metrics however it ends (`_fail` records the errors it sends)."""
     metadata = _metadata(context)
-    with request_scope(metadata.get("x-request-id"), method=method) as request_id:
-        yield metadata, request_id
+    token = _CALL.set(_Answering(ROUTES.get(method, method)))
+    try:
+        with request_scope(metadata.get("x-request-id"), method=method) as request_id:
+            yield metadata, request_id
+        _record(200, "")
+    except asyncio.CancelledError:
+        _record(*CANCELLED)
+        raise
+    except BaseException:
+        _record(500, "internal_error")  # anything that escaped _fail (nothing should)
+        raise
+    finally:
+        _CALL.reset(token)
 
 
 async def _fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    if isinstance(exc, StorageUnavailable):
+        log.warning("database_unavailable", error=str(exc))
+        exc = database_unavailable()
     if isinstance(exc, ApiError):
         log.info("request_failed", status=exc.status, code=exc.code)
+        _record(exc.status, exc.code)
         await abort(context, exc)
     log.error("unexpected_error", exc_info=exc)
-    await abort(context, internal_error())
+    error = internal_error()
+    _record(error.status, error.code)
+    await abort(context, error)
 
 
 class RemoveBgServicer(removebg_pb2_grpc.RemoveBgServiceServicer):

@@ -309,7 +309,7 @@ class Dashboard:
             result = await removal.run_engine(wanted.image, self._options(wanted, "preview"), info)
             charged = Decimal(0)
         else:
-            async with paid_call(self.storage, account.id, None, request_id, wanted.size) as paid:
+            async with paid_call(removal.reservations, account.id, None, request_id, wanted.size) as paid:
                 result = await removal.run_engine(wanted.image, self._options(wanted, paid.size), info)
             charged = paid.charged
         headers = (

@@ -85,8 +85,11 @@ class WebRequest:
         if self.fetch_site is not None and self.fetch_site.lower() not in ALLOWED_FETCH_SITES:
             raise cross_site()
         if self.origin is not None:
-            origin = urlsplit(self.origin)
-            if self.origin == "null" or not self.host or origin.netloc.lower() != self.host.lower():
+            try:
+                netloc = urlsplit(self.origin).netloc
+            except ValueError:  # "http://[x": urllib refuses it (found by fuzzing); no origin of ours
+                raise cross_site() from None
+            if self.origin == "null" or not self.host or netloc.lower() != self.host.lower():
                 raise cross_site()
 
     def check_csrf(self, expected: str | None) -> None:

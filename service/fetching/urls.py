@@ -139,4 +139,8 @@ def redirect_target(current: Target, location: str) -> Target:
     # urljoin would pass some odd forms through untouched; parse_url sees the result either way.
     if "\\" in location or any(ord(ch) < 0x20 for ch in location):
         raise UrlRefused("a redirect's Location is malformed")
-    return parse_url(urllib.parse.urljoin(current.url, location))
+    try:
+        joined = urllib.parse.urljoin(current.url, location)
+    except ValueError:  # urllib's own refusal, e.g. "Invalid IPv6 URL" for an unclosed "["
+        raise UrlRefused("a redirect's Location is malformed") from None
+    return parse_url(joined)

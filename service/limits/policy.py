@@ -6,7 +6,11 @@ Both share the same GCRA backend and differ only in key namespace, cost and limi
 from __future__ import annotations
 
 import hashlib
+import math
+import time
+from collections.abc import Callable
 
+from service import metrics
 from service.limits.base import LimiterUnavailable, RateLimiter
 from service.limits.errors import limiter_unavailable
 from service.limits.gcra import Decision
@@ -56,11 +60,19 @@ class RateLimits:
         self,
         limiter: RateLimiter,
         preview_ip_limit_per_minute: int = DEFAULT_PREVIEW_IP_LIMIT_PER_MINUTE,
+        *,
+        fail_open: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if preview_ip_limit_per_minute < 1:
             raise ValueError("the preview limit per IP must be at least 1 per minute")
         self.limiter = limiter
         self.preview_ip_limit = preview_ip_limit_per_minute
+        # CLEARBG_RATE_LIMIT_ON_REDIS_DOWN: open (serve unlimited) or closed (503) while the
+        # shared store is unreachable.
+        self.fail_open = fail_open
+        self.clock = clock
+        self.unavailable_total = 0
 
     async def check_key(self, key: str, limit_per_minute: int) -> Decision:
         """Would a 1-unit request pass now? Charges nothing: the gate before a download, so a
@@ -82,9 +94,15 @@ class RateLimits:
     async def _acquire(self, key: str, cost: int, limit: int, charge: bool = True) -> Decision:
         try:
             return await self.limiter.acquire(key, cost, limit, charge=charge)
-        except LimiterUnavailable:
-            log.warning("rate_limiter_unavailable")
-            raise limiter_unavailable() from None
+        except LimiterUnavailable as exc:
+            self.unavailable_total += 1
+            policy = "open" if self.fail_open else "closed"
+            metrics.record_limiter_unavailable(policy)
+            log.warning("rate_limiter_unavailable", policy=policy, error=str(exc))
+            if not self.fail_open:
+                raise limiter_unavailable() from None
+        # Fail-open: allowed, and the headers say the full limit (nothing could be counted).
+        return Decision(True, limit, limit, math.ceil(self.clock()), 0)
 
     async def aclose(self) -> None:
         await self.limiter.aclose()

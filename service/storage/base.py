@@ -138,9 +138,33 @@ class LedgerEntry:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """What makes a charge provisional (a reservation) until `Storage.settle`: the server
+    instance that will settle it (`owner`, as its heartbeat names it) and the time (Unix
+    seconds) after which nobody will, so any server's sweeper gives it back."""
+
+    owner: str
+    deadline: float
+
+
+@dataclass(frozen=True)
+class SweptReservation:
+    """A reservation a sweeper gave back: `expired` (past its deadline) or `owner_gone` (its
+    server stopped heartbeating)."""
+
+    entry_id: int
+    account_id: int
+    owner: str
+    reason: Literal["expired", "owner_gone"]
+    amount: Decimal  # the credits given back (0 for a free call)
+    free_call: bool
+
+
+@dataclass(frozen=True)
 class Reservation:
     """Credits (or a free call) taken before the engine runs. They stay taken when the
-    result is delivered; `Storage.refund` gives them back if anything fails first."""
+    result is delivered (`Storage.settle` under a hold); `Storage.refund` gives them back if
+    anything fails first, and a sweeper does if the server holding them dies."""
 
     entry_id: int
     account: Account  # the balances after the reservation
@@ -212,6 +236,12 @@ class UnknownAccount(LookupError):
 
 class UserExists(ValueError):
     """A user with that e-mail address exists already."""
+
+
+class StorageUnavailable(Exception):
+    """The database could not be reached or gave up on the transaction (restarting, down, no
+    connection free in time): nothing was changed, or the change is settled later by the
+    reservation sweep. Callers answer 503 with Retry-After, never 500."""
 
 
 class Storage(Protocol):
@@ -293,19 +323,48 @@ class Storage(Protocol):
 
     def reserve(
         self, account_id: int, key_id: int | None, request_id: str, amount: Decimal, *, or_free_call: bool = False,
-        size: str = "",
+        size: str = "", hold: Hold | None = None,
     ) -> Reservation:
         """Takes `amount` (subscription, then payg, then enterprise) and writes a `charge` row
         in one transaction. If the total is short: with `or_free_call`, uses one of this
         month's free calls instead (size=auto falling back to preview, decided under the same
         lock, so two racing calls cannot both pay with one credit left); otherwise raises
         InsufficientCredits and changes nothing. `size` is kept in the row (a free call's is
-        always preview); the key's last use is noted."""
+        always preview); the key's last use is noted. With a `hold` the row is a reservation
+        until `settle` (or a refund, or the sweep); without, it is final at once."""
         ...
 
-    def reserve_free_call(self, account_id: int, key_id: int | None, request_id: str) -> Reservation:
+    def reserve_free_call(
+        self, account_id: int, key_id: int | None, request_id: str, *, hold: Hold | None = None
+    ) -> Reservation:
         """Counts one preview against this month's allowance (ledger row kind free_call);
-        raises InsufficientFreeCalls when none is left."""
+        raises InsufficientFreeCalls when none is left. `hold` as for `reserve`."""
+        ...
+
+    def settle(self, entry_id: int) -> bool:
+        """Makes a held charge or free call final (its result is being delivered). False if it
+        was no longer held: refunded meanwhile (by its call, or by a sweep that found it past
+        its deadline or its owner gone), so the caller must not deliver."""
+        ...
+
+    def heartbeat(self, owner: str, now: float) -> None:
+        """Notes that server instance `owner` is alive at `now` (Unix seconds)."""
+        ...
+
+    def retire(self, owner: str) -> None:
+        """Forgets `owner`'s heartbeat (a clean stop): anything it still holds is swept at once."""
+        ...
+
+    def sweep_reservations(self, now: float, stale_before: float | None, limit: int = 100) -> list[SweptReservation]:
+        """Refunds (each in its own transaction, with its `refund` ledger row) the reservations
+        past their deadline and, unless `stale_before` is None, those whose owner's last
+        heartbeat is older than `stale_before` or missing. Each is taken by a conditional
+        delete of its reservation row, so with several sweepers, and against `settle`, exactly
+        one wins and a reservation is given back at most once."""
+        ...
+
+    def unsettled_reservations(self, account_id: int | None = None) -> int:
+        """Reservations still held (of one account, or all)."""
         ...
 
     # -- dashboard users, sessions, sign-in links and failed sign-ins -----------------------
@@ -361,7 +420,8 @@ class Storage(Protocol):
 
     def refund(self, entry_id: int, request_id: str) -> Account:
         """Gives back what the charge or free call `entry_id` took, to the same sources, with
-        a `refund` row; at most once per entry (a second call changes nothing)."""
+        a `refund` row, and ends its hold; at most once per entry (a second call changes
+        nothing)."""
         ...
 
     def ledger(self, account_id: int, limit: int | None = None) -> list[LedgerEntry]:

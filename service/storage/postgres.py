@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from service.storage.base import StorageUnavailable
 from service.storage.sql import SqlStorage
 
 SCALE = Decimal("0.000001")  # NUMERIC(20, 6): the same micro-credit precision as SQLite
@@ -127,7 +128,25 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sign_in_failures_ip ON sign_in_failures(ip, created_at);
     CREATE INDEX sign_in_failures_time ON sign_in_failures(created_at);
     """,
+    # 4: crash-safe credits, as SQLite's migration 5.
+    """
+    CREATE TABLE reservations (
+        entry_id BIGINT PRIMARY KEY REFERENCES ledger(id),
+        owner TEXT NOT NULL,
+        deadline DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX reservations_deadline ON reservations(deadline);
+    CREATE INDEX reservations_owner ON reservations(owner);
+    CREATE TABLE server_instances (
+        owner TEXT PRIMARY KEY,
+        started_at DOUBLE PRECISION NOT NULL,
+        heartbeat_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
+# How long a call waits for a pooled connection: while the database restarts (or is down) calls
+# get 503 `database_unavailable` after this, rather than hanging on the gateway's timeout.
+CONNECTION_WAIT_S = 5.0
 MIGRATION_LOCK = 0x636C_6267  # pg_advisory_xact_lock key ("clbg")
 IDEMPOTENCY_STORE_LOCK = 0x636C_6269  # the kept answers' total size ("clbi")
 
@@ -150,22 +169,33 @@ class PostgresStorage(SqlStorage):
     LOCK_IDEMPOTENCY_STORE = f"SELECT pg_advisory_xact_lock({IDEMPOTENCY_STORE_LOCK})"
     DAY_SQL = "to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0):
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0,
+        connection_wait_s: float = CONNECTION_WAIT_S,
+    ):
         self.url = url
         # One plain connection first: a wrong URL or a server that is down fails here at once
         # with libpq's own message (a pool would retry until its timeout).
         with psycopg.connect(url, connect_timeout=max(1, int(timeout_s))) as conn:
             self._migrate(_Db(conn))
+        # check: each connection is tried (one round trip) before it is lent, so after a
+        # database restart the pool replaces the dead ones instead of failing a call with each.
         self.pool = ConnectionPool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout_s, open=False, name="clearbg"
+            url, min_size=min_size, max_size=max_size, timeout=connection_wait_s, open=False, name="clearbg",
+            check=ConnectionPool.check_connection,
         )
         self.pool.open(wait=True, timeout=timeout_s)
 
     @contextmanager
     def _write(self) -> Iterator[_Db]:
-        # The pool's context commits on success and rolls back on any exception.
-        with self.pool.connection() as conn:
-            yield _Db(conn)
+        # The pool's context commits on success and rolls back on any exception. Losing the
+        # server (restart, network, no connection in time: OperationalError and its PoolTimeout)
+        # is the caller's 503; errors of the statements themselves (constraints) stay as they are.
+        try:
+            with self.pool.connection() as conn:
+                yield _Db(conn)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StorageUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
 
     _read = _write
 

@@ -25,12 +25,14 @@ from service.storage.base import (
     Account,
     ApiKey,
     Call,
+    Hold,
     InsufficientCredits,
     InsufficientFreeCalls,
     KeyExists,
     LedgerEntry,
     Reservation,
     SignInFailures,
+    SweptReservation,
     UnknownAccount,
     UsageDay,
     User,
@@ -388,7 +390,7 @@ class SqlStorage(IdempotencySql, ABC):
 
     def reserve(
         self, account_id: int, key_id: int | None, request_id: str, amount: Decimal, *, or_free_call: bool = False,
-        size: str = "",
+        size: str = "", hold: Hold | None = None,
     ) -> Reservation:
         wanted = self._to_db(Decimal(amount))
         if wanted <= 0:
@@ -402,16 +404,21 @@ class SqlStorage(IdempotencySql, ABC):
                     db, row, kind="charge", key_id=key_id, request_id=request_id, amount=wanted,
                     changes=tuple(-t for t in taken), free_calls_used=row[6], size=size,
                 )
+                self._hold(db, entry_id, hold)
                 return Reservation(entry_id, after, self._from_db(wanted), free_call=False)
             if not or_free_call:
                 raise InsufficientCredits(self._account(row), Decimal(amount))
-            return self._take_free_call(db, row, key_id, request_id)
+            return self._take_free_call(db, row, key_id, request_id, hold)
 
-    def reserve_free_call(self, account_id: int, key_id: int | None, request_id: str) -> Reservation:
+    def reserve_free_call(
+        self, account_id: int, key_id: int | None, request_id: str, *, hold: Hold | None = None
+    ) -> Reservation:
         with self._write() as db:
-            return self._take_free_call(db, self._locked_account(db, account_id), key_id, request_id)
+            return self._take_free_call(db, self._locked_account(db, account_id), key_id, request_id, hold)
 
-    def _take_free_call(self, db: Db, row: tuple[Any, ...], key_id: int | None, request_id: str) -> Reservation:
+    def _take_free_call(
+        self, db: Db, row: tuple[Any, ...], key_id: int | None, request_id: str, hold: Hold | None
+    ) -> Reservation:
         period = current_period()
         account = self._account(row)
         if account.free_calls_left(period) <= 0:
@@ -422,27 +429,103 @@ class SqlStorage(IdempotencySql, ABC):
             db, row, kind="free_call", key_id=key_id, request_id=request_id, amount=zero,
             changes=(zero, zero, zero), free_calls_used=used, free_calls_change=1, period=period, size="preview",
         )
+        self._hold(db, entry_id, hold)
         return Reservation(entry_id, after, Decimal(0), free_call=True)
+
+    @staticmethod
+    def _hold(db: Db, entry_id: int, hold: Hold | None) -> None:
+        if hold is not None:
+            db.execute(
+                "INSERT INTO reservations (entry_id, owner, deadline) VALUES (?, ?, ?)", (entry_id, hold.owner, hold.deadline)
+            )
 
     def refund(self, entry_id: int, request_id: str) -> Account:
         with self._write() as db:
-            entry = db.execute(f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE id = ?", (entry_id,)).fetchone()
-            if entry is None or entry[5] not in REFUNDABLE:
-                raise ValueError(f"ledger entry {entry_id} is not a charge or free call")
-            charge = self._entry(entry)
-            row = self._locked_account(db, charge.account_id)
-            if db.execute("SELECT id FROM ledger WHERE reverses = ?", (entry_id,)).fetchone() is not None:
-                return self._account(row)  # already given back
-            back = tuple(-self._to_db(c) for c in (charge.subscription_change, charge.payg_change, charge.enterprise_change))
-            used, free_back = row[6], 0
-            # A free call is given back only within its month (a new month has reset the count).
-            if charge.free_calls_change and row[7] == charge.created_at[:7] and used > 0:
-                used, free_back = used - 1, -1
-            _, account = self._apply(
-                db, row, kind="refund", key_id=entry[2], request_id=request_id, amount=sum(back),
-                changes=back, free_calls_used=used, free_calls_change=free_back, reverses=entry_id,
+            # The hold goes first: the order every transaction touching a reservation follows
+            # (its row, then the account's), so a refund and a sweep cannot deadlock.
+            db.execute("DELETE FROM reservations WHERE entry_id = ?", (entry_id,))
+            return self._refund_in(db, entry_id, request_id)
+
+    def _refund_in(self, db: Db, entry_id: int, request_id: str) -> Account:
+        entry = db.execute(f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE id = ?", (entry_id,)).fetchone()
+        if entry is None or entry[5] not in REFUNDABLE:
+            raise ValueError(f"ledger entry {entry_id} is not a charge or free call")
+        charge = self._entry(entry)
+        row = self._locked_account(db, charge.account_id)
+        if db.execute("SELECT id FROM ledger WHERE reverses = ?", (entry_id,)).fetchone() is not None:
+            return self._account(row)  # already given back
+        back = tuple(-self._to_db(c) for c in (charge.subscription_change, charge.payg_change, charge.enterprise_change))
+        used, free_back = row[6], 0
+        # A free call is given back only within its month (a new month has reset the count).
+        if charge.free_calls_change and row[7] == charge.created_at[:7] and used > 0:
+            used, free_back = used - 1, -1
+        _, account = self._apply(
+            db, row, kind="refund", key_id=entry[2], request_id=request_id, amount=sum(back),
+            changes=back, free_calls_used=used, free_calls_change=free_back, reverses=entry_id,
+        )
+        return account
+
+    # -- reservations: settling, heartbeats and the sweep ----------------------------------------
+
+    def settle(self, entry_id: int) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM reservations WHERE entry_id = ?", (entry_id,)).rowcount == 1
+
+    def heartbeat(self, owner: str, now: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO server_instances (owner, started_at, heartbeat_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (owner, now, now),
             )
-            return account
+
+    def retire(self, owner: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM server_instances WHERE owner = ?", (owner,))
+
+    def sweep_reservations(self, now: float, stale_before: float | None, limit: int = 100) -> list[SweptReservation]:
+        # The owner test only with a liveness bound: a sweeper that has not been connected long
+        # enough to judge others' heartbeats (service/reservations.py) passes None.
+        due, due_params = "deadline < ?", [now]
+        if stale_before is not None:
+            due += (
+                " OR NOT EXISTS (SELECT 1 FROM server_instances s WHERE s.owner = reservations.owner "
+                "AND s.heartbeat_at >= ?)"
+            )
+            due_params.append(stale_before)
+        with self._read() as db:
+            candidates = db.execute(
+                f"SELECT entry_id FROM reservations WHERE {due} ORDER BY entry_id LIMIT ?", (*due_params, limit)
+            ).fetchall()
+        swept = []
+        for (entry_id,) in candidates:
+            with self._write() as db:
+                # Decided again on the row itself: whoever deletes it (this sweep, another, or
+                # the owner settling or refunding) is the only one to act on it.
+                taken = db.execute(
+                    f"DELETE FROM reservations WHERE entry_id = ? AND ({due}) RETURNING owner, deadline",
+                    (entry_id, *due_params),
+                ).fetchone()
+                if taken is None:
+                    continue
+                request_id, amount, kind = db.execute(
+                    "SELECT request_id, amount, kind FROM ledger WHERE id = ?", (entry_id,)
+                ).fetchone()
+                account = self._refund_in(db, entry_id, request_id)
+                swept.append(SweptReservation(
+                    entry_id, account.id, taken[0], "expired" if taken[1] < now else "owner_gone",
+                    self._from_db(amount), kind == "free_call",
+                ))
+        return swept
+
+    def unsettled_reservations(self, account_id: int | None = None) -> int:
+        with self._read() as db:
+            if account_id is None:
+                return db.execute("SELECT count(*) FROM reservations").fetchone()[0]
+            return db.execute(
+                "SELECT count(*) FROM reservations r JOIN ledger l ON l.id = r.entry_id WHERE l.account_id = ?",
+                (account_id,),
+            ).fetchone()[0]
 
     def ledger(self, account_id: int, limit: int | None = None) -> list[LedgerEntry]:
         with self._read() as db:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from service.storage.base import StorageUnavailable
 from service.storage.sql import SqlStorage
 
 MICROS = Decimal(1_000_000)
@@ -156,6 +157,23 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sign_in_failures_ip ON sign_in_failures(ip, created_at);
     CREATE INDEX sign_in_failures_time ON sign_in_failures(created_at);
     """,
+    # 5: crash-safe credits (service/reservations.py): a charge or free call held until its
+    # result is delivered, by a server instance (owner) that heartbeats, until a deadline;
+    # swept (refunded) by any server once its owner is gone or its deadline passed.
+    """
+    CREATE TABLE reservations (
+        entry_id INTEGER PRIMARY KEY REFERENCES ledger(id),
+        owner TEXT NOT NULL,
+        deadline REAL NOT NULL
+    );
+    CREATE INDEX reservations_deadline ON reservations(deadline);
+    CREATE INDEX reservations_owner ON reservations(owner);
+    CREATE TABLE server_instances (
+        owner TEXT PRIMARY KEY,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -202,7 +220,10 @@ class SqliteStorage(SqlStorage):
         """A write transaction that holds SQLite's write lock from its first statement, so
         a read-check-write (balance >= amount, then update) cannot interleave with another."""
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # busy past the timeout: another writer holds the file
+            raise StorageUnavailable(f"SQLite unavailable: {exc}") from exc
         try:
             yield conn
         except BaseException:

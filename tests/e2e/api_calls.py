@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import io
 import pathlib
+import re
+import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
@@ -143,3 +145,21 @@ def big_png(photo: pathlib.Path, target_bytes: int = 10 * 1024 * 1024) -> tuple[
     out = io.BytesIO()
     image.resize(size, Image.Resampling.BICUBIC).save(out, "PNG", compress_level=0)
     return out.getvalue(), size
+
+
+def wait_until_every_server_gets_calls(stack, timeout_s: float = 120.0) -> None:
+    """Right after /healthz turns 200, Envoy may still send every call to one server for a
+    second or two; keyless calls (401, no database or engine work) until its own counters
+    (admin /clusters) show each server answered one, so the test below spreads for real."""
+    ports = {str(port) for port in (stack.grpc_port, *stack.more_grpc_ports)}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        requests.get(stack.rest_url + "/v1.0/account", timeout=10)
+        stats = requests.get(f"http://{stack.admin_address}/clusters", timeout=10).text
+        served = {
+            m.group(1) for m in re.finditer(r"^grpc_server::[\d.]+:(\d+)::rq_total::([1-9]\d*)$", stats, re.MULTILINE)
+        }
+        if served >= ports:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"Envoy did not route to every server within {timeout_s:.0f} s:\n{stats}")

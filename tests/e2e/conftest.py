@@ -39,6 +39,9 @@ class RunningStack:
     log: pathlib.Path
     database_url: str = ""
     server_pids: tuple[int, ...] = ()
+    # Each server's /metrics and Envoy's /stats/prometheus (service/metrics.py).
+    metrics_urls: tuple[str, ...] = ()
+    envoy_metrics_url: str | None = None
 
 
 @contextlib.contextmanager
@@ -68,7 +71,10 @@ def start_stack(workdir: pathlib.Path, **settings: str) -> Iterator[RunningStack
             pytest.fail(f"the stack did not start: {exc}\n--- stack output ---\n{log.read_text()[-4000:]}")
         try:
             pids = tuple(child.process.pid for child in running.children if child.name != "envoy")
-            yield RunningStack(running.rest_url, running.grpc_address, DEV_KEY, log, database_url, pids)
+            yield RunningStack(
+                running.rest_url, running.grpc_address, DEV_KEY, log, database_url, pids,
+                running.metrics_urls, running.envoy_metrics_url,
+            )
         finally:
             running.stop()
 

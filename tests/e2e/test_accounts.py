@@ -31,6 +31,7 @@ import pytest
 import requests
 from PIL import Image, ImageDraw
 
+from api_calls import wait_until_every_server_gets_calls
 from clearbg.v1 import account_pb2, account_pb2_grpc, admin_pb2, admin_pb2_grpc
 from service.launcher import LaunchError, Stack, wait_for_log
 from service.storage import Storage, open_storage
@@ -112,24 +113,6 @@ def wait_for_inference_lanes(log: pathlib.Path, servers: tuple[str, ...], timeou
     for server in servers:
         if not wait_for_log(log, rf"^\[{server}\] .*inference_lanes_open", max(0.0, deadline - time.monotonic())):
             pytest.fail(f"the servers did not open their inference lanes within {timeout_s:.0f} s:\n{log.read_text()[-4000:]}")
-
-
-def wait_until_every_server_gets_calls(stack: Stack, timeout_s: float = 120.0) -> None:
-    """Right after /healthz turns 200, Envoy may still send every call to one server for a
-    second or two; keyless calls (401, no database or engine work) until its own counters
-    (admin /clusters) show each server answered one, so the test below spreads for real."""
-    ports = {str(port) for port in (stack.grpc_port, *stack.more_grpc_ports)}
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        requests.get(stack.rest_url + "/v1.0/account", timeout=10)
-        stats = requests.get(f"http://{stack.admin_address}/clusters", timeout=10).text
-        served = {
-            m.group(1) for m in re.finditer(r"^grpc_server::[\d.]+:(\d+)::rq_total::([1-9]\d*)$", stats, re.MULTILINE)
-        }
-        if served >= ports:
-            return
-        time.sleep(0.2)
-    pytest.fail(f"Envoy did not route to every server within {timeout_s:.0f} s:\n{stats}")
 
 
 @pytest.fixture(scope="module")

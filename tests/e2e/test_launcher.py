@@ -22,12 +22,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 class Launcher:
     """The launcher in a subprocess, its output collected as it comes."""
 
-    def __init__(self, tmp_path: pathlib.Path, http_port: int, grpc_port: int):
+    def __init__(self, tmp_path: pathlib.Path, http_port: int, grpc_port: int, metrics_port: int):
         self.http_port = http_port
+        self.metrics_port = metrics_port
         env = dict(os.environ)
         env.update(
             CLEARBG_HTTP_PORT=str(http_port),
             CLEARBG_GRPC_PORT=str(grpc_port),
+            CLEARBG_METRICS_PORT=str(metrics_port),
             CLEARBG_DATABASE_URL=f"sqlite:///{tmp_path / 'launcher.db'}",
             PYTHONUNBUFFERED="1",
         )
@@ -87,7 +89,7 @@ def gone(pid: int) -> bool:
 
 @pytest.fixture
 def launcher(tmp_path, free_port):
-    running = Launcher(tmp_path, free_port(), free_port())
+    running = Launcher(tmp_path, free_port(), free_port(), free_port())
     yield running
     running.kill()
 
@@ -109,6 +111,12 @@ def test_prints_key_and_addresses_then_stops_cleanly_on_sigterm(launcher):
     admin = launcher.output.split("Envoy admin  http://", 1)[1].split()[0]
     assert admin.startswith("127.0.0.1:") and admin != "127.0.0.1:?"
     assert requests.get(f"http://{admin}/ready", timeout=5).text.strip() == "LIVE"
+    # The operator's metrics: the server's and Envoy's, each one curl away (README, Operations).
+    metrics = f"http://127.0.0.1:{launcher.metrics_port}/metrics"
+    assert f"curl {metrics}" in launcher.output
+    assert 'clearbg_calls_total{code="",route="GET /v1.0/account",status="200"} 1.0' in requests.get(metrics, timeout=5).text
+    assert f"http://{admin}/stats/prometheus" in launcher.output
+    assert "envoy_http_downstream_rq_total" in requests.get(f"http://{admin}/stats/prometheus", timeout=5).text
     children = launcher.children()
     assert len(children) == 2
     launcher.process.send_signal(signal.SIGTERM)
@@ -194,4 +202,8 @@ def test_a_killed_launcher_takes_its_children_with_it(launcher):
     while not all(gone(pid) for pid in children):
         assert time.monotonic() < deadline, "a child outlived the launcher"
         time.sleep(0.2)
-    assert _port_free(launcher.http_port) and _port_free(grpc_port)
+    # A process is a zombie a moment before the kernel has released its listening sockets
+    # (seen on main too: a LISTEN socket with no owner for some milliseconds).
+    while not (_port_free(launcher.http_port) and _port_free(grpc_port)):
+        assert time.monotonic() < deadline, "the ports stayed taken after the children were gone"
+        time.sleep(0.05)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import os
+import pathlib
 import subprocess
 from decimal import Decimal
 
@@ -401,3 +402,26 @@ def test_idempotency_key_reaches_the_backend_and_replayed_comes_back(gateway, ba
     assert response.status_code == 200
     assert backend.seen.metadata["idempotency-key"] == "k-1"
     assert response.headers["idempotent-replayed"] == "true"
+
+
+def test_the_openapi_document_is_answered_by_envoy_itself(gateway_without_backend):
+    """/openapi.json comes from gateway/openapi.json, byte for byte, with no backend at all."""
+    document = pathlib.Path(__file__).resolve().parents[2] / "gateway" / "openapi.json"
+    response = requests.get(gateway_without_backend.url + "/openapi.json", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == document.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["~qoDnk^fKS!", "X!Y", "a*b", "a|b", "x'y", "#tag", "a$b", "a`b", "a&b+c%d"])
+def test_a_header_name_grpc_cannot_carry_is_dropped_not_a_500(gateway, backend, name):
+    """Found by schemathesis (tests/e2e/test_openapi.py): HTTP allows !#$%&'*+^`|~ in header
+    names, gRPC metadata does not; forwarded as they were, such a header failed the call (500)."""
+    async def answer(request, context):
+        return http_body(b"ok", "text/plain")
+
+    backend.removebg = answer
+    response = requests.post(gateway.url + "/v1.0/removebg", data={"size": "auto"}, headers={name: "v"}, timeout=10)
+    assert response.status_code == 200, response.text
+    assert name.lower() not in backend.seen.metadata
+    assert "x-request-id" in backend.seen.metadata  # the fit ones still arrive

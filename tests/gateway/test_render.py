@@ -55,3 +55,19 @@ def test_the_gateway_never_cuts_a_call_the_server_admitted(bound):
     removal = re.search(r"path: /v1\.0/removebg \}\s+route: \{ cluster: grpc_server, timeout: (\d+)s", text)
     grpc = re.search(r"prefix: application/grpc \}\s+route: \{ cluster: grpc_server, timeout: (\d+)s", text)
     assert [int(m.group(1)) for m in (idle, removal, grpc)] == [expected] * 3
+
+
+def test_retries_only_what_never_reached_a_server():
+    """A paid call that reached a server may have taken its credit: retrying it elsewhere could
+    charge twice. Only refused connections and streams, and resets before the request went
+    out, are retried, each on another server."""
+    import yaml
+
+    config = yaml.safe_load(render_envoy_config(18080, 18051, descriptor=check_descriptor(), more_grpc_ports=(18052,)))
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    (host,) = manager["route_config"]["virtual_hosts"]
+    policy = host["retry_policy"]
+    assert set(policy["retry_on"].split(",")) == {"connect-failure", "refused-stream", "reset-before-request"}
+    assert [p["name"] for p in policy["retry_host_predicate"]] == ["envoy.retry_host_predicates.previous_hosts"]
+    routes = [r for r in host["routes"] if "route" in r]
+    assert routes and not [r for r in routes if "retry_policy" in r["route"]]  # no route widens it

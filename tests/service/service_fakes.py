@@ -35,6 +35,9 @@ class FakeEngine:
         self.lanes_opened = True
         return 0
 
+    def describe(self) -> dict[str, str]:
+        return {"variant": "fake", "provider": "none"}
+
     def probe(self, data: bytes) -> ImageInfo:
         try:
             with Image.open(io.BytesIO(data)) as image:

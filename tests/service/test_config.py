@@ -72,3 +72,21 @@ def test_dashboard_settings():
         Settings.from_environ({"CLEARBG_SIGN_UP": "yes"})
     with pytest.raises(ValueError, match="CLEARBG_SECURE_COOKIES"):
         Settings.from_environ({"CLEARBG_SECURE_COOKIES": "true"})
+
+
+def test_reservation_and_limiter_settings():
+    settings = Settings.from_environ({
+        "CLEARBG_RESERVATION_DEADLINE_S": "120", "CLEARBG_HEARTBEAT_S": "0.5", "CLEARBG_INSTANCE_STALE_S": "3",
+        "CLEARBG_RATE_LIMIT_ON_REDIS_DOWN": "Open",
+    })
+    assert (settings.reservation_deadline_s, settings.heartbeat_s, settings.instance_stale_s) == (120, 0.5, 3)
+    assert settings.rate_limit_on_redis_down == "open"
+    assert Settings.from_environ({}).rate_limit_on_redis_down == "closed"
+    # One missed beat must not make a live server's reservations look orphaned.
+    with pytest.raises(ValueError, match="CLEARBG_INSTANCE_STALE_S"):
+        Settings.from_environ({"CLEARBG_HEARTBEAT_S": "5", "CLEARBG_INSTANCE_STALE_S": "10"})
+    # A deadline a queued call could outlive would refund calls still running.
+    with pytest.raises(ValueError, match="CLEARBG_RESERVATION_DEADLINE_S"):
+        Settings.from_environ({"CLEARBG_RESERVATION_DEADLINE_S": "15"})
+    with pytest.raises(ValueError, match="CLEARBG_RATE_LIMIT_ON_REDIS_DOWN"):
+        Settings.from_environ({"CLEARBG_RATE_LIMIT_ON_REDIS_DOWN": "maybe"})

@@ -12,10 +12,16 @@ import pytest
 
 from service.credits import paid_call
 from service.errors import ApiError
+from service.reservations import Reservations
 
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def held(storage) -> Reservations:
+    """This server's reservations on `storage` (settled or refunded by paid_call itself here)."""
+    return Reservations(storage, deadline_s=60.0, heartbeat_s=1.0, stale_s=5.0, owner="test")
 
 
 class GatedStorage:
@@ -39,10 +45,11 @@ def test_sizes_and_what_they_cost(storage, size, expected):
     acc = storage.create_account("a", payg=Decimal(2), free_calls=1)
 
     async def go():
-        async with paid_call(storage, acc.id, None, "r", size) as paid:
+        async with paid_call(held(storage), acc.id, None, "r", size) as paid:
             return paid
 
     paid = run(go())
+    assert storage.unsettled_reservations() == 0  # delivered: settled
     assert paid.size == expected
     assert paid.charged == (0 if expected == "preview" else 1)
     assert paid.remaining == (2 if expected == "preview" else 1)
@@ -52,7 +59,7 @@ def test_auto_without_credits_becomes_a_free_preview_and_then_402(storage):
     acc = storage.create_account("a", payg=Decimal("0.5"), free_calls=1)
 
     async def go():
-        async with paid_call(storage, acc.id, None, "r", "auto") as paid:
+        async with paid_call(held(storage), acc.id, None, "r", "auto") as paid:
             return paid
 
     assert run(go()).size == "preview"
@@ -65,7 +72,7 @@ def test_an_error_in_the_block_refunds_and_goes_on(storage):
     acc = storage.create_account("a", subscription=Decimal("0.5"), payg=Decimal(1))
 
     async def go():
-        async with paid_call(storage, acc.id, None, "r", "full"):
+        async with paid_call(held(storage), acc.id, None, "r", "full"):
             raise RuntimeError("engine exploded")
 
     with pytest.raises(RuntimeError, match="engine exploded"):
@@ -81,7 +88,7 @@ def test_cancelled_while_the_database_decides_still_gives_back(storage):
 
     async def go():
         async def call():
-            async with paid_call(gated, acc.id, None, "r", "full"):
+            async with paid_call(held(gated), acc.id, None, "r", "full"):
                 await asyncio.sleep(10)
 
         task = asyncio.ensure_future(call())

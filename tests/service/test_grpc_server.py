@@ -1,10 +1,12 @@
 """The real grpc.aio server in-process (fake engine): both RPCs through the generated stubs,
 error trailers, health, reflection, big streamed uploads."""
 
+import asyncio
 import hashlib
 import io
 import json
 import os
+import socket
 import time
 from decimal import Decimal
 
@@ -347,3 +349,34 @@ def test_shutdown_finishes_calls_in_the_engine_and_refuses_the_waiting_ones(grpc
     assert (status_code, body["errors"][0]["code"]) == (503, "shutting_down")
     assert dict(done.initial_metadata())["x-credits-charged"] == "1"
     assert storage.get_account(account[0].id).total == Decimal(49)  # only the finished call paid
+
+
+def test_the_container_health_probe_follows_the_health_service(grpc_server):
+    """deploy/Dockerfile's HEALTHCHECK (service.healthprobe): serving once the engine is warm,
+    not when nothing answers."""
+    from service.healthprobe import serving
+
+    assert serving(f"127.0.0.1:{grpc_server.port}") is True
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    assert serving(f"127.0.0.1:{closed}", timeout_s=1.0) is False
+
+
+def test_a_server_heartbeats_from_its_start_and_retires_on_stop(settings, storage, engine):
+    """Crash-safe credits need every live server to be seen alive: a heartbeat row before the
+    first call, gone after a clean stop (so anything it still held is swept at once)."""
+    from service.server import Server
+
+    async def lifecycle():
+        server = Server(settings, storage=storage, engine_factory=lambda: engine)
+        await server.start(out=io.StringIO())
+        owner = server.removal.reservations.owner
+        with storage._read() as db:
+            alive = db.execute("SELECT count(*) FROM server_instances WHERE owner = ?", (owner,)).fetchone()[0]
+        await server.stop(0)
+        with storage._read() as db:
+            left = db.execute("SELECT count(*) FROM server_instances WHERE owner = ?", (owner,)).fetchone()[0]
+        return alive, left
+
+    assert asyncio.run(lifecycle()) == (1, 0)

@@ -350,3 +350,38 @@ def test_check_key_charges_nothing_and_is_denied_once_the_bucket_is_empty():
     clock.advance(3)
     assert run(limits.check_key("k", 20)).allowed  # one unit is back...
     assert not run(limits.for_key("k", 4, 20)).allowed  # ...not the four this request costs
+
+
+def _unreachable_redis_url() -> str:
+    """A Redis URL where nothing listens (a port just freed): the connection is refused at once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_redis_down_follows_the_policy_and_is_counted(fail_open):
+    """CLEARBG_RATE_LIMIT_ON_REDIS_DOWN: closed refuses with 503 rate_limiter_unavailable, open
+    lets the call through with the full limit in its headers; both count the outage."""
+    from service.errors import ApiError
+
+    limits = RateLimits(limiter_from_url(_unreachable_redis_url()), fail_open=fail_open, clock=lambda: 1000.2)
+
+    async def go():
+        try:
+            return await limits.for_key("k", 1, 30)
+        finally:
+            await limits.aclose()
+
+    if fail_open:
+        decision = asyncio.run(go())
+        assert (decision.allowed, decision.limit, decision.remaining, decision.reset) == (True, 30, 30, 1001)
+    else:
+        with pytest.raises(ApiError) as caught:
+            asyncio.run(go())
+        assert (caught.value.status, caught.value.code) == (503, "rate_limiter_unavailable")
+        assert dict(caught.value.headers)["retry-after"] == "1"
+    assert limits.unavailable_total == 1

@@ -68,6 +68,14 @@ def test_redirects_resolve_against_the_current_url_and_are_parsed_as_strictly():
             redirect_target(here, location)
 
 
+@pytest.mark.parametrize("location", ["//[abc", "http://[::1", "//]x["])
+def test_a_location_urllib_cannot_split_is_refused_not_a_value_error(location):
+    """Found by fuzzing (fuzz/targets.py, image_url): urljoin raised a bare ValueError ("Invalid
+    IPv6 URL"), which the downloader reported as a bug of ours."""
+    with pytest.raises(UrlRefused, match="malformed"):
+        redirect_target(parse_url("https://example.com/a.jpg"), location)
+
+
 def test_origin_leaves_out_the_path_which_may_carry_tokens():
     assert parse_url("https://example.com/a.jpg?token=secret").origin == "https://example.com"
     assert Target("http", "::1", None, 8080, "/x").origin == "http://[::1]:8080"

@@ -66,3 +66,14 @@ def test_bad_bodies_are_400(content_type, body, code):
         parse_body(content_type, body)
     assert caught.value.status == 400
     assert caught.value.code == code
+
+
+@pytest.mark.parametrize("opening, closing", [(b"[", b"]"), (b'{"a":', b"}")])
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+def test_deeply_nested_json_is_a_400_not_a_recursion_error(opening, closing, depth):
+    """Found by fuzzing (fuzz/targets.py, json): json.loads recursed past Python's limit and the
+    RecursionError became a 500. Closed or not, such a body is refused as invalid."""
+    for body in (opening * depth, b'{"size":' + opening * depth + closing * depth + b"}"):
+        with pytest.raises(ApiError) as caught:
+            parse_body("application/json", body)
+        assert (caught.value.status, caught.value.code) == (400, "invalid_body")

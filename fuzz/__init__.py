@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing (atheris, libFuzzer) of what reads untrusted bytes; `make fuzz`."""
