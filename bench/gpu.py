@@ -385,7 +385,7 @@ def section_rest(device: str, photos: dict[int, list[bytes]], seconds: float, pr
             time.sleep(0.5)
         result["warm_after_s"] = round(time.perf_counter() - began, 1)
         result["serving"] = [line.split("[server", 1)[1][:300] for line in logged.read_text().splitlines()
-                             if '"event": "serving"' in line]  # each server's model and provider
+                             if '"event": "serving"' in line]  # each server's variant and provider
         log(f"rest: {processes} servers x {workers} workers healthy after {result['healthy_after_s']} s, "
             f"warm after {result['warm_after_s']} s")
         pids = [c.process.pid for c in stack.children]
@@ -466,7 +466,7 @@ def render(results: dict) -> str:
         lines.append("")
     rest = results.get("rest")
     if rest and rest.get("cells"):
-        models = sorted({m for line in rest.get("serving", []) for m in re.findall(r'"model": "([^"]+)"', line)})
+        models = sorted({m for line in rest.get("serving", []) for m in re.findall(r'"variant": "([^"]+)"', line)})
         lines += [f"## REST (Envoy + {rest['processes']} servers x {rest['workers']} workers, variant {rest['variant']}: "
                   f"{', '.join(models) or 'model not logged'})", "",
                   "| MP | clients | images/min | p50 s | p99 s | CPU s/image | GPU util % | GPU MiB | failed |",

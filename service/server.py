@@ -161,10 +161,7 @@ class Server:
         model = self.settings.model_path.name if self.settings.model_path else self.settings.model
         metrics.record_model(model, **engine.describe())
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        # which way the net runs here (the manifest's choice or a forced one): said once, at start
-        segmenter = getattr(engine, "segmenter", None)
-        log.info("serving", model=getattr(getattr(segmenter, "candidate", None), "name", None),
-                 provider=getattr(segmenter, "provider", None))
+        log.info("serving", **engine.describe())  # which way the net runs here, said once at start
         # The further inference lanes open while the first requests are served (engine/models/lanes.py).
         self._lanes = asyncio.create_task(self._open_lanes(engine))
 
