@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 
 import numpy as np
 
@@ -194,8 +193,12 @@ def build(quality: pathlib.Path, agree_photos: int, piece_bytes: int, preset: in
     for path in ensure_photos(root, CHECK_PHOTOS):
         files[f"calibration/{path.name}"] = path
     add("cache", tar_bytes(files), "cache", "tar")
-    with tempfile.TemporaryDirectory() as scratch:
-        add("site", tar_bytes(tree(site_packages(pathlib.Path(scratch)))), "site", "tar")
+    # a fixed folder, not a random one: pip records the wheels' paths, and the same tar must
+    # come out the next time for the compressed item to be reused
+    work = OUT / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    add("site", tar_bytes(tree(site_packages(work))), "site", "tar")
+    shutil.rmtree(work, ignore_errors=True)
     generated = tree(ROOT / "gen", "gen/")
     generated["build/clearbg.pb"] = ROOT / "build" / "clearbg.pb"
     add("generated", tar_bytes(generated), "repo", "tar")
