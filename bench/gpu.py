@@ -402,12 +402,12 @@ def section_rest(device: str, photos: dict[int, list[bytes]], seconds: float, pr
 
         cells = [(1, c) for c in concurrency] + [(mp, concurrency[len(concurrency) // 2]) for mp in photos if mp != 1]
         sampler = GpuSampler()
-        for mp, clients in cells:
+        for number, (mp, clients) in enumerate(cells):
             left = seconds - (time.perf_counter() - began)
             if left < 5:
                 result["cells"].append({"megapixels": mp, "concurrency": clients, "skipped": "out of time"})
                 continue
-            span = min(left, seconds / len(cells) * 1.2)
+            span = left / (len(cells) - number)  # what the start left, shared by the cells to come
             # the first seconds of a cell fill the queues: only the rest is counted
             _drive_calls(call, photos[mp], clients, min(3.0, span / 4))
             cpu = _cpu_seconds(pids)
