@@ -122,9 +122,15 @@ def tar_bytes(files: dict[str, pathlib.Path]) -> bytes:
     return buffer.getvalue()
 
 
+# pip's records of where a wheel was installed from (an absolute path here) and of what it
+# wrote: not read at run time, and they would make the same packages a different tar elsewhere
+_NOT_CARRIED = {"direct_url.json", "RECORD", "INSTALLER", "REQUESTED"}
+
+
 def tree(folder: pathlib.Path, prefix: str = "") -> dict[str, pathlib.Path]:
     return {f"{prefix}{p.relative_to(folder)}": p for p in sorted(folder.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts}
+            if p.is_file() and "__pycache__" not in p.parts
+            and not (p.name in _NOT_CARRIED and p.parent.name.endswith(".dist-info"))}
 
 
 def compressed(name: str, payload: bytes, items_dir: pathlib.Path, preset: int) -> tuple[pathlib.Path, str]:
@@ -193,8 +199,6 @@ def build(quality: pathlib.Path, agree_photos: int, piece_bytes: int, preset: in
     for path in ensure_photos(root, CHECK_PHOTOS):
         files[f"calibration/{path.name}"] = path
     add("cache", tar_bytes(files), "cache", "tar")
-    # a fixed folder, not a random one: pip records the wheels' paths, and the same tar must
-    # come out the next time for the compressed item to be reused
     work = OUT / "work"
     shutil.rmtree(work, ignore_errors=True)
     add("site", tar_bytes(tree(site_packages(work))), "site", "tar")
