@@ -120,8 +120,10 @@ class TorchNet(torch.nn.Module):
                 out = tuple(read(ins[0]).shape)
             elif op == "Slice":
                 shape, start, end = read(ins[0]), read(ins[1]), read(ins[2])
-                if len(ins) > 3 and ins[3] and tuple(read(ins[3])) != (0,):
-                    raise TorchNetError(f"Slice on axes {read(ins[3])} in {node['name']}")
+                # only the shape arithmetic of the Resize targets: a 1-D integer slice, step 1
+                if not isinstance(shape, tuple) or (len(ins) > 3 and ins[3] and tuple(read(ins[3])) != (0,)) \
+                        or (len(ins) > 4 and ins[4] and tuple(read(ins[4])) != (1,)):
+                    raise TorchNetError(f"Slice of a tensor, on another axis or with a step in {node['name']}")
                 out = tuple(shape[start[0]:end[0]])
             elif op == "Resize":
                 size = read(ins[3])[2:]
@@ -142,8 +144,8 @@ class TorchSession:
     `run_batch` for the batcher (engine/models/batching.py).
 
     On CUDA the activations are kept channels-last (cuDNN's fast layout for fp16/bf16
-    convolutions). One run at a time per session:
-    the batcher gives the GPU whole batches instead of interleaved small ones.
+    convolutions). One run at a time per session: the batcher gives the GPU whole batches
+    instead of interleaved small ones.
     """
 
     batched = True
