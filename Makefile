@@ -12,7 +12,7 @@ BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 BROWSER_TESTS := tests/e2e/browser
 
-.PHONY: run test soak fuzz test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto stubs stubs-deps clean bench-quality bench-speed bench-gpu bench-gpu-bundle
+.PHONY: run test soak fuzz test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto stubs stubs-deps clean bench-quality bench-tune bench-speed bench-gpu bench-gpu-bundle
 
 run: deps
 	$(PY) -m service.launcher
@@ -138,10 +138,17 @@ $(BROWSER_TESTS)/node_modules/.installed: $(BROWSER_TESTS)/package-lock.json $(B
 	npm ci --silent --no-audit --no-fund --prefix $(BROWSER_TESTS)
 	touch $@
 
-# Cut-out quality vs rembg on ../shared/quality, plus the colour check (issue 5): bench-results/quality.md.
-# Extra flags through BENCH_ARGS, e.g. make bench-quality BENCH_ARGS="--limit 3 --sets grabcut50".
+# Cut-out quality vs rembg on ../shared/quality and the sets generated from it (wide and tall
+# frames, small subjects; made once into the cache), each split into a tuned and a held-out part,
+# plus the colour check (issues 5, 15): bench-results/quality.md. Extra flags through BENCH_ARGS,
+# e.g. make bench-quality BENCH_ARGS="--sets grabcut50,composites-grabcut --parts held-out --limit 3".
 bench-quality: $(VENV)/.installed model
 	nice -n 10 $(PY) -m bench.quality $(BENCH_ARGS)
+
+# The engine's data-chosen settings swept on the tuned part only (issue 15): bench-results/tune.md.
+# BENCH_ARGS="--edges" sweeps the wide guided filter too.
+bench-tune: $(VENV)/.installed model
+	nice -n 10 $(PY) -m bench.quality.tune $(BENCH_ARGS)
 
 # Speed through the REST path (Envoy + gRPC server) against rembg's own server on the same model
 # file, plus the network alone per variant (issue 6): bench-results/speed.md. Bounded per cell;

@@ -38,6 +38,11 @@ Rect = tuple[float, float, float, float]  # x0, y0, x1, y1
 Classifier = Callable[[Image.Image, np.ndarray], str]
 
 _CLASSIFIER_VIEW = 1024
+# From this aspect ratio (long side / short side) on, the net also sees the photo squashed into
+# its square, as it was trained, and the two mattes are joined by a per-pixel max: on wide and
+# tall frames the aspect-kept view alone loses small subjects the squashed one finds (issue 15).
+# Chosen on the tuned part of bench/quality's sets by bench/quality/tune.py (bench-results/tune.md).
+SQUARE_VIEW_FROM = 1.4
 # X-Type beside the rest of each request: more workers than the server runs requests at once
 # (CLEARBG_ENGINE_WORKERS, default 2), so none waits for another's classifier.
 _X_TYPE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="x-type")
@@ -107,8 +112,12 @@ class Engine:
         estimate_foreground: compose.ForegroundEstimator = foreground.estimate_foreground,
         refine_edges: bool = True,
         max_input_pixels: int = DEFAULT_MAX_PIXELS,
+        square_view_from: float = SQUARE_VIEW_FROM,
+        edge_style: refine.EdgeStyle = refine.STYLE,
     ):
         self.segmenter = segmenter
+        self.square_view_from = square_view_from  # math.inf: the aspect-kept view alone
+        self.edge_style = edge_style  # engine/refine's settings (bench/quality/tune.py sweeps them)
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
         # engine/refine: specks and pinholes out of the net's matte, then the edge refined at the
@@ -195,7 +204,7 @@ class Engine:
         to_image = (image.width / sized_w, image.height / sized_h)
 
         view = self._net_view(image, region, to_image, self.segmenter.input_shape)
-        matte = self.segmenter.matte(view)
+        matte = self._matte(image, region, to_image, view)
         if self.refine_edges:
             matte = refine.clean_matte(matte)
 
@@ -206,7 +215,7 @@ class Engine:
         # X-Type names the subject for the headers only: it runs beside the rest of the request.
         typing = _X_TYPE.submit(self._foreground_type, options, image, region, to_image, view, matte)
         refined = (image, to_image) if self.refine_edges else None
-        subject = self._subject_box(matte, region, refined) if placed else None
+        subject = self._subject_box(matte, region, refined, self.edge_style) if placed else None
         if subject is not None:
             if options.crop:
                 canvas = source = self._crop(subject, options)
@@ -229,7 +238,7 @@ class Engine:
         colour, source_alpha = self._render_colour(image, to_image, full, canvas, scale, out)
         guide = None  # the colour on the edge steps' working grid, made once for both
         if self.refine_edges:
-            guide = self._refine(alpha, colour, seen, out)
+            guide = self._refine(alpha, colour, seen, out, self.edge_style)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
         box = foreground_box(alpha)
@@ -264,6 +273,21 @@ class Engine:
             return "jpg" if opaque_bg else "png"
         return fmt
 
+    def _matte(self, image: Image.Image, region: Rect, to_image: tuple[float, float], view: Image.Image) -> np.ndarray:
+        """The net's matte of the region at the aspect-kept view's shape; where the region is at
+        least `square_view_from` wide or tall, joined (per-pixel max) with the matte of the
+        squashed square view, resampled to that shape."""
+        matte = self.segmenter.matte(view)
+        width, height = region[2] - region[0], region[3] - region[1]
+        side = self.segmenter.size
+        if self.segmenter.fixed_shape is not None or view.size == (side, side):
+            return matte  # the net sees the square already
+        if max(width, height) < self.square_view_from * min(width, height):
+            return matte
+        square = self._net_view(image, region, to_image, lambda w, h: (side, side))
+        squashed = cv2.resize(self.segmenter.matte(square), (matte.shape[1], matte.shape[0]), interpolation=cv2.INTER_AREA)
+        return np.maximum(matte, squashed, out=squashed)
+
     @staticmethod
     def _net_view(
         image: Image.Image, region: Rect, to_image: tuple[float, float], input_shape: Callable[[int, int], tuple[int, int]]
@@ -295,7 +319,8 @@ class Engine:
 
     @staticmethod
     def _subject_box(
-        matte: np.ndarray, region: Rect, refined: tuple[Image.Image, tuple[float, float]] | None = None
+        matte: np.ndarray, region: Rect, refined: tuple[Image.Image, tuple[float, float]] | None = None,
+        style: refine.EdgeStyle = refine.STYLE,
     ) -> Rect | None:
         """Foreground box, exact in sized pixels (alpha above the threshold); None if there is none.
 
@@ -314,7 +339,7 @@ class Engine:
             # that the box found here is the one a whole render reports.
             image, to_image = refined
             scale = refine.work_scale(round(image.width / to_image[0]), round(image.height / to_image[1]))
-            reach += math.ceil(refine.REACH * max(1.0, *per_px)) + math.ceil(refine.CONTEXT * scale * max(per_px))
+            reach += math.ceil(refine.REACH * max(1.0, *per_px)) + math.ceil(refine.context(style) * scale * max(per_px))
         mx0, my0 = max(0, rough[0] - reach), max(0, rough[1] - reach)
         mx1, my1 = min(net_w, rough[2] + reach), min(net_h, rough[3] + reach)
         # The same area in sized pixels, on whole pixels, inside the region.
@@ -338,7 +363,7 @@ class Engine:
                 (x1 - x0, y1 - y0), Image.Resampling.BICUBIC,
                 box=(x0 * to_image[0], y0 * to_image[1], x1 * to_image[0], y1 * to_image[1]),
             )
-            patch = refine.refine_alpha(pixels_of(colour), patch)
+            patch = refine.refine_alpha(pixels_of(colour), patch, style=style)
         found = foreground_box(patch)
         if found.width == 0:
             return None
@@ -401,7 +426,7 @@ class Engine:
     @staticmethod
     def _refine(
         alpha: np.ndarray, colour: np.ndarray, seen: tuple[Rect, tuple[int, int, int, int]] | None,
-        out: tuple[int, int],
+        out: tuple[int, int], style: refine.EdgeStyle = refine.STYLE,
     ) -> np.ndarray | None:
         """Refines `alpha` in place, inside the part of the output the net saw (outside the roi
         stays background). Returns the whole colour on the working grid when it made it."""
@@ -410,7 +435,7 @@ class Engine:
         ox0, oy0, ox1, oy1 = seen[1]
         whole = (ox0, oy0, ox1, oy1) == (0, 0, out[0], out[1])
         guide = refine.working_colour(colour) if whole else None
-        alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(colour[oy0:oy1, ox0:ox1], alpha[oy0:oy1, ox0:ox1], guide)
+        alpha[oy0:oy1, ox0:ox1] = refine.refine_alpha(colour[oy0:oy1, ox0:ox1], alpha[oy0:oy1, ox0:ox1], guide, style)
         return guide
 
     @staticmethod

@@ -77,14 +77,20 @@ class EdgeStyle:
 # 7.95; 30/7: 21.51 / 51.14 / 8.00; 34/7: 21.34 / 51.14 / 8.05 (rembg+matting: 25.59, 61.57,
 # 8.16). At 30/7 the crisp curve for products and cars no longer paid: one curve for every
 # subject gave Grad 21.44, SAD 50.96, grabcut50 SAD 8.01 (make bench-quality). So the edge work
-# does not wait for X-Type, which the pipeline runs beside it.
-STYLE = EdgeStyle(low=0.04, high=0.85)
+# does not wait for X-Type, which the pipeline runs beside it. Those sweeps scored on the sets they
+# were swept on; swept again on the tuned half only (issue 15: `make bench-tune BENCH_ARGS=--edges`,
+# bench-results/tune.md), the wide filter's radius 34 did best of the grid around 30/7/5e-5.
+STYLE = EdgeStyle(low=0.04, high=0.85, wide=34)
 
 # How far (working pixels) a refined value depends on the colour and alpha around it: the wide
 # filter's window twice (its coefficients are averaged over a window again) and the blend's
 # reach. A part refined with this much around it matches the whole picture refined there
 # (the pipeline finds a crop's subject box that way).
-CONTEXT = 2 * STYLE.wide + STYLE.reach
+def context(style: EdgeStyle) -> int:
+    return 2 * style.wide + style.reach
+
+
+CONTEXT = context(STYLE)
 
 
 # -- cleaning -------------------------------------------------------------------------------------
@@ -93,15 +99,23 @@ CONTEXT = 2 * STYLE.wide + STYLE.reach
 _BLOB_LEVEL = 0.1
 
 
+# A blob holding at least this share of the frame stays, however large the largest one: a small
+# subject in a wide frame (a car far off, 0.1-1 % of the frame) beside a large false one must
+# not be cleared as a speck of it (issue 15). 0.05 % is ~300 net pixels at 1024x576.
+KEEP_FRACTION = 0.0005
+
+
 def clean_matte(
-    matte: np.ndarray, speck_fraction: float = 0.002, hole_fraction: float = 0.001
+    matte: np.ndarray, speck_fraction: float = 0.002, hole_fraction: float = 0.001,
+    keep_fraction: float = KEEP_FRACTION,
 ) -> np.ndarray:
     """float32 matte in [0, 1] -> the same with small specks cleared and small holes filled.
 
-    A blob goes when its solid area is under `speck_fraction` of the largest blob's; a hole (a
-    region of matte < 0.5 enclosed by the subject, not touching the border) is filled when under
-    `hole_fraction` of it. Areas are relative to the subject, so the result does not depend on
-    the picture's size. Returns the input itself when there is nothing to change.
+    A blob goes when its solid area is under `speck_fraction` of the largest blob's and under
+    `keep_fraction` of the frame; a hole (a region of matte < 0.5 enclosed by the subject, not
+    touching the border) is filled when under `hole_fraction` of the largest blob. Areas are
+    relative to the subject and the frame, so the result does not depend on the picture's size.
+    Returns the input itself when there is nothing to change.
     """
     solid = matte >= 0.5
     labels, blobs = cv2.connectedComponents((matte > _BLOB_LEVEL).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
@@ -114,7 +128,7 @@ def clean_matte(
     if largest == 0:
         return matte
     out = matte
-    specks = solid_area < speck_fraction * largest
+    specks = (solid_area < speck_fraction * largest) & (solid_area < keep_fraction * matte.size)
     specks[0] = False
     if specks[1:].any():
         out = out.copy()
@@ -306,14 +320,15 @@ def _wide_coefficients(guide: np.ndarray, source: np.ndarray, style: EdgeStyle, 
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def refine_alpha(pixels: np.ndarray, alpha: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
+def refine_alpha(
+    pixels: np.ndarray, alpha: np.ndarray, guide: np.ndarray | None = None, style: EdgeStyle = STYLE
+) -> np.ndarray:
     """uint8 alpha at the colour's size (pixels: uint8 HxWx3) -> the refined uint8 alpha (a new
     array). `guide`: working_colour(pixels), if the caller has it.
 
     The contrast curve first (a lookup on every pixel), then the guided filters on the band,
     which soften the curved edge again where the photo's colours say so.
     """
-    style = STYLE
     out = cv2.LUT(alpha, curve_lut(style.low, style.high))
     height, width = alpha.shape
     scale = work_scale(width, height)

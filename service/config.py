@@ -136,12 +136,14 @@ class Settings:
     metrics_port: int = 9464
 
     def engine_config(self, **overrides) -> EngineConfig:
-        return EngineConfig(
+        """The engine these settings name; `overrides` replace any field (the benchmarks run one
+        inference at a time)."""
+        fields = dict(
             cache_dir=self.cache_dir, checkpoint=self.model, model_path=self.model_path,
             variant=self.model_variant, provider=self.execution_provider,
             concurrent_inferences=self.engine_workers, batch_max=self.batch_max, batch_wait_ms=self.batch_wait_ms,
-            **overrides,
         )
+        return EngineConfig(**{**fields, **overrides})
     # The dashboard (service/dashboard): whether anyone may sign up (closed: the operator's
     # `clearbg-admin create-user` makes users), the previews a month a signed-up account gets,
     # and session cookies marked Secure even when Envoy itself sees plain HTTP (TLS ended by a

@@ -1,8 +1,13 @@
-"""python -m bench.quality [--sets grabcut50,alphamatting14,colour] [--limit N] [--methods ...]
+"""python -m bench.quality [--sets grabcut50,alphamatting14,composites-grabcut,...,colour]
+                          [--parts tuned,held-out] [--limit N] [--methods ...]
 
-Scores ours and rembg (default and alpha-matting) against the ground-truth sets, runs the
-synthetic colour check, writes bench-results/quality.md (+ quality.json, contact sheets) and
-prints the tables. Runs at lowered priority: the CPU is shared.
+Scores ours and rembg (default and alpha-matting) against the ground-truth sets and the sets
+generated from them (generated.py: wide and tall frames, small subjects; made once into the
+cache), each in the two parts of its fixed split (splits.py): the held-out part's figures next
+to the tuned part's, issue 15's checks on the held-out part, the photos where ours is most
+behind rembg (and any where it keeps less than half of what rembg keeps), the synthetic colour
+check. Writes bench-results/quality.md (+ quality.json, contact sheets) and prints it. Runs at
+lowered priority: the CPU is shared.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import pathlib
 import sys
 import time
 
-from bench.quality import datasets, report, sheet, synthetic
+from bench.quality import datasets, generated, report, sheet, splits, synthetic
 from bench.quality.methods import Method, Ours, Rembg, rembg_venv
 from bench.quality.metrics import score
 from modelprep.fetch import cache_dir, sha256_file
 
 METHODS = ("ours", "rembg", "rembg-matting")
 COLOUR = "colour"
+ALL_SETS = (*datasets.SETS, *generated.SETS)
+SHEET_PHOTOS = 10  # per set and part: the photos where ours is most behind rembg
 
 
 def model_file() -> tuple[pathlib.Path, str]:
@@ -63,26 +70,45 @@ def timed_cutouts(method: Method, photos, colour: bool, clock: dict[str, float])
     return out
 
 
-def run_set(root: pathlib.Path, name: str, limit: int | None, methods: list[Method], out: pathlib.Path,
-            clock: dict[str, float]) -> tuple[report.SetResult, pathlib.Path]:
-    samples = datasets.load(root, name, limit)
+def set_root(root: pathlib.Path, name: str) -> pathlib.Path:
+    """Where a set's folder is: the real ones in `root`, the generated ones in the cache."""
+    return root if name in datasets.SETS else generated.build(root, log=log)
+
+
+def run_set(root: pathlib.Path, name: str, parts: tuple[str, ...], limit: int | None, methods: list[Method],
+            out: pathlib.Path, clock: dict[str, float]) -> list[tuple[report.SetResult, pathlib.Path]]:
+    """The set scored per part: one SetResult and one contact sheet for each part."""
+    samples = datasets.load(set_root(root, name), name, limit, parts)
     photos = [s.image for s in samples]
     cutouts = {m.name: timed_cutouts(m, photos, False, clock) for m in methods}
-    result = report.SetResult(name, [m.name for m in methods])
-    shown = methods[0].name  # ours when it runs
-    columns = []
-    for i, sample in enumerate(samples):
-        truth, valid = sample.truth(), sample.valid()
-        scores = {m: score(cutouts[m][i].alpha, truth, valid) for m in result.methods}
-        result.rows.append((sample.stem, sample.category, scores))
-        s = scores[shown]
-        log(f"{name}/{sample.stem:<10} " + "  ".join(f"{m}: IoU {v['IoU']:.3f} BF {v['BF']:.3f}" for m, v in scores.items()))
-        columns.append(sheet.Column(f"{sample.stem} ({sample.category})", f"IoU {s['IoU']:.3f}  MAE {s['MAE']:.3f}",
-                                    sample.photo(), cutouts[shown][i].alpha, truth, valid))
-    sheet_path = out / f"quality-{name}.png"
-    title = f"{name}: photo / {shown} / truth / error ({shown} - truth)"
-    sheet.save(title, columns, sheet_path)
-    return result, sheet_path
+    names = [m.name for m in methods]
+    shown = names[0]  # ours when it runs
+    done = []
+    for part in parts:
+        result = report.SetResult(name, names, part)
+        columns = []
+        for i, sample in enumerate(samples):
+            if sample.part != part:
+                continue
+            truth, valid = sample.truth(), sample.valid()
+            scores = {m: score(cutouts[m][i].alpha, truth, valid) for m in names}
+            result.rows.append((sample.stem, sample.category, scores))
+            log(f"{name}/{part}/{sample.stem:<10} " + "  ".join(f"{m}: IoU {v['IoU']:.3f} BF {v['BF']:.3f}" for m, v in scores.items()))
+            others = {m: v["IoU"] for m, v in scores.items() if m != shown}
+            rembg = cutouts[max(others, key=others.get)][i].alpha if others else None
+            behind = max(others.values()) - scores[shown]["IoU"] if others else 0.0
+            s = scores[shown]
+            columns.append((behind, sheet.Column(
+                f"{sample.stem} ({sample.category})"[:28], f"IoU {s['IoU']:.3f}  MAE {s['MAE']:.3f}"
+                + (f"  ({behind:+.3f})" if others else ""), sample.photo(), cutouts[shown][i].alpha, truth, valid,
+                rembg)))
+        columns.sort(key=lambda c: -c[0])  # most behind rembg first
+        sheet_path = out / f"quality-{name}-{part}.png"
+        title = (f"{name} ({part}), the {min(SHEET_PHOTOS, len(columns))} photos where {shown} is most behind rembg "
+                 f"(IoU, in brackets): photo / {shown} / better rembg / truth / error ({shown} - truth)")
+        sheet.save(title, [c for _, c in columns[:SHEET_PHOTOS]], sheet_path)
+        done.append((result, sheet_path))
+    return done
 
 
 def run_colour(methods: list[Method], clock: dict[str, float]) -> list[tuple[str, int, dict[str, dict[str, float]]]]:
@@ -105,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quality-dir", type=pathlib.Path, default=None,
                         help=f"the ground-truth sets (default ${datasets.ENV} or ../shared/quality)")
-    parser.add_argument("--sets", default=",".join((*datasets.SETS, COLOUR)),
-                        help="comma-separated: grabcut50, alphamatting14, colour (the synthetic colour check)")
-    parser.add_argument("--limit", type=int, default=None, help="first N photos of each set")
+    parser.add_argument("--sets", default=",".join((*ALL_SETS, COLOUR)),
+                        help=f"comma-separated, from {', '.join(ALL_SETS)} and colour (the synthetic colour check)")
+    parser.add_argument("--parts", default=",".join(splits.PARTS), help="comma-separated: tuned, held-out")
+    parser.add_argument("--limit", type=int, default=None, help="first N photos of each part of each set")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
     parser.add_argument("--out", type=pathlib.Path, default=datasets.REPO / "bench-results")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads for ours (default: all cores)")
@@ -119,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     root = args.quality_dir or datasets.default_root()
     sets = [s for s in args.sets.split(",") if s]
     for s in sets:
-        if s not in (*datasets.SETS, COLOUR):
-            raise SystemExit(f"unknown set {s!r}; choose from {', '.join((*datasets.SETS, COLOUR))}")
+        if s not in (*ALL_SETS, COLOUR):
+            raise SystemExit(f"unknown set {s!r}; choose from {', '.join((*ALL_SETS, COLOUR))}")
+    parts = tuple(p for p in args.parts.split(",") if p)
+    if not parts or set(parts) - set(splits.PARTS):
+        raise SystemExit(f"--parts: choose from {', '.join(splits.PARTS)}")
     model, family = model_file()
     methods = build_methods([m for m in args.methods.split(",") if m], model, family, args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -129,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     results, sheets = [], []
     for name in sets:
         if name != COLOUR:
-            result, sheet_path = run_set(root, name, args.limit, methods, args.out, clock)
-            results.append(result)
-            sheets.append(sheet_path)
+            for result, sheet_path in run_set(root, name, parts, args.limit, methods, args.out, clock):
+                results.append(result)
+                sheets.append(sheet_path)
     colour_rows = run_colour(methods, clock) if COLOUR in sets else []
     elapsed = time.perf_counter() - started
 
@@ -149,10 +179,35 @@ def main(argv: list[str] | None = None) -> int:
         f"- ground truth: `{root}`; grabcut50's unlabelled band (`ignore/`) left out of every metric but BF; "
         f"its three two-person photos, where the truth keeps one person, are the group '{datasets.TWO_PEOPLE_GROUP}', "
         "outside 'all'. Metrics over the whole image (no trimap). Means per photo; best per row in bold.",
+        *([f"- generated sets (`bench/quality/generated.py`, seed {generated.SEED}): `{generated.folder(root)}`"]
+          if set(sets) & set(generated.SETS) else []),
         f"- {report.metric_legend()}",
     ]
+    by_part = {part: [r for r in results if r.part == part] for part in parts}
+    if results:
+        md += ["", "## Summary per part", "",
+               f"Each set's photos split once, by a seeded hash of set and photo (`bench/quality/splits.py`); "
+               f"generated images go with the real photo they are made from. Settings swept on data are swept "
+               f"on the tuned part (`bench/quality/tune.py`); the held-out part is what they are judged on."]
+        for part in parts:
+            if by_part[part]:
+                md += ["", f"### {part}", "", report.summary_table(by_part[part])]
+        md += ["", f"## Checks (issue 15), per part", "",
+               f"Ours at least as good as the better rembg on {', '.join(report.CHECKED)} (as printed), and on the "
+               f"soft-alpha sets ({', '.join(sorted(report.SOFT_SETS))}) SAD and Grad at least "
+               f"{report.SOFT_MARGIN * 100:.0f} % lower."]
+        verdict = {}
+        for part in parts:
+            lines, ok = report.checks(by_part[part])
+            verdict[part] = ok
+            md += ["", f"### {part}: {'all hold' if ok else 'NOT all hold'}", "", *lines]
+        table, under = report.behind_table(results)
+        md += ["", "## Photos where ours is most behind rembg (IoU)", "",
+               f"Per set and part the three where ours' IoU is furthest below the better rembg's, and every photo "
+               f"where ours keeps less than {report.RATIO_FLOOR:.1f} of what the better rembg keeps (IoU ratio): "
+               + ("none." if not under else f"{len(under)}: " + ", ".join(under) + "."), "", table]
     for result, sheet_path in zip(results, sheets):
-        md += ["", f"## {result.name}", "", f"Contact sheet: `{sheet_path}`", "", report.set_table(result)]
+        md += ["", f"## {result.name}, {result.part}", "", f"Contact sheet: `{sheet_path}`", "", report.set_table(result)]
     if colour_rows:
         md += ["", "## Synthetic colour check (issue 5)", "",
                "Flat foreground colour over a flat, different background through a known soft alpha (feathered body, "
@@ -164,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "quality.md").write_text(text)
     (args.out / "quality.json").write_text(json.dumps({
         "command": command, "run_seconds": elapsed, "model": str(model),
-        "sets": {r.name: [{"stem": s, "category": c, "scores": v} for s, c, v in r.rows] for r in results},
+        "sets": {name: [{"stem": s, "category": c, "part": r.part, "scores": v}
+                        for r in results if r.name == name for s, c, v in r.rows] for name in sets if name != COLOUR},
         "colour": [{"case": n, "band_px": b, "scores": v} for n, b, v in colour_rows],
     }, indent=1))
     print(text)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from bench.quality import splits
+
 SETS = ("grabcut50", "alphamatting14")
 ENV = "CLEARBG_QUALITY_DIR"
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -34,6 +36,7 @@ class Sample:
     stem: str
     category: str  # meta.csv's, or TWO_PEOPLE_GROUP
     subject: str
+    part: str  # splits.TUNED or splits.HELD_OUT
     image: pathlib.Path
     mask: pathlib.Path
     ignore: pathlib.Path | None
@@ -52,20 +55,29 @@ class Sample:
         return Image.open(self.image).convert("RGB")
 
 
-def load(root: pathlib.Path, name: str, limit: int | None = None) -> list[Sample]:
+def load(root: pathlib.Path, name: str, limit: int | None = None,
+         parts: tuple[str, ...] = splits.PARTS) -> list[Sample]:
+    """The set's photos in the given parts of the fixed split (a `part` column where meta.csv
+    has one, as the generated sets do, else splits.split), the first `limit` of each part."""
     base = root / name
     meta = base / "meta.csv"
     if not meta.is_file():
         raise FileNotFoundError(f"{meta} not found (set {ENV} or --quality-dir to the quality sets)")
-    samples = []
     with meta.open(newline="") as f:
-        for row in csv.DictReader(f):
-            stem = row["stem"]
-            ignore = base / "ignore" / f"{stem}.png"
-            category = TWO_PEOPLE_GROUP if stem in TWO_PEOPLE.get(name, ()) else row["category"]
-            samples.append(Sample(
-                set=name, stem=stem, category=category, subject=row["subject"],
-                image=base / row["image"], mask=base / row["mask"],
-                ignore=ignore if ignore.is_file() else None,
-            ))
-    return samples[:limit] if limit else samples
+        rows = list(csv.DictReader(f))
+    split = splits.split(name, [row["stem"] for row in rows])
+    samples = []
+    for row in rows:
+        stem = row["stem"]
+        ignore = base / "ignore" / f"{stem}.png"
+        category = TWO_PEOPLE_GROUP if stem in TWO_PEOPLE.get(name, ()) else row["category"]
+        samples.append(Sample(
+            set=name, stem=stem, category=category, subject=row["subject"], part=row.get("part") or split[stem],
+            image=base / row["image"], mask=base / row["mask"],
+            ignore=ignore if ignore.is_file() else None,
+        ))
+    chosen = []
+    for part in parts:
+        in_part = [s for s in samples if s.part == part]
+        chosen += in_part[:limit] if limit else in_part
+    return chosen

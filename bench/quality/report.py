@@ -12,10 +12,20 @@ from bench.quality.metrics import METRICS
 DECIMALS = {"IoU": 4, "MAE": 4, "SAD": 2, "MSE": 2, "Grad": 2, "BF": 4}
 
 
+# Sets whose truth is soft alpha: there ours must beat the better rembg by SOFT_MARGIN in SAD and Grad.
+SOFT_SETS = frozenset({"alphamatting14", "composites-alpha", "crops-alpha"})
+SOFT_MARGIN = 0.10
+# The metrics on which ours must be at least as good as the better rembg on every set.
+CHECKED = ("IoU", "MAE", "SAD", "BF")
+# A photo where ours keeps less than this share of what the better rembg keeps (IoU ratio) is listed.
+RATIO_FLOOR = 0.5
+
+
 @dataclass
 class SetResult:
     name: str
     methods: list[str]
+    part: str = ""  # splits.TUNED or splits.HELD_OUT ("" when not split)
     # one per photo: (stem, category, {method: {metric: value}})
     rows: list[tuple[str, str, dict[str, dict[str, float]]]] = field(default_factory=list)
 
@@ -88,3 +98,100 @@ def colour_table(methods: list[str], cases: list[tuple[str, int, dict[str, dict[
         reference = per_method[methods[0]]["photo"]
         lines.append(f"| {name} | {band} | {' | '.join(cells)} | {reference:.1f} |")
     return "\n".join(lines)
+
+
+def main_group(result: SetResult) -> list[dict[str, dict[str, float]]]:
+    """The photos a set's headline figures are over ("all", or all but the two-people ones)."""
+    return result.groups()[0][1]
+
+
+def means(result: SetResult) -> dict[str, dict[str, float]]:
+    """{method: {metric: mean over the main group}}."""
+    scores = main_group(result)
+    return {m: {metric: mean([s[m][metric] for s in scores]) for metric in METRICS} for m in result.methods}
+
+
+def better_rembg(values: dict[str, float], metric: str, ours: str = "ours") -> tuple[str, float]:
+    """The best of the other methods on `metric`: (its name, its value)."""
+    higher = METRICS[metric][1]
+    others = {m: v for m, v in values.items() if m != ours and not math.isnan(v)}
+    name = (max if higher else min)(others, key=others.get)
+    return name, others[name]
+
+
+def summary_table(results: list[SetResult]) -> str:
+    """One row per set and metric (each set's main group), best per row in bold."""
+    methods = results[0].methods if results else []
+    lines = [f"| set (n) | metric | {' | '.join(methods)} |", "|---|---|" + "---:|" * len(methods)]
+    for result in results:
+        table = means(result)
+        n = len(main_group(result))
+        for metric, (_, higher, _) in METRICS.items():
+            shown = {m: round(table[m][metric], DECIMALS[metric]) for m in methods}
+            winners = best(shown, higher)
+            cells = [_cell(table[m][metric], DECIMALS[metric], m in winners) for m in methods]
+            lines.append(f"| {result.name} ({n}) | {metric} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def checks(results: list[SetResult], ours: str = "ours") -> tuple[list[str], bool]:
+    """Issue 15's conditions per set: ours at least as good as the better rembg on CHECKED (as
+    printed: rounded to the table's decimals), and SOFT_MARGIN lower SAD and Grad on SOFT_SETS.
+    Returns the lines that say so and whether all hold."""
+    lines, ok = [], True
+    for result in results:
+        table = means(result)
+        if ours not in table or len(table) < 2:
+            continue
+        verdicts = []
+        for metric in CHECKED:
+            higher = METRICS[metric][1]
+            other, value = better_rembg({m: v[metric] for m, v in table.items()}, metric, ours)
+            mine = round(table[ours][metric], DECIMALS[metric])
+            theirs = round(value, DECIMALS[metric])
+            held = mine >= theirs if higher else mine <= theirs
+            ok &= held
+            verdicts.append(f"{metric} {'ok' if held else 'BEHIND'} ({mine:.{DECIMALS[metric]}f} vs {other} "
+                            f"{theirs:.{DECIMALS[metric]}f})")
+        if result.name in SOFT_SETS:
+            for metric in ("SAD", "Grad"):
+                other, value = better_rembg({m: v[metric] for m, v in table.items()}, metric, ours)
+                lower = 1.0 - table[ours][metric] / value if value else float("nan")
+                held = lower >= SOFT_MARGIN
+                ok &= held
+                verdicts.append(f"{metric} {lower * 100:+.1f} % lower than {other} "
+                                f"({'ok' if held else 'SHORT'} of {SOFT_MARGIN * 100:.0f} %)")
+        lines.append(f"- {result.name}: " + "; ".join(verdicts))
+    return lines, ok
+
+
+def iou_ratios(result: SetResult, ours: str = "ours") -> list[tuple[str, float, float, str, float]]:
+    """Per photo (every photo, two-people ones too): (stem, ours / the better other IoU, ours'
+    IoU, the better other, its IoU), most behind first."""
+    rows = []
+    for stem, _, scores in result.rows:
+        if ours not in scores or len(scores) < 2:
+            continue
+        other, value = better_rembg({m: v["IoU"] for m, v in scores.items()}, "IoU", ours)
+        mine = scores[ours]["IoU"]
+        ratio = mine / value if value > 0 else (1.0 if mine == 0 else math.inf)
+        rows.append((stem, ratio, mine, other, value))
+    return sorted(rows, key=lambda r: (r[2] - r[4], r[1]))
+
+
+def behind_table(results: list[SetResult], worst: int = 3, floor: float = RATIO_FLOOR) -> tuple[str, list[str]]:
+    """Per set, the `worst` photos where ours is most behind the better rembg on IoU, and every
+    photo under `floor` IoU ratio. Returns the table and the photos under the floor."""
+    lines = ["| set | part | photo | ours IoU | better rembg IoU | ratio |", "|---|---|---|---:|---:|---:|"]
+    under = []
+    for result in results:
+        ratios = iou_ratios(result)
+        shown = [r for r in ratios if r[1] < floor] or []
+        shown += [r for r in ratios[:worst] if r not in shown]
+        for stem, ratio, mine, other, value in shown:
+            flag = " **under %.1f**" % floor if ratio < floor else ""
+            lines.append(f"| {result.name} | {result.part} | {stem} | {mine:.3f} | {value:.3f} ({other}) | "
+                         f"{ratio:.2f}{flag} |")
+            if ratio < floor:
+                under.append(f"{result.name}/{stem} ({result.part}): {ratio:.2f}")
+    return "\n".join(lines), under

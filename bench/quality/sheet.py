@@ -1,4 +1,5 @@
-"""Contact sheet per set: one column per photo, rows photo / ours / truth / error map.
+"""Contact sheet per set: one column per photo, rows photo / ours / the better rembg / truth /
+error map (ours). The bench puts the photos where ours is most behind rembg first (issue 15).
 
 The error map is ours minus the truth over the photo dimmed to grey: red where ours keeps
 background (too much alpha), blue where it drops foreground (too little), brighter = larger
@@ -18,7 +19,7 @@ PER_BAND = 10  # photos per band of rows
 LABEL_W = 70
 CAPTION_H = 30
 GAP = 4
-ROWS = ("photo", "ours", "truth", "error")
+ROWS = ("photo", "ours", "rembg", "truth", "error")
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Column:
     ours: np.ndarray  # float [0, 1]
     truth: np.ndarray  # float [0, 1]
     valid: np.ndarray | None
+    rembg: np.ndarray | None = None  # the better rembg's matte (blank when none ran)
 
 
 def error_map(photo: Image.Image, ours: np.ndarray, truth: np.ndarray, valid: np.ndarray | None) -> Image.Image:
@@ -74,7 +76,9 @@ def contact_sheet(title: str, columns: list[Column]) -> Image.Image:
             left = LABEL_W + c * cell
             draw.text((left, top + 2), col.title, fill=(0, 0, 0), font=_font(12))
             draw.text((left, top + 15), col.caption, fill=(90, 90, 90), font=_font(11))
-            images = (col.photo, _gray(col.ours), _gray(col.truth), error_map(col.photo, col.ours, col.truth, col.valid))
+            rembg = col.rembg if col.rembg is not None else np.zeros_like(col.ours)
+            images = (col.photo, _gray(col.ours), _gray(rembg), _gray(col.truth),
+                      error_map(col.photo, col.ours, col.truth, col.valid))
             for r, image in enumerate(images):
                 thumb = _fit(image)
                 y = top + CAPTION_H + r * cell

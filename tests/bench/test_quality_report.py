@@ -63,7 +63,7 @@ def test_sets_load_categories_ignore_band_and_two_people_group(tmp_path):
     assert [(s.stem, s.category) for s in samples] == [("a", "animal"), ("person4", datasets.TWO_PEOPLE_GROUP)]
     assert samples[0].truth().sum() == 4.0
     assert samples[0].valid().sum() == 15 and samples[1].valid() is None
-    assert len(datasets.load(tmp_path, "grabcut50", limit=1)) == 1
+    assert len(datasets.load(tmp_path, "grabcut50", limit=1)) == 2  # the first of each part
     with pytest.raises(FileNotFoundError):
         datasets.load(tmp_path, "alphamatting14")
 
@@ -81,3 +81,41 @@ def test_table_marks_the_best_per_metric_and_keeps_two_people_apart():
     assert "| all but two-people | 1 | MAE | **0.0100** | 0.1000 |" in table
     assert f"| {datasets.TWO_PEOPLE_GROUP} | 1 | BF | 0.3000 | **0.8000** |" in table
     assert report.best({"a": 1.0, "b": 1.0}, True) == {"a", "b"}
+
+
+def _scores(iou: float, sad: float, grad: float) -> dict[str, float]:
+    return {"IoU": iou, "MAE": sad / 100, "SAD": sad, "MSE": sad, "Grad": grad, "BF": iou}
+
+
+def test_checks_need_the_better_rembg_on_each_metric_and_a_margin_on_soft_sets():
+    binary = report.SetResult("grabcut50", ["ours", "rembg", "rembg+matting"], "held-out")
+    binary.rows.append(("x", "animal", {"ours": _scores(0.9, 10, 5), "rembg": _scores(0.8, 12, 6),
+                                        "rembg+matting": _scores(0.85, 9.5, 6)}))
+    lines, ok = report.checks([binary])
+    assert not ok  # rembg+matting's SAD 9.5 beats ours' 10
+    assert "SAD BEHIND (10.00 vs rembg+matting 9.50)" in lines[0] and "IoU ok" in lines[0]
+
+    soft = report.SetResult("alphamatting14", ["ours", "rembg", "rembg+matting"], "held-out")
+    soft.rows.append(("y", "hair", {"ours": _scores(0.9, 9.5, 5), "rembg": _scores(0.8, 10, 6),
+                                    "rembg+matting": _scores(0.8, 12, 5.2)}))
+    lines, ok = report.checks([soft])
+    assert not ok  # ahead everywhere, but SAD only 5 % lower than the better rembg's
+    assert "SAD +5.0 % lower than rembg (SHORT of 10 %)" in lines[0]
+    assert "Grad +3.8 % lower than rembg+matting (SHORT of 10 %)" in lines[0]
+    soft.rows[0][2]["ours"].update(SAD=8.9, Grad=4.6, MAE=0.089)
+    assert report.checks([soft])[1]
+
+
+def test_iou_ratio_lists_the_photos_most_behind_and_those_under_half():
+    result = report.SetResult("composites-grabcut", ["ours", "rembg", "rembg+matting"], "held-out")
+    result.rows.append(("fine", "car", {"ours": _scores(0.9, 1, 1), "rembg": _scores(0.8, 1, 1),
+                                        "rembg+matting": _scores(0.7, 1, 1)}))
+    result.rows.append(("lost", "car", {"ours": _scores(0.3, 1, 1), "rembg": _scores(0.5, 1, 1),
+                                        "rembg+matting": _scores(0.8, 1, 1)}))
+    ratios = report.iou_ratios(result)
+    assert [r[0] for r in ratios] == ["lost", "fine"]
+    assert ratios[0][1] == 0.3 / 0.8 and ratios[0][3] == "rembg+matting"
+    table, under = report.behind_table([result], worst=1)
+    assert under == ["composites-grabcut/lost (held-out): 0.37"]
+    assert "| composites-grabcut | held-out | lost | 0.300 | 0.800 (rembg+matting) | 0.37 **under 0.5** |" in table
+    assert "| fine |" not in table  # only the worst one, and those under the floor

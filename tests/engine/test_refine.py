@@ -150,3 +150,18 @@ def test_fast_path_agrees_with_direct_filter(monkeypatch):
     exact = truth * 255
     assert np.abs(fast - exact).mean() < np.abs(blurred - exact).mean()
 
+
+
+def test_clean_matte_keeps_a_small_subject_beside_a_large_one():
+    """A wide frame (the net's 1024x576) where the net found a large region and, far off, a small
+    subject of 0.07 % of the frame (a car in the distance): under 0.2 % of the large blob, so the
+    relative rule alone would clear it as a speck; 0.05 % of the frame keeps it (issue 15)."""
+    matte = np.zeros((576, 1024), np.float32)
+    matte[:, :590] = 1.0  # 57 % of the frame
+    matte[300:320, 900:921] = 0.95  # 420 px, 0.071 % of the frame, 0.07 % of the large blob
+    matte[100:110, 800:810] = 1.0  # 100 px, 0.017 % of the frame: a speck
+    cleaned = refine.clean_matte(matte)
+    assert np.array_equal(cleaned[300:320, 900:921], matte[300:320, 900:921])
+    assert cleaned[100:110, 800:810].max() == 0
+    # The check can fail: with the relative rule alone (no blob too large for it) the subject goes.
+    assert refine.clean_matte(matte, keep_fraction=1.0)[300:320, 900:921].max() == 0

@@ -55,6 +55,8 @@ def test_the_engine_is_configured_from_the_settings_not_its_environment(tmp_path
     config = settings.engine_config(threads=1)
     assert config.cache_dir == tmp_path and config.model_path == pathlib.Path("/models/mine.onnx")
     assert (config.variant, config.provider, config.concurrent_inferences, config.threads) == ("fp32-cpu", "cpu", 3, 1)
+    # A caller may replace any field (the benchmarks run one inference at a time).
+    assert settings.engine_config(concurrent_inferences=1).concurrent_inferences == 1
     default = Settings.from_environ({"XDG_CACHE_HOME": str(tmp_path)}).engine_config()
     assert default.cache_dir == tmp_path / "clearbg" and default.checkpoint == "isnet-imgly-medium"
     assert default.variant == "auto" and default.provider is None and default.model_path is None
