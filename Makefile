@@ -12,7 +12,7 @@ BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 BROWSER_TESTS := tests/e2e/browser
 
-.PHONY: run test soak fuzz test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto stubs stubs-deps clean bench-quality bench-tune bench-speed
+.PHONY: run test soak fuzz test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto stubs stubs-deps clean bench-quality bench-tune bench-speed bench-gpu bench-gpu-bundle
 
 run: deps
 	$(PY) -m service.launcher
@@ -155,6 +155,17 @@ bench-tune: $(VENV)/.installed model
 # not under nice (both servers get the same share). BENCH_ARGS="--quick" for a short run.
 bench-speed: deps
 	$(PY) -m bench.speed $(BENCH_ARGS)
+
+# The GPU path where a GPU is (issue 20): PyTorch in the venv (pip install '.[gpu]'), `make model`
+# measures the torch candidates, then the net alone, agreement with fp32, the engine and REST:
+# bench-results/gpu.md. BENCH_ARGS e.g. "--budget 600 --processes 8".
+bench-gpu: deps
+	$(PY) -m bench.gpu $(BENCH_ARGS)
+
+# What the lent GPU machine lacks (model, packages, generated code, a few photos), in pieces one
+# device call each can carry: .device/partN (bench/GPU_RUN.md says how to use them).
+bench-gpu-bundle: deps
+	nice -n 10 $(PY) -m bench.gpu_bundle $(BENCH_ARGS)
 
 # An hour of mixed calls at about capacity (bench/soak.py): the server's RSS over time, and its
 # growth after the first 10 minutes (target < 5 %), also in bench-results/soak.md. Shorter:

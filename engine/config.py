@@ -18,4 +18,8 @@ class EngineConfig:
     provider: str | None = None  # force an execution provider ("cpu", "openvino", ...)
     threads: int | None = None  # None: every core this process may use
     concurrent_inferences: int = 1
+    # A batching backend (a GPU): requests' inputs of one shape run together, up to this many,
+    # the first waiting at most this long for others (engine/models/batching.py).
+    batch_max: int = 32
+    batch_wait_ms: float = 5.0
     xtype: bool = True  # X-Type from the detector + classifier (else the engine's fallback)

@@ -138,7 +138,7 @@ class Engine:
         provider = providers.provider_name(config.provider) if config.provider else None
         candidates = found.preference(config.variant, provider)
         segmenter = Segmenter(candidates, found.family, config.threads, config.concurrent_inferences,
-                              found.openvino_cache)
+                              found.openvino_cache, config.batch_max, config.batch_wait_ms)
         if config.xtype and "classify" not in kwargs and {"detector", "classifier"} <= found.xtype.keys():
             from engine.classify import ForegroundClassifier
 

@@ -77,7 +77,8 @@ def table(found: manifest.Manifest) -> str:
             + ("   <- chosen" if c.name == found.chosen else "")
         )
     lines.append("")
-    lines.append(f"bound: mean IoU >= {found.bound['mean_iou']} against {measure.REFERENCE} on "
+    torch_bound = f" ({measure.TORCH_BOUND_MEAN_IOU} for torch candidates)" if any(c.kind == "torch" for c in found.candidates) else ""
+    lines.append(f"bound: mean IoU >= {found.bound['mean_iou']}{torch_bound} against {measure.REFERENCE} on "
                  f"{found.bound['photos']} held-out photos x {len(shapes)} shapes")
     for name, model in sorted(found.xtype.items()):
         tried = "; ".join(
@@ -91,7 +92,7 @@ def table(found: manifest.Manifest) -> str:
 
 
 def prepare(checkpoint: str, model_path: pathlib.Path | None, family_name: str | None, remeasure: bool,
-            out=sys.stdout) -> manifest.Manifest:
+            out=sys.stdout, kinds: tuple[str, ...] = variants.KINDS, torch_cpu_check: bool = False) -> manifest.Manifest:
     root = cache_dir()
     if model_path is not None:
         source_path, family_name = model_path.resolve(), family_name or "isnet"
@@ -100,7 +101,12 @@ def prepare(checkpoint: str, model_path: pathlib.Path | None, family_name: str |
     stat = source_path.stat()
     source = {"path": str(source_path), "sha256": sha256_file(source_path), "size": stat.st_size, "mtime": int(stat.st_mtime)}
     xtype_files = ensure_models(root)
-    files = {kind: variants.prepare(source_path, family_name, kind) for kind in variants.KINDS}
+    files = {kind: variants.prepare(source_path, family_name, kind) for kind in kinds}
+    torch_providers = measure.torch_offered(torch_cpu_check)
+    if torch_providers:  # PyTorch with a GPU here (or a check asked for): its variant too
+        from modelprep import torchconvert
+
+        files["torch"] = torchconvert.prepare(variants.prepare(source_path, family_name, "fp32"))
     identity = manifest.machine_identity(runtime=manifest.onnxruntime_version())
     model = manifest.model_id(checkpoint, model_path)
     target = manifest.manifest_path(root, model, manifest.machine_key(identity))
@@ -113,7 +119,7 @@ def prepare(checkpoint: str, model_path: pathlib.Path | None, family_name: str |
             pass
     print(f"measuring the model's candidates on this machine ({identity['cpu']}); a minute or more ...", file=out, flush=True)
     started = time.monotonic()
-    offered = providers.offered()
+    offered = providers.offered() + torch_providers
     openvino_cache = variants.variants_dir() / "openvino"
     photos = ensure_photos(root, CHECK_PHOTOS)
     fam = family_of(family_name)
@@ -145,10 +151,19 @@ def main(argv: list[str] | None = None) -> None:
                         choices=sorted(CHECKPOINTS))
     parser.add_argument("--family", default=os.environ.get("CLEARBG_MODEL_FAMILY") or None)
     parser.add_argument("--remeasure", action="store_true", help="measure again even if this machine has a manifest")
+    parser.add_argument("--kinds", default=",".join(variants.KINDS),
+                        help="the ONNX variants to prepare (fp32 always; int8 takes minutes to calibrate)")
+    parser.add_argument("--torch-cpu-check", action="store_true",
+                        help="also measure PyTorch on the CPU (torch-cpu-fp32): checks the GPU path's conversion without a GPU")
     ns = parser.parse_args(argv)
+    kinds = tuple(dict.fromkeys(["fp32", *(k.strip() for k in ns.kinds.split(",") if k.strip())]))
+    unknown = [k for k in kinds if k not in variants.KINDS]
+    if unknown:
+        parser.error(f"--kinds: unknown {', '.join(unknown)}; known: {', '.join(variants.KINDS)}")
     logging.basicConfig(level=logging.WARNING)
     try:
-        found = prepare(ns.checkpoint, pathlib.Path(ns.model) if ns.model else None, ns.family, ns.remeasure)
+        found = prepare(ns.checkpoint, pathlib.Path(ns.model) if ns.model else None, ns.family, ns.remeasure,
+                        kinds=kinds, torch_cpu_check=ns.torch_cpu_check)
     except Exception as exc:  # noqa: BLE001 - install-time tool: one clear line, not a traceback
         sys.exit(f"model preparation failed: {type(exc).__name__}: {exc}")
     print(table(found))

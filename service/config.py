@@ -125,6 +125,10 @@ class Settings:
     model_path: pathlib.Path | None = None
     model_variant: str = "auto"
     execution_provider: str | None = None
+    # A GPU candidate batches concurrent requests (engine/models/batching.py): at most this many
+    # inputs a batch, the first waiting at most this many milliseconds for others.
+    batch_max: int = 32
+    batch_wait_ms: float = 5.0
     cache_dir: pathlib.Path = field(default_factory=lambda: default_cache_dir(os.environ))
     # The operator's /metrics (service/metrics.py), one port per server process; loopback by
     # default like Envoy's admin (0.0.0.0 in a pod, where Prometheus scrapes it).
@@ -137,7 +141,7 @@ class Settings:
         fields = dict(
             cache_dir=self.cache_dir, checkpoint=self.model, model_path=self.model_path,
             variant=self.model_variant, provider=self.execution_provider,
-            concurrent_inferences=self.engine_workers,
+            concurrent_inferences=self.engine_workers, batch_max=self.batch_max, batch_wait_ms=self.batch_wait_ms,
         )
         return EngineConfig(**{**fields, **overrides})
     # The dashboard (service/dashboard): whether anyone may sign up (closed: the operator's
@@ -191,6 +195,8 @@ class Settings:
             model_path=pathlib.Path(path) if (path := env.get("CLEARBG_MODEL_PATH", "").strip()) else None,
             model_variant=_variant(env),
             execution_provider=env.get("CLEARBG_EXECUTION_PROVIDER", "").strip() or None,
+            batch_max=_int(env, "CLEARBG_BATCH_MAX", cls.batch_max, 1),
+            batch_wait_ms=_seconds(env, "CLEARBG_BATCH_WAIT_MS", cls.batch_wait_ms),
             cache_dir=default_cache_dir(env),
             metrics_host=env.get("CLEARBG_METRICS_HOST", "").strip() or cls.metrics_host,
             metrics_port=_int(env, "CLEARBG_METRICS_PORT", cls.metrics_port, 0),

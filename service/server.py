@@ -161,7 +161,7 @@ class Server:
         model = self.settings.model_path.name if self.settings.model_path else self.settings.model
         metrics.record_model(model, **engine.describe())
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving")
+        log.info("serving", **engine.describe())  # which way the net runs here, said once at start
         # The further inference lanes open while the first requests are served (engine/models/lanes.py).
         self._lanes = asyncio.create_task(self._open_lanes(engine))
 

@@ -186,6 +186,8 @@ class Segmenter:
         threads: int | None = None,
         concurrent_runs: int = 1,
         openvino_cache: pathlib.Path | None = None,
+        batch_max: int = 32,
+        batch_wait_ms: float = 5.0,
     ):
         from engine.models.lanes import Lanes
 
@@ -210,8 +212,20 @@ class Segmenter:
         runs = max(1, concurrent_runs)
         self._lanes_wanted, self._lane_threads = runs - 1, max(1, threads // runs)
         self._lanes = Lanes(self.session)
+        # A GPU session runs whole batches: concurrent requests are grouped (batching.py) on
+        # its one session instead of spread over CPU lanes.
+        self.batcher = None  # engine/models/batching.Batcher where the session batches
+        if getattr(self.session, "batched", False):
+            from engine.models.batching import Batcher
+
+            self._lanes_wanted = 0
+            self.batcher = Batcher(self.session.run_batch, batch_max, batch_wait_ms / 1000.0)
 
     def _session(self, candidate: Candidate, threads: int) -> object:
+        if candidate.provider in providers.TORCH:  # imports torch: only when a torch candidate is tried
+            from engine.models import torchnet
+
+            return torchnet.open_session(candidate.file, candidate.provider, candidate.precision)
         options = providers.session_options(threads, candidate.arena)
         chain = providers.provider_list(candidate.provider, threads, candidate.precision, self._openvino_cache)
         return providers.inference_session(candidate.file, options, chain)
@@ -237,6 +251,11 @@ class Segmenter:
         for width, height in shapes:
             tensor = np.zeros((1, 3, height, width), np.float32)
             (session or self.session).run([self.output_name], {self.input_name: tensor})
+            if self.batcher is not None:  # each batch size the batcher can form, set up once
+                from engine.models.batching import bucket
+
+                for size in sorted({bucket(n) for n in range(2, self.batcher.max_batch + 1)}):
+                    self.session.run_batch(np.zeros((size, 3, height, width), np.float32))
 
     def warm_up_free(self, shapes: list[Shape]) -> None:
         """Each shape run once on whichever session is free (the all-core one when no request
@@ -269,6 +288,9 @@ class Segmenter:
         """RGB image -> float32 HxW matte in [0, 1] at the net's resolution (input_shape)."""
         shape = self.input_shape(*image.size)
         tensor = self.family.preprocess(image, shape)
-        with self._lanes.session() as session:
-            (output,) = session.run([self.output_name], {self.input_name: tensor})
+        if self.batcher is not None:
+            output = self.batcher.run(tensor)
+        else:
+            with self._lanes.session() as session:
+                (output,) = session.run([self.output_name], {self.input_name: tensor})
         return self.family.postprocess(output, shape if self._coarse else None)

@@ -14,10 +14,13 @@ again there instead of trusted.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import pathlib
 import platform
+import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +33,7 @@ _SPEED_FLAGS = (
     "asimd", "asimddp", "asimdhp", "sve", "sve2", "i8mm", "bf16", "sme",
 )
 AUTO = "auto"
-VARIANT_KINDS = ("fp32", "int8")
+VARIANT_KINDS = ("fp32", "int8", "torch")
 
 
 class ManifestError(RuntimeError):
@@ -61,13 +64,45 @@ def machine_identity(cpuinfo: str | None = None, cores: int | None = None, runti
             cores = len(os.sched_getaffinity(0)) or 1
         except AttributeError:
             cores = os.cpu_count() or 1
-    return {
+    identity = {
         "machine": platform.machine(),
         "cpu": model,
         "flags": sorted(flags.intersection(_SPEED_FLAGS)),
         "cores": cores,
         "runtime": runtime,
     }
+    gpus = gpu_names()
+    if gpus:  # only where there is one: a CPU machine's key stays what it was
+        identity["gpus"], identity["torch"] = gpus, _installed_version("torch")
+    return identity
+
+
+def gpu_names() -> list[str]:
+    """The NVIDIA GPUs the driver lists, read without importing a GPU runtime: the serving path
+    loads torch only once the manifest picks a torch candidate."""
+    names = []
+    for info in sorted(pathlib.Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            for line in info.read_text().splitlines():
+                if line.startswith("Model:"):
+                    names.append(line.partition(":")[2].strip())
+        except OSError:
+            continue
+    if names or not shutil.which("nvidia-smi"):
+        return names
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in listed.stdout.splitlines() if line.strip()] if listed.returncode == 0 else []
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def machine_key(identity: dict) -> str:
@@ -108,11 +143,11 @@ def manifest_path(cache_dir: pathlib.Path, model: str, key: str) -> pathlib.Path
 class Candidate:
     """One way to run the segmentation net here, with what was measured of it."""
 
-    name: str  # e.g. "int8-openvino", "fp32-openvino-bf16", "fp32-cpu"
+    name: str  # e.g. "int8-openvino", "fp32-openvino-bf16", "fp32-cpu", "torch-cuda-fp16"
     file: pathlib.Path
-    kind: str  # the prepared file: "fp32" or "int8"
-    provider: str  # onnxruntime's provider name
-    precision: str | None  # OpenVINO's inference precision hint, None for the model's own
+    kind: str  # the prepared file: "fp32", "int8" or "torch" (the fp32 graph for torchnet)
+    provider: str  # onnxruntime's provider name, or providers.TORCH_CUDA / TORCH_CPU
+    precision: str | None  # OpenVINO's inference precision hint or torch's dtype (fp16, bf16), None for the model's own
     arena: bool  # keep onnxruntime's CPU arena (small activations: int8)
     size: int
     latency_ms: dict[str, float]  # "WxH" -> median milliseconds on every core

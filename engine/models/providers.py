@@ -24,7 +24,12 @@ log = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
 OPENVINO = "OpenVINOExecutionProvider"
-_ALIASES = {"cpu": CPU, "openvino": OPENVINO, "ov": OPENVINO}
+# The segmentation net on PyTorch (engine/models/torchnet.py): on a CUDA GPU, and on the CPU for
+# checking the conversion only. Named here so that choosing one imports no torch.
+TORCH_CUDA = "TorchCUDA"
+TORCH_CPU = "TorchCPU"
+TORCH = (TORCH_CUDA, TORCH_CPU)
+_ALIASES = {"cpu": CPU, "openvino": OPENVINO, "ov": OPENVINO, "cuda": TORCH_CUDA, "gpu": TORCH_CUDA}
 
 
 class ProviderError(RuntimeError):

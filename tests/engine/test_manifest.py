@@ -110,3 +110,17 @@ def test_a_model_file_changed_since_it_was_measured_is_refused(table, tmp_path):
     model.write_bytes(b"other weights")
     with pytest.raises(ManifestError, match="changed since it was prepared"):
         manifest.load(tmp_path, name, table.machine, model_path=model)
+
+
+def test_a_gpu_is_part_of_the_machine_key_only_where_there_is_one(monkeypatch):
+    """A manifest measured with a GPU (torch candidates) is not read where there is none, and a
+    CPU machine's key stays what it was before GPUs were considered (no remeasuring)."""
+    from engine.models import manifest as m
+
+    monkeypatch.setattr(m, "gpu_names", lambda: [])
+    plain = m.machine_identity(cpuinfo="model name: X\nflags: avx2\n", cores=2, runtime="ort 1")
+    assert "gpus" not in plain and "torch" not in plain
+    monkeypatch.setattr(m, "gpu_names", lambda: ["NVIDIA H200"])
+    with_gpu = m.machine_identity(cpuinfo="model name: X\nflags: avx2\n", cores=2, runtime="ort 1")
+    assert with_gpu["gpus"] == ["NVIDIA H200"] and "torch" in with_gpu
+    assert m.machine_key(with_gpu) != m.machine_key(plain)

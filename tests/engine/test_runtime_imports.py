@@ -1,4 +1,5 @@
-"""The serving path imports no install-time tooling: no `onnx`, nothing of modelprep."""
+"""The serving path imports no install-time tooling: no `onnx`, nothing of modelprep; and on a
+CPU candidate no torch (it is imported only when the manifest picks a GPU candidate)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ engine.warm_up()
 photo = io.BytesIO()
 Image.new("RGB", (320, 240), (200, 40, 40)).save(photo, "JPEG")
 engine.remove(photo.getvalue(), RemovalOptions())
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("onnx", "modelprep", "onnxruntime"))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("onnx", "modelprep", "onnxruntime", "torch"))
 print(" ".join(loaded))
 """
 
@@ -31,3 +32,4 @@ def test_the_serving_path_imports_no_onnx_and_no_modelprep():
     loaded = done.stdout.split()
     assert "onnxruntime" in loaded  # the engine did run the model
     assert not [m for m in loaded if m == "onnx" or m.startswith(("onnx.", "modelprep"))], loaded
+    assert not [m for m in loaded if m.split(".")[0] == "torch"], loaded

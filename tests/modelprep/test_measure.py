@@ -163,3 +163,51 @@ def test_x_types_networks_take_the_fastest_precision_that_keeps_their_answers(mo
     assert [r["latency_ms"] for r in rows] == [100.0, 60.0, 45.0]
     on_arm, _ = measure.choose_aux(tmp_path / "detector.onnx", inputs, [providers.CPU], clock=lambda: clock[0])
     assert on_arm.provider == providers.CPU
+
+
+def test_torch_candidates_are_offered_only_with_a_torch_variant_and_a_torch_provider(files, tmp_path):
+    with_torch = {**files, "torch": tmp_path / "torch.json"}
+    assert [s.name for s in measure.candidate_specs(with_torch, [providers.CPU])] == ["fp32-cpu", "int8-cpu"]
+    gpu = measure.candidate_specs(with_torch, [providers.CPU, providers.TORCH_CUDA])
+    assert [(s.name, s.provider, s.precision) for s in gpu[2:]] == [
+        ("torch-cuda-fp16", providers.TORCH_CUDA, "fp16"), ("torch-cuda-bf16", providers.TORCH_CUDA, "bf16")]
+    check = measure.candidate_specs(with_torch, [providers.CPU, providers.TORCH_CPU])
+    assert [s.name for s in check] == ["fp32-cpu", "int8-cpu", "torch-cpu-fp32"]
+    assert measure.candidate_specs(files, [providers.CPU, providers.TORCH_CUDA])[-1].name == "int8-cpu"  # no variant
+
+
+def test_a_gpu_candidate_is_held_to_the_tighter_bound(monkeypatch, files, tmp_path):
+    """bf16 here loses ~2 % of each mask: within int8's 0.97, not within the GPU path's 0.995, so
+    the slower fp16 one is chosen. The torch runner is faked (no torch in the test venv)."""
+    import sys as _sys
+    import types
+
+    clock = _fake_machine(monkeypatch, {"fp32-cpu": (900, False), "int8-cpu": (400, False)})
+
+    class TorchFake(_FakeSession):
+        def __init__(self, cost_ms: float, lost: float):
+            super().__init__(clock_cell, cost_ms, False)
+            self.lost = lost
+
+        def run(self, outputs, feeds):
+            (matte,) = super().run(outputs, feeds)
+            subject = np.flatnonzero(matte)
+            matte.flat[subject[: int(len(subject) * self.lost)]] = 0.0  # this share of the subject lost
+            return [matte]
+
+    clock_cell = [0.0]
+    costs = {"fp16": (40, 0.001), "bf16": (30, 0.02)}
+    fake = types.ModuleType("engine.models.torchnet")
+    fake.open_session = lambda path, provider, precision: TorchFake(*costs[precision])
+    monkeypatch.setitem(_sys.modules, "engine.models.torchnet", fake)
+    import engine.models as models_package
+
+    monkeypatch.setattr(models_package, "torchnet", fake, raising=False)
+    (tmp_path / "torch.json").write_text("{}")
+    specs = measure.candidate_specs({**files, "torch": tmp_path / "torch.json"}, [providers.CPU, providers.TORCH_CUDA])
+    found = {c.name: c for c in measure.measure(specs, ISNet(), _inputs(), clock=lambda: clock() + clock_cell[0])}
+    assert 0.97 < found["torch-cuda-bf16"].mean_iou < 0.995 and not found["torch-cuda-bf16"].passes
+    assert found["torch-cuda-fp16"].passes and found["torch-cuda-fp16"].kind == "torch"
+    from engine.models.manifest import first_passing
+
+    assert first_passing(list(found.values())).name == "torch-cuda-fp16"
