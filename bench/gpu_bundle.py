@@ -37,6 +37,8 @@ import tarfile
 
 import numpy as np
 
+from bench import gpu_device
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / ".device"
 MIB = 1024 * 1024
@@ -65,7 +67,7 @@ def shuffle_onnx(data: bytes) -> tuple[bytes, dict]:
     """(rest of the file + each float initializer's bytes regrouped by byte position, layout).
 
     fp16 weights' high bytes (sign, exponent) repeat a lot and their low bytes hardly at all:
-    grouped apart, xz finds the repeats. unshuffle_onnx() restores the exact file."""
+    grouped apart, xz finds the repeats. gpu_device._unshuffle() restores the exact file (checked here, before packing)."""
     import onnx
 
     model = onnx.load_from_string(data)
@@ -87,22 +89,6 @@ def shuffle_onnx(data: bytes) -> tuple[bytes, dict]:
         cursor = offset + length
     rest.append(data[cursor:])
     return b"".join(rest) + b"".join(moved), {"segments": segments, "size": len(data)}
-
-
-def unshuffle_onnx(blob: bytes, layout: dict) -> bytes:
-    segments, size = layout["segments"], layout["size"]
-    rest_size = size - sum(length for _, length, _ in segments)
-    rest, moved = memoryview(blob)[:rest_size], memoryview(blob)[rest_size:]
-    out, cursor, taken, at = bytearray(size), 0, 0, 0
-    for offset, length, itemsize in segments:
-        gap = offset - cursor
-        out[cursor:offset] = rest[taken:taken + gap]
-        taken += gap
-        out[offset:offset + length] = np.frombuffer(moved[at:at + length], np.uint8).reshape(itemsize, -1).T.tobytes()
-        at += length
-        cursor = offset + length
-    out[cursor:] = rest[taken:]
-    return bytes(out)
 
 
 # --- items -----------------------------------------------------------------------------------------
@@ -183,7 +169,7 @@ def build(quality: pathlib.Path, agree_photos: int, piece_bytes: int, preset: in
 
     data = source.read_bytes()
     shuffled, layout = shuffle_onnx(data)
-    if unshuffle_onnx(shuffled, layout) != data:
+    if gpu_device._unshuffle(shuffled, layout) != data:  # what the device will run
         raise SystemExit("shuffling the model is not lossless here: refusing to bundle it")
     add("isnet", shuffled, f"cache/models/{source.name}", "onnx-shuffled", layout=layout, file_sha256=sha256_bytes(data))
     xtype = ensure_models(root)

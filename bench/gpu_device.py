@@ -41,7 +41,8 @@ def _index(into: pathlib.Path, pieces: pathlib.Path) -> dict | None:
 
 
 def _unshuffle(blob: bytes, layout: dict) -> bytes:
-    """bench/gpu_bundle.unshuffle_onnx, without numpy: the file as it was before shuffling."""
+    """The file as it was before bench/gpu_bundle.shuffle_onnx (stdlib only: runs on the device
+    before anything is installed; the bundler checks every shuffle with it)."""
     segments, size = layout["segments"], layout["size"]
     rest_size = size - sum(length for _, length, _ in segments)
     rest, moved = memoryview(blob)[:rest_size], memoryview(blob)[rest_size:]

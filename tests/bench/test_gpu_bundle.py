@@ -36,7 +36,6 @@ def test_shuffling_a_model_is_lossless_in_both_unpackers():
     shuffled, layout = gpu_bundle.shuffle_onnx(data)
     assert len(layout["segments"]) == 2  # the fp16 and fp32 weights; the small int64 one stays
     assert shuffled != data and len(shuffled) == len(data)
-    assert gpu_bundle.unshuffle_onnx(shuffled, layout) == data
     assert gpu_device._unshuffle(shuffled, json.loads(json.dumps(layout))) == data
     onnx.load_from_string(gpu_device._unshuffle(shuffled, layout))
 
