@@ -98,7 +98,7 @@ async def paid_call(
         except asyncio.CancelledError:
             pass  # the refund goes on in its thread; the original error is what matters
         raise
-    await asyncio.to_thread(reservations.settle, paid.reservation.entry_id, request_id)
+    await asyncio.to_thread(reservations.settle, paid.reservation, request_id)
 
 
 def _refund_after(done: asyncio.Future, reservations: Reservations, request_id: str) -> None:

@@ -70,14 +70,15 @@ class Reservations:
     def hold(self) -> Hold:
         return Hold(self.owner, self.clock() + self.deadline_s)
 
-    def settle(self, entry_id: int, request_id: str) -> None:
+    def settle(self, reservation: Reservation, request_id: str) -> None:
         """Blocking. Raises `reservation_lost` (503) if a sweep gave the reservation back, and
         StorageUnavailable if the database could not say (the call fails; the refund is left
         to this server's sweep)."""
+        entry_id = reservation.entry_id
         try:
             settled = self.storage.settle(entry_id)
         except StorageUnavailable:
-            self.pending[entry_id] = request_id
+            self.pending[entry_id] = (request_id, reservation.amount, reservation.free_call)
             raise
         if not settled:
             log.warning("reservation_lost", entry_id=entry_id)

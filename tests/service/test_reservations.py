@@ -241,3 +241,35 @@ def test_a_refund_the_database_refused_is_retried_by_the_sweep(storage):
     assert not reservations.pending
     assert storage.get_account(acc.id).payg == 2
     assert storage.unsettled_reservations() == 0
+
+
+class FlakySettles(FlakyRefunds):
+    """The real storage, whose settles fail while `down` (the database went away as the call ended)."""
+
+    def refund(self, *args):
+        return self.storage.refund(*args)
+
+    def settle(self, *args):
+        if self.down:
+            raise StorageUnavailable("PostgreSQL unavailable: OperationalError")
+        return self.storage.settle(*args)
+
+
+def test_a_settle_the_database_refused_is_refunded_by_the_next_sweep(storage):
+    acc = storage.create_account("a", payg=Decimal(2))
+    flaky = FlakySettles(storage)
+    reservations = reservations_for(flaky, Clock())
+
+    async def go():
+        async with paid_call(reservations, acc.id, None, "r", "full"):
+            pass  # the picture was made; delivering it needs the settle
+
+    with pytest.raises(StorageUnavailable):
+        asyncio.run(go())
+    assert storage.get_account(acc.id).payg == 1 and list(reservations.pending) != []
+    refunded = REGISTRY.get_sample_value("clearbg_credits_refunded_total") or 0.0
+    flaky.down = False
+    reservations.sweep()
+    assert not reservations.pending
+    assert storage.get_account(acc.id).payg == 2 and storage.unsettled_reservations() == 0
+    assert REGISTRY.get_sample_value("clearbg_credits_refunded_total") == refunded + 1
