@@ -159,9 +159,10 @@ class Server:
         self.removal.admission.times.seed(warm_up_s)
         self.removal.engine = engine
         model = self.settings.model_path.name if self.settings.model_path else self.settings.model
-        metrics.record_model(model, **engine.describe())
+        described = engine.describe()
+        metrics.record_model(model, **described)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving", **engine.describe())  # which way the net runs here, said once at start
+        log.info("serving", **described)  # which way the net runs here, said once at start
         # The further inference lanes open while the first requests are served (engine/models/lanes.py).
         self._lanes = asyncio.create_task(self._open_lanes(engine))
 

@@ -45,6 +45,8 @@ def _routes() -> dict[str, str]:
 
 
 ROUTES = _routes()
+
+
 @dataclasses.dataclass
 class _Answering:
     """The call being answered, until it is recorded (once) in the metrics."""

@@ -10,22 +10,10 @@ import pytest
 
 from service.storage import StoredResponse, open_storage
 
+from both_databases import database_url, storage  # noqa: F401 - fixtures, both databases
+
 TTL, LEASE = 86_400.0, 900.0
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/clearbg.db"
-    return request.getfixturevalue("postgres_schema")()
-
-
-@pytest.fixture
-def storage(database_url):
-    store = open_storage(database_url)
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -19,19 +19,7 @@ from service.errors import ApiError
 from service.reservations import Reservations
 from service.storage import Hold, StorageUnavailable, open_storage
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/clearbg.db"
-    return request.getfixturevalue("postgres_schema")()
-
-
-@pytest.fixture
-def storage(database_url):
-    store = open_storage(database_url)
-    yield store
-    store.close()
+from both_databases import database_url, storage  # noqa: F401 - fixtures, both databases
 
 
 class Clock:

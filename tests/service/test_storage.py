@@ -18,20 +18,7 @@ from service.storage.sqlite import MIGRATIONS, SqliteStorage
 
 from service_fakes import DEV_KEY
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/nested/clearbg.db"
-    return request.getfixturevalue("postgres_schema")()
-
-
-@pytest.fixture
-def storage(database_url):
-    """Overrides the SQLite-only fixture of conftest.py for this module (and its `account`)."""
-    store = open_storage(database_url)
-    yield store
-    store.close()
+from both_databases import database_url, storage  # noqa: F401 - fixtures, both databases
 
 
 def reserve(storage, account_id, amount, request_id="r", **kwargs):
