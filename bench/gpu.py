@@ -356,10 +356,10 @@ def section_rest(device: str, photos: dict[int, list[bytes]], seconds: float, pr
                  concurrency: Sequence[int], variant: str, workdir: pathlib.Path) -> dict:
     import requests
 
-    from bench.speed import BENCH_KEY, free_port
+    from bench.speed import BENCH_KEY
     from decimal import Decimal
 
-    from service.launcher import Stack
+    from service.launcher import Stack, free_port
     from service.storage import open_storage
 
     database_url = f"sqlite:///{workdir / 'clearbg.db'}"

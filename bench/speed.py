@@ -33,7 +33,6 @@ import json
 import os
 import pathlib
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,8 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import requests
 from PIL import Image
+
+from service.launcher import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 QUALITY = ROOT.parent / "shared" / "quality"
@@ -229,12 +230,6 @@ def drive(send: Send, photos: Sequence[bytes], concurrency: int, duration: float
 
 
 # --- the servers -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclasses.dataclass

@@ -304,7 +304,7 @@ class Stack:
         env.setdefault("PYTHONUNBUFFERED", "1")
         servers = 1 + len(self.more_grpc_ports)
         self.metrics_ports = tuple(
-            self.metrics_port + number if self.metrics_port else _free_port() for number in range(servers)
+            self.metrics_port + number if self.metrics_port else free_port() for number in range(servers)
         )
         self.children.append(
             Child.start("server", [sys.executable, "-m", "service"],
@@ -373,7 +373,7 @@ class Stack:
             self.workdir = None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A loopback port nothing listens on now (the server binds it a moment later)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -6,29 +6,23 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from service.launcher import LaunchError, Stack
+from service.launcher import free_port as launcher_free_port  # the fixture below is named free_port
 
 QUALITY = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "quality"
 DEV_KEY = "e2e-dev-key-0123456789"
 START_TIMEOUT_S = 180.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:
     """Returns a function giving a port nothing listens on right now."""
-    return _free_port
+    return launcher_free_port
 
 
 @dataclass(frozen=True)
@@ -61,7 +55,7 @@ def start_stack(workdir: pathlib.Path, **settings: str) -> Iterator[RunningStack
         **settings,
     )
     with open(log, "w") as out:
-        running = Stack(http_port=_free_port(), grpc_port=_free_port(), env=env, out=out)
+        running = Stack(http_port=launcher_free_port(), grpc_port=launcher_free_port(), env=env, out=out)
         try:
             running.start()
             running.wait_healthy(START_TIMEOUT_S)
