@@ -80,3 +80,33 @@ def coarse_box(matte: np.ndarray, threshold: int = FOREGROUND_THRESHOLD) -> tupl
     if box.width == 0:
         return None
     return box.left, box.top, box.left + box.width, box.top + box.height
+
+
+# A region of the second view's matte above this level is one candidate subject (as clean_matte's blobs).
+_JOIN_LEVEL = 0.1
+
+
+def join_views(kept: np.ndarray, second: np.ndarray, how: str = "components") -> np.ndarray:
+    """The aspect-kept view's matte joined with a second view's (the squashed square), both float32
+    HxW in [0, 1] on the same grid; returns a new array.
+
+    "max": per pixel, the larger. "components": the kept matte, plus each region of the second
+    that the kept one has no solid part of (a subject only the second view found), taken whole;
+    where both found the subject the kept view's edge stays (the squashed view's is resampled
+    unevenly, and its max fattened edges).
+    """
+    if how == "max":
+        return np.maximum(kept, second)
+    if how != "components":
+        raise ValueError(f"unknown join {how!r}")
+    count, blobs = cv2.connectedComponents((second > _JOIN_LEVEL).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    out = kept.copy()
+    if count <= 1:
+        return out
+    overlap = np.bincount(blobs[kept >= 0.5], minlength=count)
+    new = overlap == 0
+    new[0] = False
+    if new.any():
+        where = new[blobs]
+        out[where] = np.maximum(kept[where], second[where])
+    return out

@@ -24,7 +24,7 @@ from PIL import Image
 
 from engine import compose, encode, foreground, refine
 from engine.decode import DEFAULT_MAX_PIXELS, decode, pixels_of, probe
-from engine.matte import coarse_box, foreground_box, upsample
+from engine.matte import coarse_box, foreground_box, join_views, upsample
 from engine.config import EngineConfig
 from engine.models import manifest, providers
 from engine.models.families import Segmenter
@@ -39,10 +39,15 @@ Classifier = Callable[[Image.Image, np.ndarray], str]
 
 _CLASSIFIER_VIEW = 1024
 # From this aspect ratio (long side / short side) on, the net also sees the photo squashed into
-# its square, as it was trained, and the two mattes are joined by a per-pixel max: on wide and
-# tall frames the aspect-kept view alone loses small subjects the squashed one finds (issue 15).
-# Chosen on the tuned part of bench/quality's sets by bench/quality/tune.py (bench-results/tune.md).
+# its square, as it was trained, and the two mattes are joined (engine/matte.join_views): on wide
+# and tall frames the aspect-kept view alone loses small subjects the squashed one finds (issue 15).
+# Both chosen on the tuned part of bench/quality's sets by bench/quality/tune.py (bench-results/tune.md).
 SQUARE_VIEW_FROM = 1.4
+VIEW_JOIN = "max"
+# From this aspect ratio on, the net also sees square tiles of the photo along its long side
+# (side: the short side, evenly overlapping), joined the same way: a subject against the frame's
+# side of a 21:9 frame that neither whole view finds fills a good part of a tile (issue 15).
+TILE_VIEWS_FROM = 1.7
 # X-Type beside the rest of each request: more workers than the server runs requests at once
 # (CLEARBG_ENGINE_WORKERS, default 2), so none waits for another's classifier.
 _X_TYPE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="x-type")
@@ -113,10 +118,14 @@ class Engine:
         refine_edges: bool = True,
         max_input_pixels: int = DEFAULT_MAX_PIXELS,
         square_view_from: float = SQUARE_VIEW_FROM,
+        view_join: str = VIEW_JOIN,
+        tile_views_from: float = TILE_VIEWS_FROM,
         edge_style: refine.EdgeStyle = refine.STYLE,
     ):
         self.segmenter = segmenter
         self.square_view_from = square_view_from  # math.inf: the aspect-kept view alone
+        self.view_join = view_join
+        self.tile_views_from = tile_views_from
         self.edge_style = edge_style  # engine/refine's settings (bench/quality/tune.py sweeps them)
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
@@ -275,18 +284,48 @@ class Engine:
 
     def _matte(self, image: Image.Image, region: Rect, to_image: tuple[float, float], view: Image.Image) -> np.ndarray:
         """The net's matte of the region at the aspect-kept view's shape; where the region is at
-        least `square_view_from` wide or tall, joined (per-pixel max) with the matte of the
-        squashed square view, resampled to that shape."""
+        least `square_view_from` wide or tall, joined (`view_join`) with the matte of the squashed
+        square view, resampled to that shape, and from `tile_views_from` on with those of square
+        tiles along the long side."""
         matte = self.segmenter.matte(view)
         width, height = region[2] - region[0], region[3] - region[1]
         side = self.segmenter.size
         if self.segmenter.fixed_shape is not None or view.size == (side, side):
             return matte  # the net sees the square already
-        if max(width, height) < self.square_view_from * min(width, height):
-            return matte
-        square = self._net_view(image, region, to_image, lambda w, h: (side, side))
-        squashed = cv2.resize(self.segmenter.matte(square), (matte.shape[1], matte.shape[0]), interpolation=cv2.INTER_AREA)
-        return np.maximum(matte, squashed, out=squashed)
+        aspect = max(width, height) / min(width, height)
+        if aspect >= self.square_view_from:
+            square = self._net_view(image, region, to_image, lambda w, h: (side, side))
+            squashed = cv2.resize(self.segmenter.matte(square), (matte.shape[1], matte.shape[0]),
+                                  interpolation=cv2.INTER_AREA)
+            matte = join_views(matte, squashed, self.view_join)
+        if aspect >= self.tile_views_from:
+            for tile, (x0, y0, x1, y1) in self._tiles(region, matte.shape):
+                found = self.segmenter.matte(self._net_view(image, tile, to_image, lambda w, h: (side, side)))
+                found = cv2.resize(found, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+                matte[y0:y1, x0:x1] = join_views(matte[y0:y1, x0:x1], found, self.view_join)
+        return matte
+
+    @staticmethod
+    def _tiles(region: Rect, grid: tuple[int, int]) -> list[tuple[Rect, tuple[int, int, int, int]]]:
+        """Square tiles of the region along its long side, ceil(aspect) of them evenly spaced from
+        one end to the other: each tile (sized pixels) and the cells of the matte grid (h, w) it
+        covers, their edges rounded to whole cells (the tile is then exactly those cells)."""
+        width, height = region[2] - region[0], region[3] - region[1]
+        wide = width >= height
+        long_side, short = (width, height) if wide else (height, width)
+        count = math.ceil(long_side / short - 1e-6)
+        cells = grid[1] if wide else grid[0]
+        per_px = cells / long_side
+        tiles = []
+        for i in range(count):
+            start = round(i * (long_side - short) / max(1, count - 1) * per_px)
+            end = min(cells, start + max(1, round(short * per_px)))
+            a, b = start / per_px, end / per_px
+            if wide:
+                tiles.append(((region[0] + a, region[1], region[0] + b, region[3]), (start, 0, end, grid[0])))
+            else:
+                tiles.append(((region[0], region[1] + a, region[2], region[1] + b), (0, start, grid[1], end)))
+        return tiles
 
     @staticmethod
     def _net_view(

@@ -4,10 +4,11 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
 `make bench-quality`'s held-out part judges them on photos they were not chosen on (issue 15):
 
 - geometry: from which aspect ratio on the net also sees the photo squashed into its square
-  (Engine(square_view_from=...), joined by a per-pixel max). Each photo is cut out twice, with
-  the aspect-kept view alone and with both views; a threshold t gives each photo the first when
-  its aspect is under t, so every t is scored from those two runs. Chosen: the highest mean IoU
-  over the sets (each set counting once) from MIN_FROM up, ties to the higher t (fewer second
+  (Engine(square_view_from=...)), and how the two mattes are joined (Engine(view_join=...),
+  engine/matte.join_views). Each photo is cut out with the aspect-kept view alone and with both
+  views by each join; a threshold t gives each photo the first when its aspect is under t, so
+  every (join, t) is scored from those runs. Chosen: the highest mean IoU over the sets (each set
+  counting once) from MIN_FROM up, ties to the lower mean MAE, then the higher t (fewer second
   inferences).
 - with --edges, engine/refine's wide guided filter (radius, reach, eps) on the soft-alpha sets:
   the lowest mean of SAD and Grad relative to the current settings'.
@@ -39,6 +40,7 @@ THRESHOLDS = (1.0, 1.2, 1.4, 1.55, 1.7, 2.0, 2.5, math.inf)
 # one inference; two views there would halve the service's throughput. The sweep's table still
 # shows what lower thresholds would give.
 MIN_FROM = 1.4
+JOINS = ("max", "components")
 # wide filter radius, reach, eps: around engine/refine.STYLE (30, 7, 5e-5)
 EDGE_GRID = ((18, 5, 5e-5), (26, 7, 5e-5), (30, 7, 5e-5), (34, 7, 5e-5), (30, 5, 5e-5), (30, 7, 1e-4), (30, 9, 5e-5))
 
@@ -84,30 +86,35 @@ def set_means(scores: list[dict[str, float]]) -> dict[str, float]:
     return {metric: report.mean([s[metric] for s in scores]) for metric in scores[0]}
 
 
-def pick_threshold(per_set: dict[str, tuple[list[float], list[dict], list[dict]]],
-                   min_from: float = MIN_FROM) -> tuple[float, list[str]]:
-    """per_set: {set: (aspects, scores with one view, scores with both)} -> (chosen t, table lines):
-    the highest mean IoU over the sets among thresholds of at least `min_from`, ties to the higher."""
+def pick_threshold(per_set: dict[str, tuple[list[float], list[dict], dict[str, list[dict]]]],
+                   min_from: float = MIN_FROM) -> tuple[tuple[str, float], list[str]]:
+    """per_set: {set: (aspects, scores with one view, {join: scores with both views})} ->
+    ((chosen join, chosen t), table lines): the highest mean IoU over the sets among thresholds of
+    at least `min_from`, ties (to 4 places) to the lower mean MAE, then to the higher t."""
     names = list(per_set)
-    lines = ["| from aspect | " + " | ".join(f"{n} IoU" for n in names) + " | mean IoU | mean BF | two views |",
-             "|---:|" + "---:|" * (len(names) + 3)]
+    joins = list(next(iter(per_set.values()))[2])
+    lines = ["| join | from aspect | " + " | ".join(f"{n} IoU" for n in names)
+             + " | mean IoU | mean MAE | mean BF | two views |",
+             "|---|---:|" + "---:|" * (len(names) + 4)]
     rows = []
-    for t in THRESHOLDS:
-        ious, bfs, twice, total = [], [], 0, 0
-        for name in names:
-            aspects, one, both = per_set[name]
-            chosen = [b if a >= t and a > 1.0 else o for a, o, b in zip(aspects, one, both)]
-            twice += sum(a >= t and a > 1.0 for a in aspects)
-            total += len(aspects)
-            means = set_means(chosen)
-            ious.append(means["IoU"])
-            bfs.append(means["BF"])
-        rows.append((t, ious, report.mean(ious), report.mean(bfs), twice / total))
-    best = max((r for r in rows if r[0] >= min_from), key=lambda r: (round(r[2], 4), r[0]))[0]
-    for t, ious, iou, bf, share in rows:
-        mark = " **chosen**" if t == best else ""
-        lines.append(f"| {t:g}{mark} | " + " | ".join(f"{v:.4f}" for v in ious) + f" | {iou:.4f} | {bf:.4f} | "
-                     f"{share * 100:.0f} % |")
+    for join in joins:
+        for t in THRESHOLDS:
+            ious, maes, bfs, twice, total = [], [], [], 0, 0
+            for name in names:
+                aspects, one, both = per_set[name]
+                chosen = [b if a >= t and a > 1.0 else o for a, o, b in zip(aspects, one, both[join])]
+                twice += sum(a >= t and a > 1.0 for a in aspects)
+                total += len(aspects)
+                means = set_means(chosen)
+                ious.append(means["IoU"])
+                maes.append(means["MAE"])
+                bfs.append(means["BF"])
+            rows.append((join, t, ious, report.mean(ious), report.mean(maes), report.mean(bfs), twice / total))
+    best = max((r for r in rows if r[1] >= min_from), key=lambda r: (round(r[3], 4), -round(r[4], 5), r[1]))[:2]
+    for join, t, ious, iou, mae, bf, share in rows:
+        mark = " **chosen**" if (join, t) == best else ""
+        lines.append(f"| {join} | {t:g}{mark} | " + " | ".join(f"{v:.4f}" for v in ious)
+                     + f" | {iou:.4f} | {mae:.5f} | {bf:.4f} | {share * 100:.0f} % |")
     return best, lines
 
 
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(10 - os.nice(0))
 
     from engine import refine
-    from engine.pipeline import SQUARE_VIEW_FROM, Engine
+    from engine.pipeline import SQUARE_VIEW_FROM, TILE_VIEWS_FROM, VIEW_JOIN, Engine
     from service.config import Settings
 
     root = args.quality_dir or datasets.default_root()
@@ -140,10 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     per_set = {}
     for name in sets:
         one = cut(Engine(memo, square_view_from=math.inf), samples[name])
-        both = cut(Engine(memo, square_view_from=1.0), samples[name])
+        both = {join: cut(Engine(memo, square_view_from=1.0, view_join=join), samples[name]) for join in JOINS}
         per_set[name] = ([aspect(s.image) for s in samples[name]], one, both)
-        log(f"{name}: IoU one view {set_means(one)['IoU']:.4f}, both {set_means(both)['IoU']:.4f}")
-    chosen, lines = pick_threshold(per_set)
+        log(f"{name}: IoU one view {set_means(one)['IoU']:.4f}, "
+            + ", ".join(f"both by {join} {set_means(b)['IoU']:.4f}" for join, b in both.items()))
+    (join, chosen), lines = pick_threshold(per_set)
+    tiled = {}
+    for name in sets:
+        aspects, _, _ = per_set[name]
+        geometry = cut(Engine(memo, square_view_from=chosen, view_join=join), samples[name])
+        tiles = cut(Engine(memo, square_view_from=chosen, view_join=join, tile_views_from=1.0), samples[name])
+        tiled[name] = (aspects, geometry, {"tiles": tiles})
+        log(f"{name}: IoU {join} from {chosen:g} {set_means(geometry)['IoU']:.4f}, with tiles {set_means(tiles)['IoU']:.4f}")
+    (_, tiles_from), tile_lines = pick_threshold(tiled)
     md = [
         "# Settings swept on the tuned part (bench/quality/tune.py)",
         "",
@@ -151,13 +167,22 @@ def main(argv: list[str] | None = None) -> int:
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; `{getattr(base.segmenter, 'model_path', '?')}`",
         f"- photos (tuned part only): " + ", ".join(f"{n} {len(samples[n])}" for n in sets),
         "",
-        "## Geometry: from which aspect ratio the squashed square view joins the aspect-kept one",
+        "## Geometry: from which aspect ratio the squashed square view joins the aspect-kept one, and how",
         "",
-        "Mean over each set's tuned part (all its photos), per threshold; 'two views': the share of photos "
-        f"that run the net twice. Chosen: the best mean IoU from {MIN_FROM:g} up (squarer photos keep one "
-        f"inference: the service's speed), {chosen:g}; engine/pipeline.py SQUARE_VIEW_FROM is {SQUARE_VIEW_FROM:g}.",
+        "Mean over each set's tuned part (all its photos), per join and threshold; 'two views': the share of "
+        f"photos that run the net twice. Chosen: the best mean IoU from {MIN_FROM:g} up (squarer photos keep "
+        f"one inference: the service's speed), ties to the lower MAE: {join} from {chosen:g}; "
+        f"engine/pipeline.py has {VIEW_JOIN} from {SQUARE_VIEW_FROM:g}.",
         "",
         *lines,
+        "",
+        "## Tiles: from which aspect ratio square tiles along the long side join too",
+        "",
+        f"With the geometry chosen above ({join} from {chosen:g}); 'two views' here: the share of photos that "
+        f"also run the tiles (ceil(aspect) more inferences). Chosen the same way: from {tiles_from:g}; "
+        f"engine/pipeline.py TILE_VIEWS_FROM is {TILE_VIEWS_FROM:g}.",
+        "",
+        *tile_lines,
     ]
     if args.edges:
         soft = [n for n in sets if n in report.SOFT_SETS]

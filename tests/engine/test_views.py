@@ -1,5 +1,5 @@
 """What the net sees (issue 15): wide and tall photos also squashed into the net's square, the
-two mattes joined by a per-pixel max; near-square photos once, with their aspect kept.
+two mattes joined (engine/matte.join_views); near-square photos once, with their aspect kept.
 
 The rule is checked with a recording stand-in for the segmenter (unit); a small subject in a
 21:9 frame is checked with the real model, made as bench/quality/generated.py makes its
@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from engine.models.families import ISNet
-from engine.pipeline import SQUARE_VIEW_FROM, Engine
+from engine.matte import join_views
+from engine.pipeline import SQUARE_VIEW_FROM, TILE_VIEWS_FROM, Engine
 from engine.types import RemovalOptions
 
 ALPHA = RemovalOptions(channels="alpha", output_format="png")
@@ -55,10 +56,12 @@ def alpha_of(data: bytes) -> np.ndarray:
 
 
 @pytest.mark.parametrize("size", [(1920, 1080), (2520, 1080), (1080, 1920), (1500, 1000)])  # 16:9, 21:9, 9:16, 3:2
-def test_wide_and_tall_photos_are_also_seen_squashed_and_joined_by_max(size):
+def test_wide_and_tall_photos_are_also_seen_squashed_and_what_only_that_view_found_is_kept(size):
     segmenter = Recording()
     result = Engine(segmenter, refine_edges=False).remove(png(*size), ALPHA)
-    assert segmenter.seen == [segmenter.input_shape(*size), (1024, 1024)]
+    aspect = max(size) / min(size)
+    tiles = math.ceil(aspect) if aspect >= TILE_VIEWS_FROM else 0
+    assert segmenter.seen == [segmenter.input_shape(*size), (1024, 1024)] + [(1024, 1024)] * tiles
     alpha = alpha_of(result.data)
     assert alpha[size[1] // 2, size[0] // 2] == 255  # the square view's subject, in the photo's frame
     assert alpha[5, 5] == 0
@@ -72,11 +75,85 @@ def test_near_square_photos_are_seen_once_with_their_aspect(size):
     assert segmenter.seen == [segmenter.input_shape(*size)]
 
 
-def test_the_second_view_can_be_turned_off():
+def test_the_further_views_can_be_turned_off():
     segmenter = Recording()
-    result = Engine(segmenter, refine_edges=False, square_view_from=math.inf).remove(png(1920, 1080), ALPHA)
+    engine = Engine(segmenter, refine_edges=False, square_view_from=math.inf, tile_views_from=math.inf)
+    result = engine.remove(png(1920, 1080), ALPHA)
     assert segmenter.seen == [(1024, 576)]
     assert alpha_of(result.data).max() == 0  # the aspect-kept view alone found nothing
+
+
+@pytest.mark.parametrize("region", [(0, 0, 1920, 1080), (0, 0, 2520, 1080), (0, 0, 1080, 1920), (100, 50, 1300, 650)])
+def test_tiles_are_squares_spanning_the_long_side_on_whole_matte_cells(region):
+    width, height = region[2] - region[0], region[3] - region[1]
+    grid = (round(1024 * height / max(width, height)), round(1024 * width / max(width, height)))  # (h, w)
+    tiles = Engine._tiles(region, grid)
+    assert len(tiles) == math.ceil(max(width, height) / min(width, height))
+    covered = np.zeros(grid, bool)
+    for (x0, y0, x1, y1), (c0, r0, c1, r1) in tiles:
+        assert abs((x1 - x0) - (y1 - y0)) <= max(width, height) / 1024 * 1.01  # square to a cell
+        assert region[0] <= x0 < x1 <= region[2] + 1e-6 and region[1] <= y0 < y1 <= region[3] + 1e-6
+        covered[r0:r1, c0:c1] = True
+        # the tile is exactly the cells it covers
+        assert x0 == pytest.approx(region[0] + c0 * width / grid[1]) and x1 == pytest.approx(region[0] + c1 * width / grid[1])
+        assert y0 == pytest.approx(region[1] + r0 * height / grid[0]) and y1 == pytest.approx(region[1] + r1 * height / grid[0])
+    assert covered.all()
+
+
+class FindsInTiles(Recording):
+    """Finds the bright subject only in a square view it fills at least 8 % of: a tile over it."""
+
+    def matte(self, image: Image.Image) -> np.ndarray:
+        self.seen.append(image.size)
+        pixels = np.asarray(image.convert("L"), np.float32)
+        matte = np.zeros(pixels.shape, np.float32)
+        if image.size[0] == image.size[1] and (pixels > 200).mean() >= 0.08:
+            matte[pixels > 200] = 1.0
+        return matte
+
+
+def test_a_subject_only_a_tile_finds_is_kept_in_the_photos_frame():
+    photo = np.full((1080, 2520, 3), 20, np.uint8)
+    photo[600:1000, 2200:2500] = 250  # at the right edge of a 21:9 frame: 4.4 % of it, 10 % of a tile
+    out = io.BytesIO()
+    Image.fromarray(photo).save(out, "PNG")
+    alpha = alpha_of(Engine(FindsInTiles(), refine_edges=False, tile_views_from=2.0).remove(out.getvalue(), ALPHA).data)
+    assert alpha[800, 2350] == 255 and alpha[100, 100] == 0 and alpha[800, 1000] == 0
+    alone = alpha_of(Engine(FindsInTiles(), refine_edges=False, tile_views_from=math.inf).remove(out.getvalue(), ALPHA).data)
+    assert alone.max() == 0
+
+
+def _blob(shape, x0, y0, x1, y1, value=1.0, edge=0.0):
+    """A rectangle of `value` with a one-pixel rim of `edge` around it."""
+    matte = np.zeros(shape, np.float32)
+    matte[y0 - 1 : y1 + 1, x0 - 1 : x1 + 1] = edge
+    matte[y0:y1, x0:x1] = value
+    return matte
+
+
+def test_components_join_adds_what_only_the_second_view_found_whole():
+    kept = _blob((60, 100), 10, 10, 30, 40)
+    second = _blob((60, 100), 70, 20, 80, 30, 0.9, 0.3)  # a small subject the kept view missed
+    joined = join_views(kept, second, "components")
+    np.testing.assert_array_equal(joined[10:40, 10:30], 1.0)
+    np.testing.assert_array_equal(joined[20:30, 70:80], np.float32(0.9))
+    assert joined[19, 75] == np.float32(0.3)  # its soft rim comes with it
+    assert joined[50, 50] == 0.0
+
+
+def test_components_join_keeps_the_kept_views_edge_where_both_found_the_subject():
+    kept = _blob((60, 100), 10, 10, 30, 40, 1.0, 0.2)
+    second = _blob((60, 100), 8, 8, 32, 42, 1.0, 0.6)  # the same subject, fatter and softer
+    joined = join_views(kept, second, "components")
+    np.testing.assert_array_equal(joined, kept)
+    assert joined is not kept
+    fattened = join_views(kept, second, "max")  # the per-pixel max takes the fatter edge
+    assert fattened[8, 8] == 1.0 and kept[8, 8] == 0.0
+
+
+def test_an_unknown_join_is_refused():
+    with pytest.raises(ValueError):
+        join_views(np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32), "mean")
 
 
 def test_a_small_subject_in_a_21_9_frame_is_kept(engine, grabcut):
