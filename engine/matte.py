@@ -110,3 +110,24 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str = "components") ->
         where = new[blobs]
         out[where] = np.maximum(kept[where], second[where])
     return out
+
+
+def drop_small_additions(kept: np.ndarray, joined: np.ndarray, fraction: float) -> np.ndarray:
+    """`joined` (join_views of `kept` and further views) without the regions that only the further
+    views found (no solid part in `kept`) and whose solid area is under `fraction` of the frame:
+    a tile sees a crack or a pebble as a subject of its own. Returns `joined` when nothing goes."""
+    if fraction <= 0:
+        return joined
+    count, blobs = cv2.connectedComponents((joined > _JOIN_LEVEL).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    if count <= 1:
+        return joined
+    overlap = np.bincount(blobs[kept >= 0.5], minlength=count)
+    solid = np.bincount(blobs[joined >= 0.5], minlength=count)
+    drop = (overlap == 0) & (solid < fraction * joined.size)
+    drop[0] = False
+    if not drop.any():
+        return joined
+    where = drop[blobs]
+    out = joined.copy()
+    out[where] = kept[where]
+    return out

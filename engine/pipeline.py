@@ -24,7 +24,7 @@ from PIL import Image
 
 from engine import compose, encode, foreground, refine
 from engine.decode import DEFAULT_MAX_PIXELS, decode, pixels_of, probe
-from engine.matte import coarse_box, foreground_box, join_views, upsample
+from engine.matte import coarse_box, drop_small_additions, foreground_box, join_views, upsample
 from engine.config import EngineConfig
 from engine.models import manifest, providers
 from engine.models.families import Segmenter
@@ -48,6 +48,8 @@ VIEW_JOIN = "max"
 # (side: the short side, evenly overlapping), joined the same way: a subject against the frame's
 # side of a 21:9 frame that neither whole view finds fills a good part of a tile (issue 15).
 TILE_VIEWS_FROM = 1.7
+# What only the further views found is kept when its solid area is at least this share of the frame.
+ADDED_AT_LEAST = 0.003
 # X-Type beside the rest of each request: more workers than the server runs requests at once
 # (CLEARBG_ENGINE_WORKERS, default 2), so none waits for another's classifier.
 _X_TYPE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="x-type")
@@ -120,12 +122,14 @@ class Engine:
         square_view_from: float = SQUARE_VIEW_FROM,
         view_join: str = VIEW_JOIN,
         tile_views_from: float = TILE_VIEWS_FROM,
+        added_at_least: float = ADDED_AT_LEAST,
         edge_style: refine.EdgeStyle = refine.STYLE,
     ):
         self.segmenter = segmenter
         self.square_view_from = square_view_from  # math.inf: the aspect-kept view alone
         self.view_join = view_join
         self.tile_views_from = tile_views_from
+        self.added_at_least = added_at_least
         self.edge_style = edge_style  # engine/refine's settings (bench/quality/tune.py sweeps them)
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
@@ -293,17 +297,19 @@ class Engine:
         if self.segmenter.fixed_shape is not None or view.size == (side, side):
             return matte  # the net sees the square already
         aspect = max(width, height) / min(width, height)
+        kept = matte
         if aspect >= self.square_view_from:
             square = self._net_view(image, region, to_image, lambda w, h: (side, side))
             squashed = cv2.resize(self.segmenter.matte(square), (matte.shape[1], matte.shape[0]),
                                   interpolation=cv2.INTER_AREA)
             matte = join_views(matte, squashed, self.view_join)
         if aspect >= self.tile_views_from:
+            matte = matte.copy() if matte is kept else matte
             for tile, (x0, y0, x1, y1) in self._tiles(region, matte.shape):
                 found = self.segmenter.matte(self._net_view(image, tile, to_image, lambda w, h: (side, side)))
                 found = cv2.resize(found, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
                 matte[y0:y1, x0:x1] = join_views(matte[y0:y1, x0:x1], found, self.view_join)
-        return matte
+        return drop_small_additions(kept, matte, self.added_at_least) if matte is not kept else matte
 
     @staticmethod
     def _tiles(region: Rect, grid: tuple[int, int]) -> list[tuple[Rect, tuple[int, int, int, int]]]:

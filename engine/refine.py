@@ -79,8 +79,9 @@ class EdgeStyle:
 # subject gave Grad 21.44, SAD 50.96, grabcut50 SAD 8.01 (make bench-quality). So the edge work
 # does not wait for X-Type, which the pipeline runs beside it. Those sweeps scored on the sets they
 # were swept on; swept again on the tuned half only (issue 15: `make bench-tune BENCH_ARGS=--edges`,
-# bench-results/tune.md), the wide filter's radius 34 did best of the grid around 30/7/5e-5.
-STYLE = EdgeStyle(low=0.04, high=0.85, wide=34)
+# bench-results/tune.md), every field one at a time against issue 15's checks there: a crisper
+# curve, a wider filter used only where most of the neighbourhood is soft.
+STYLE = EdgeStyle(low=0.08, high=0.75, wide=42, wide_at=0.8)
 
 # How far (working pixels) a refined value depends on the colour and alpha around it: the wide
 # filter's window twice (its coefficients are averaged over a window again) and the blend's

@@ -134,34 +134,52 @@ def summary_table(results: list[SetResult]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Check:
+    """One of issue 15's conditions on one set: `shortfall` is how far ours is from meeting it,
+    relative to the better rembg's value (0 when it holds)."""
+
+    set: str
+    text: str
+    held: bool
+    shortfall: float
+
+
+def set_checks(result: SetResult, ours: str = "ours") -> list[Check]:
+    """Issue 15's conditions on one set: ours at least as good as the better rembg on CHECKED (as
+    printed: rounded to the table's decimals), and SOFT_MARGIN lower SAD and Grad on SOFT_SETS."""
+    table = means(result)
+    if ours not in table or len(table) < 2:
+        return []
+    found = []
+    for metric in CHECKED:
+        higher = METRICS[metric][1]
+        other, value = better_rembg({m: v[metric] for m, v in table.items()}, metric, ours)
+        mine = round(table[ours][metric], DECIMALS[metric])
+        theirs = round(value, DECIMALS[metric])
+        held = mine >= theirs if higher else mine <= theirs
+        gap = (theirs - mine if higher else mine - theirs) / abs(theirs) if theirs else float(not held)
+        found.append(Check(result.name, f"{metric} {'ok' if held else 'BEHIND'} ({mine:.{DECIMALS[metric]}f} vs "
+                           f"{other} {theirs:.{DECIMALS[metric]}f})", held, 0.0 if held else gap))
+    if result.name in SOFT_SETS:
+        for metric in ("SAD", "Grad"):
+            other, value = better_rembg({m: v[metric] for m, v in table.items()}, metric, ours)
+            lower = 1.0 - table[ours][metric] / value if value else float("nan")
+            held = lower >= SOFT_MARGIN
+            found.append(Check(result.name, f"{metric} {lower * 100:+.1f} % lower than {other} "
+                               f"({'ok' if held else 'SHORT'} of {SOFT_MARGIN * 100:.0f} %)", held,
+                               0.0 if held else SOFT_MARGIN - lower))
+    return found
+
+
 def checks(results: list[SetResult], ours: str = "ours") -> tuple[list[str], bool]:
-    """Issue 15's conditions per set: ours at least as good as the better rembg on CHECKED (as
-    printed: rounded to the table's decimals), and SOFT_MARGIN lower SAD and Grad on SOFT_SETS.
-    Returns the lines that say so and whether all hold."""
+    """Issue 15's conditions per set (set_checks): the lines that say so and whether all hold."""
     lines, ok = [], True
     for result in results:
-        table = means(result)
-        if ours not in table or len(table) < 2:
-            continue
-        verdicts = []
-        for metric in CHECKED:
-            higher = METRICS[metric][1]
-            other, value = better_rembg({m: v[metric] for m, v in table.items()}, metric, ours)
-            mine = round(table[ours][metric], DECIMALS[metric])
-            theirs = round(value, DECIMALS[metric])
-            held = mine >= theirs if higher else mine <= theirs
-            ok &= held
-            verdicts.append(f"{metric} {'ok' if held else 'BEHIND'} ({mine:.{DECIMALS[metric]}f} vs {other} "
-                            f"{theirs:.{DECIMALS[metric]}f})")
-        if result.name in SOFT_SETS:
-            for metric in ("SAD", "Grad"):
-                other, value = better_rembg({m: v[metric] for m, v in table.items()}, metric, ours)
-                lower = 1.0 - table[ours][metric] / value if value else float("nan")
-                held = lower >= SOFT_MARGIN
-                ok &= held
-                verdicts.append(f"{metric} {lower * 100:+.1f} % lower than {other} "
-                                f"({'ok' if held else 'SHORT'} of {SOFT_MARGIN * 100:.0f} %)")
-        lines.append(f"- {result.name}: " + "; ".join(verdicts))
+        found = set_checks(result, ours)
+        if found:
+            ok &= all(c.held for c in found)
+            lines.append(f"- {result.name}: " + "; ".join(c.text for c in found))
     return lines, ok
 
 

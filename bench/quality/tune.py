@@ -10,8 +10,9 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
   every (join, t) is scored from those runs. Chosen: the highest mean IoU over the sets (each set
   counting once) from MIN_FROM up, ties to the lower mean MAE, then the higher t (fewer second
   inferences).
-- with --edges, engine/refine's wide guided filter (radius, reach, eps) on the soft-alpha sets:
-  the lowest mean of SAD and Grad relative to the current settings'.
+- with --edges, engine/refine's edge settings (the contrast curve, both guided filters, the blend),
+  one at a time from the current ones (EDGE_GRID), on every set: judged by issue 15's checks
+  against rembg's cut-outs of the tuned part (fewest failing, then the least shortfall).
 
 The net's matte of each view is computed once (a memo around the real segmenter) and reused by
 every setting. Writes bench-results/tune.md and prints it.
@@ -41,8 +42,13 @@ THRESHOLDS = (1.0, 1.2, 1.4, 1.55, 1.7, 2.0, 2.5, math.inf)
 # shows what lower thresholds would give.
 MIN_FROM = 1.4
 JOINS = ("max", "components")
-# wide filter radius, reach, eps: around engine/refine.STYLE (30, 7, 5e-5)
-EDGE_GRID = ((18, 5, 5e-5), (26, 7, 5e-5), (30, 7, 5e-5), (34, 7, 5e-5), (30, 5, 5e-5), (30, 7, 1e-4), (30, 9, 5e-5))
+ADDED = (0.0, 0.0005, 0.001, 0.003, 0.01)
+# engine/refine.EdgeStyle's fields and the values tried for each, one field at a time from the
+# current settings (coordinate descent, in this order, each step keeping the best so far).
+EDGE_GRID = {
+    "low": (0.0, 0.02, 0.04, 0.08), "high": (0.75, 0.85, 0.95), "small": (1, 2, 3),
+    "eps": (2e-5, 5e-5, 1e-4, 2e-4), "wide": (26, 34, 42), "reach": (5, 7, 9), "wide_at": (0.3, 0.5, 0.8),
+}
 
 
 def log(message: str) -> None:
@@ -118,6 +124,83 @@ def pick_threshold(per_set: dict[str, tuple[list[float], list[dict], dict[str, l
     return best, lines
 
 
+def edge_objective(ours: dict[str, list[dict[str, float]]], rembg: dict[str, dict[str, list[dict[str, float]]]],
+                   samples: dict[str, list[datasets.Sample]]) -> tuple[int, float]:
+    """Issue 15's checks (report.set_checks) on the tuned part against rembg's cut-outs of it:
+    (how many fail, the sum of their shortfalls); lower is better, in that order."""
+    failed, short = 0, 0.0
+    for name, scores in ours.items():
+        result = report.SetResult(name, ["ours", *rembg])
+        for i, sample in enumerate(samples[name]):
+            result.rows.append((sample.stem, sample.category,
+                                {"ours": scores[i], **{m: per[name][i] for m, per in rembg.items()}}))
+        for check in report.set_checks(result):
+            failed += not check.held
+            short += check.shortfall
+    return failed, short
+
+
+def rembg_scores(samples: dict[str, list[datasets.Sample]]) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """{rembg method: {set: per-photo scores}} of the tuned part (rembg's cut-outs are cached)."""
+    from bench.quality.__main__ import build_methods, model_file
+
+    model, family = model_file()
+    found = {}
+    for method in build_methods(["rembg", "rembg-matting"], model, family, None):
+        found[method.name] = {}
+        for name, chosen in samples.items():
+            cutouts = method.cutouts([s.image for s in chosen])
+            found[method.name][name] = [score(c.alpha, s.truth(), s.valid()) for c, s in zip(cutouts, chosen)]
+    return found
+
+
+def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[str]) -> list[str]:
+    """Coordinate descent over EDGE_GRID from engine/refine.STYLE, judged by edge_objective; the
+    report's lines."""
+    from engine import refine
+
+    rembg = rembg_scores({n: samples[n] for n in sets})
+
+    def run(style) -> dict[str, list[dict[str, float]]]:
+        engine.edge_style = style
+        return {n: cut(engine, samples[n]) for n in sets}
+
+    current = run(refine.STYLE)
+    best_style, best_score = refine.STYLE, edge_objective(current, rembg, samples)
+    rows = [("current", refine.STYLE, current, best_score)]
+    for field, values in EDGE_GRID.items():
+        for value in values:
+            if value == getattr(best_style, field):
+                continue
+            style = dataclasses.replace(best_style, **{field: value})
+            scores = run(style)
+            objective = edge_objective(scores, rembg, samples)
+            rows.append((f"{field} {value:g}", style, scores, objective))
+            log(f"edges {field}={value:g}: {objective[0]} checks fail, shortfall {objective[1]:.4f}")
+            if (objective[0], round(objective[1], 4)) < (best_score[0], round(best_score[1], 4)):
+                best_style, best_score = style, objective
+    fields = list(EDGE_GRID)
+    lines = ["", "## Edges: engine/refine's settings, one at a time from the current ones, on every set's tuned part", "",
+             "Objective: issue 15's checks on the tuned part against rembg's and rembg+matting's cut-outs of it "
+             "(bench/quality/report.set_checks): fewest failing, then the least summed shortfall. Each step starts "
+             f"from the best so far; from {', '.join(f'{f} {getattr(refine.STYLE, f):g}' for f in fields)}. Chosen: "
+             f"{', '.join(f'{f} {getattr(best_style, f):g}' for f in fields)} ({best_score[0]} failing, shortfall "
+             f"{best_score[1]:.4f}).", "",
+             "| step | " + " | ".join(f"{n} SAD / Grad / BF" for n in sets) + " | failing | shortfall |",
+             "|---|" + "---:|" * (len(sets) + 2)]
+    for name, style, scores, (failed, short) in rows:
+        mark = " **chosen**" if style == best_style else ""
+        means = {n: set_means(scores[n]) for n in sets}
+        lines.append(f"| {name}{mark} | " + " | ".join(
+            f"{means[n]['SAD']:.2f} / {means[n]['Grad']:.2f} / {means[n]['BF']:.4f}" for n in sets)
+            + f" | {failed} | {short:.4f} |")
+    rembg_means = {m: {n: set_means(per[n]) for n in sets} for m, per in rembg.items()}
+    for method, means in rembg_means.items():
+        lines.append(f"| {method} | " + " | ".join(
+            f"{means[n]['SAD']:.2f} / {means[n]['Grad']:.2f} / {means[n]['BF']:.4f}" for n in sets) + " | | |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.quality.tune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(10 - os.nice(0))
 
     from engine import refine
-    from engine.pipeline import SQUARE_VIEW_FROM, TILE_VIEWS_FROM, VIEW_JOIN, Engine
+    from engine.pipeline import ADDED_AT_LEAST, SQUARE_VIEW_FROM, TILE_VIEWS_FROM, VIEW_JOIN, Engine
     from service.config import Settings
 
     root = args.quality_dir or datasets.default_root()
@@ -146,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
 
     per_set = {}
     for name in sets:
-        one = cut(Engine(memo, square_view_from=math.inf), samples[name])
-        both = {join: cut(Engine(memo, square_view_from=1.0, view_join=join), samples[name]) for join in JOINS}
+        one = cut(Engine(memo, square_view_from=math.inf, tile_views_from=math.inf), samples[name])
+        both = {join: cut(Engine(memo, square_view_from=1.0, view_join=join, tile_views_from=math.inf), samples[name])
+                for join in JOINS}
         per_set[name] = ([aspect(s.image) for s in samples[name]], one, both)
         log(f"{name}: IoU one view {set_means(one)['IoU']:.4f}, "
             + ", ".join(f"both by {join} {set_means(b)['IoU']:.4f}" for join, b in both.items()))
@@ -155,11 +239,18 @@ def main(argv: list[str] | None = None) -> int:
     tiled = {}
     for name in sets:
         aspects, _, _ = per_set[name]
-        geometry = cut(Engine(memo, square_view_from=chosen, view_join=join), samples[name])
+        geometry = cut(Engine(memo, square_view_from=chosen, view_join=join, tile_views_from=math.inf), samples[name])
         tiles = cut(Engine(memo, square_view_from=chosen, view_join=join, tile_views_from=1.0), samples[name])
         tiled[name] = (aspects, geometry, {"tiles": tiles})
         log(f"{name}: IoU {join} from {chosen:g} {set_means(geometry)['IoU']:.4f}, with tiles {set_means(tiles)['IoU']:.4f}")
     (_, tiles_from), tile_lines = pick_threshold(tiled)
+    added = {}
+    for fraction in ADDED:
+        engine = Engine(memo, square_view_from=chosen, view_join=join, tile_views_from=tiles_from, added_at_least=fraction)
+        added[fraction] = {name: set_means(cut(engine, samples[name])) for name in sets}
+        log(f"added at least {fraction:g}: IoU " + ", ".join(f"{n} {m['IoU']:.4f}" for n, m in added[fraction].items()))
+    least = max(added, key=lambda f: (round(report.mean([m["IoU"] for m in added[f].values()]), 4),
+                                      -round(report.mean([m["MAE"] for m in added[f].values()]), 5), -f))
     md = [
         "# Settings swept on the tuned part (bench/quality/tune.py)",
         "",
@@ -183,31 +274,21 @@ def main(argv: list[str] | None = None) -> int:
         f"engine/pipeline.py TILE_VIEWS_FROM is {TILE_VIEWS_FROM:g}.",
         "",
         *tile_lines,
+        "",
+        "## What only the further views found: from which solid area (share of the frame) it is kept",
+        "",
+        f"With the views chosen above; chosen the same way (best mean IoU, ties to the lower MAE, then the "
+        f"smaller share): {least:g}; engine/pipeline.py ADDED_AT_LEAST is {ADDED_AT_LEAST:g}.",
+        "",
+        "| at least | " + " | ".join(f"{n} IoU" for n in sets) + " | mean IoU | mean MAE |",
+        "|---:|" + "---:|" * (len(sets) + 2),
+        *(f"| {f:g}{' **chosen**' if f == least else ''} | " + " | ".join(f"{m['IoU']:.4f}" for m in means.values())
+          + f" | {report.mean([m['IoU'] for m in means.values()]):.4f} | {report.mean([m['MAE'] for m in means.values()]):.5f} |"
+          for f, means in added.items()),
     ]
     if args.edges:
-        soft = [n for n in sets if n in report.SOFT_SETS]
-        geometry = Engine(memo, square_view_from=SQUARE_VIEW_FROM)
-        rows = []
-        for wide, reach, eps in EDGE_GRID:
-            style = dataclasses.replace(refine.STYLE, wide=wide, reach=reach, eps=eps)
-            geometry.edge_style = style
-            means = {n: set_means(cut(geometry, samples[n])) for n in soft}
-            rows.append(((wide, reach, eps), means))
-            log(f"edges {wide}/{reach}/{eps:g}: " + ", ".join(f"{n} SAD {m['SAD']:.2f} Grad {m['Grad']:.2f}" for n, m in means.items()))
-        current = dict(rows)[(refine.STYLE.wide, refine.STYLE.reach, refine.STYLE.eps)]
-        objective = {k: report.mean([(m[n]["SAD"] / current[n]["SAD"] + m[n]["Grad"] / current[n]["Grad"]) / 2
-                                     for n in soft]) for k, m in rows}
-        best = min(objective, key=objective.get)
-        md += ["", "## Edges: the wide guided filter (radius / reach / eps) on the soft-alpha sets' tuned part", "",
-               f"Objective: mean over {', '.join(soft)} of (SAD, Grad) relative to the current settings "
-               f"({refine.STYLE.wide}/{refine.STYLE.reach}/{refine.STYLE.eps:g}); lowest chosen: "
-               f"{best[0]}/{best[1]}/{best[2]:g}.", "",
-               "| wide / reach / eps | " + " | ".join(f"{n} SAD | {n} Grad" for n in soft) + " | objective |",
-               "|---|" + "---:|" * (2 * len(soft) + 1)]
-        for key, means in rows:
-            md.append(f"| {key[0]} / {key[1]} / {key[2]:g}{' **chosen**' if key == best else ''} | "
-                      + " | ".join(f"{means[n]['SAD']:.2f} | {means[n]['Grad']:.2f}" for n in soft)
-                      + f" | {objective[key]:.4f} |")
+        md += sweep_edges(Engine(memo, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
+                                 added_at_least=least), samples, sets)
     text = "\n".join(md) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tune.md").write_text(text)

@@ -94,6 +94,9 @@ def test_checks_need_the_better_rembg_on_each_metric_and_a_margin_on_soft_sets()
     lines, ok = report.checks([binary])
     assert not ok  # rembg+matting's SAD 9.5 beats ours' 10
     assert "SAD BEHIND (10.00 vs rembg+matting 9.50)" in lines[0] and "IoU ok" in lines[0]
+    found = {c.text.split()[0]: c for c in report.set_checks(binary)}
+    assert not found["SAD"].held and found["SAD"].shortfall == pytest.approx(0.5 / 9.5)
+    assert found["IoU"].held and found["IoU"].shortfall == 0.0
 
     soft = report.SetResult("alphamatting14", ["ours", "rembg", "rembg+matting"], "held-out")
     soft.rows.append(("y", "hair", {"ours": _scores(0.9, 9.5, 5), "rembg": _scores(0.8, 10, 6),
@@ -102,6 +105,8 @@ def test_checks_need_the_better_rembg_on_each_metric_and_a_margin_on_soft_sets()
     assert not ok  # ahead everywhere, but SAD only 5 % lower than the better rembg's
     assert "SAD +5.0 % lower than rembg (SHORT of 10 %)" in lines[0]
     assert "Grad +3.8 % lower than rembg+matting (SHORT of 10 %)" in lines[0]
+    margins = [c.shortfall for c in report.set_checks(soft) if not c.held]
+    assert margins == pytest.approx([0.05, 0.1 - (1 - 5 / 5.2)])
     soft.rows[0][2]["ours"].update(SAD=8.9, Grad=4.6, MAE=0.089)
     assert report.checks([soft])[1]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from bench.quality import tune
 
 
@@ -48,3 +50,24 @@ def test_the_join_with_the_better_iou_wins_and_on_a_tie_the_lower_mae():
     assert tune.pick_threshold({"a": (aspects, one, tied)})[0] == ("components", 1.7)
     tied["max"] = [_s(0.7, 0.005), _s(0.6, 0.005)]
     assert tune.pick_threshold({"a": (aspects, one, tied)})[0] == ("max", 1.7)
+
+
+def _full(iou: float, sad: float, grad: float, bf: float) -> dict[str, float]:
+    return {"IoU": iou, "MAE": sad / 100, "SAD": sad, "MSE": sad, "Grad": grad, "BF": bf}
+
+
+def test_the_edge_objective_counts_the_issues_checks_that_fail_then_their_shortfall():
+    from types import SimpleNamespace
+
+    samples = {"alphamatting14": [SimpleNamespace(stem="a", category="hair"), SimpleNamespace(stem="b", category="hair")]}
+    rembg = {"rembg": {"alphamatting14": [_full(0.8, 10, 10, 0.7)] * 2},
+             "rembg+matting": {"alphamatting14": [_full(0.7, 12, 9, 0.6)] * 2}}
+    ahead = {"alphamatting14": [_full(0.9, 8, 7, 0.8)] * 2}
+    assert tune.edge_objective(ahead, rembg, samples) == (0, 0.0)
+    # SAD only 5 % lower than rembg's 10: one failing check, 5 % short of the 10 % margin
+    close = {"alphamatting14": [_full(0.9, 9.5, 7, 0.8)] * 2}
+    failed, short = tune.edge_objective(close, rembg, samples)
+    assert failed == 1 and short == pytest.approx(0.05)
+    # and BF behind too: a second failure
+    worse = {"alphamatting14": [_full(0.9, 9.5, 7, 0.65)] * 2}
+    assert tune.edge_objective(worse, rembg, samples)[0] == 2

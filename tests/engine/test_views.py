@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from engine.models.families import ISNet
-from engine.matte import join_views
+from engine.matte import drop_small_additions, join_views
 from engine.pipeline import SQUARE_VIEW_FROM, TILE_VIEWS_FROM, Engine
 from engine.types import RemovalOptions
 
@@ -181,3 +181,14 @@ def test_a_small_subject_in_a_21_9_frame_is_kept(engine, grabcut):
     iou = np.count_nonzero(alpha & expected) / np.count_nonzero(alpha | expected)
     print(f"IoU {iou:.3f}")
     assert iou >= 0.7
+
+
+def test_what_only_the_further_views_found_goes_when_it_is_small():
+    kept = _blob((100, 100), 10, 10, 40, 40)
+    joined = np.maximum(kept, _blob((100, 100), 80, 80, 83, 83))  # 9 cells: 0.09 % of the frame
+    joined = np.maximum(joined, _blob((100, 100), 50, 50, 60, 60))  # 100 cells: 1 %
+    joined = np.maximum(joined, _blob((100, 100), 38, 10, 45, 20))  # grows the kept subject: stays
+    out = drop_small_additions(kept, joined, 0.005)
+    assert out[81, 81] == 0 and out[55, 55] == 1 and out[15, 43] == 1 and out[20, 20] == 1
+    assert drop_small_additions(kept, joined, 0.0) is joined
+    assert drop_small_additions(kept, joined, 0.0005) is joined
