@@ -82,13 +82,13 @@ def coarse_box(matte: np.ndarray, threshold: int = FOREGROUND_THRESHOLD) -> tupl
     return box.left, box.top, box.left + box.width, box.top + box.height
 
 
-# A region of the second view's matte above this level is one candidate subject (as clean_matte's blobs).
+# A region of a view's matte above this level is one candidate subject (as clean_matte's blobs).
 _JOIN_LEVEL = 0.1
 
 
-def join_views(kept: np.ndarray, second: np.ndarray, how: str = "components") -> np.ndarray:
-    """The aspect-kept view's matte joined with a second view's (the squashed square), both float32
-    HxW in [0, 1] on the same grid; returns a new array.
+def join_views(kept: np.ndarray, second: np.ndarray, how: str) -> np.ndarray:
+    """The aspect-kept view's matte joined with a further view's (the squashed square, a tile),
+    both float32 HxW in [0, 1] on the same grid; returns a new array.
 
     "max": per pixel, the larger. "components": the kept matte, plus each region of the second
     that the kept one has no solid part of (a subject only the second view found), taken whole;

@@ -215,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     if os.nice(0) < 10:  # the CPU is shared
         os.nice(10 - os.nice(0))
 
-    from engine import refine
     from engine.pipeline import ADDED_AT_LEAST, SQUARE_VIEW_FROM, TILE_VIEWS_FROM, VIEW_JOIN, Engine
     from service.config import Settings
 
