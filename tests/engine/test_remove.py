@@ -286,10 +286,22 @@ def test_scale_and_position_move_the_subject(engine, person, default_result):
     assert (result.width, result.height) == (600, 450)  # the canvas keeps its size
     zoom = 0.5 * min(600 / box.width, 450 / box.height)
     moved = result.foreground
-    assert abs(moved.width - box.width * zoom) <= 2 and abs(moved.height - box.height * zoom) <= 2
+    assert abs(moved.width - box.width * zoom) <= 4 and abs(moved.height - box.height * zoom) <= 4
     assert moved.left <= 1 and abs(moved.top + moved.height - 450) <= 1  # bottom-left corner
     alpha = np.asarray(open_bytes(result.data).getchannel("A"))
     assert alpha[:, moved.left + moved.width + 2 :].max() <= 12  # nothing else was drawn
+    # The faint fringe (the box counts alpha from 5 %) is refined at each render's own scale and
+    # differs by a few pixels; the solid subject is the photo's scaled exactly.
+    solid = solid_box(np.asarray(open_bytes(default_result.data).getchannel("A")))
+    solid_moved = solid_box(alpha)
+    assert abs(solid_moved[2] - solid_moved[0] - (solid[2] - solid[0]) * zoom) <= 1.5
+    assert abs(solid_moved[3] - solid_moved[1] - (solid[3] - solid[1]) * zoom) <= 1.5
+
+
+def solid_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 of alpha >= 50 %."""
+    rows, cols = np.flatnonzero((alpha >= 128).any(axis=1)), np.flatnonzero((alpha >= 128).any(axis=0))
+    return cols[0], rows[0], cols[-1] + 1, rows[-1] + 1
 
 
 @pytest.mark.parametrize(
