@@ -45,11 +45,13 @@ _CLASSIFIER_VIEW = 1024
 SQUARE_VIEW_FROM = 1.4
 VIEW_JOIN = "max"
 # From this aspect ratio on, the net also sees square tiles of the photo along its long side
-# (side: the short side, evenly overlapping), joined the same way: a subject against the frame's
-# side of a 21:9 frame that neither whole view finds fills a good part of a tile (issue 15).
-TILE_VIEWS_FROM = 1.7
-# What only the further views found is kept when its solid area is at least this share of the frame.
-ADDED_AT_LEAST = 0.003
+# (side: the short side, evenly overlapping), joined the same way: a subject at the side of a
+# 21:9 frame that no whole view finds fills a good part of a tile, but so does a crack or a pebble.
+# Swept like the others; off (math.inf) on the tuned part as it stands.
+TILE_VIEWS_FROM = math.inf
+# What only the further views found is kept when its solid area is at least this share of the
+# frame (swept; 0: all of it).
+ADDED_AT_LEAST = 0.0
 # X-Type beside the rest of each request: more workers than the server runs requests at once
 # (CLEARBG_ENGINE_WORKERS, default 2), so none waits for another's classifier.
 _X_TYPE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="x-type")

@@ -81,7 +81,7 @@ class EdgeStyle:
 # were swept on; swept again on the tuned half only (issue 15: `make bench-tune BENCH_ARGS=--edges`,
 # bench-results/tune.md), every field one at a time against issue 15's checks there: a crisper
 # curve, a wider filter used only where most of the neighbourhood is soft.
-STYLE = EdgeStyle(low=0.08, high=0.75, wide=42, wide_at=0.8)
+STYLE = EdgeStyle(low=0.08, high=0.75, small=3, eps=1e-4, wide=42, reach=5, wide_at=0.8)
 
 # How far (working pixels) a refined value depends on the colour and alpha around it: the wide
 # filter's window twice (its coefficients are averaged over a window again) and the blend's

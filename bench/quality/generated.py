@@ -36,14 +36,14 @@ from PIL import Image
 from bench.quality import datasets, splits
 
 SEED = 15
-VERSION = 3  # bump when what is generated changes: a new folder in the cache
+VERSION = 4  # bump when what is generated changes: a new folder in the cache
 FRAMES = {"16:9": (854, 480), "21:9": (1120, 480), "9:16": (480, 854)}
 CROPS = {"16:9": 16 / 9, "9:16": 9 / 16}
 FRACTION = (0.02, 0.30)  # subject area, of the frame (drawn log-uniform)
 MARGIN = 8  # px around the truth a background window keeps clear of
 MIN_BACKGROUND_SHORT = 100  # px: smaller empty windows would be scaled up into mush
 # per part: how many images each generated set makes
-COUNTS = {"composites-grabcut": 10, "composites-alpha": 7, "crops-grabcut": 8, "crops-alpha": 7}
+COUNTS = {"composites-grabcut": 30, "composites-alpha": 21, "crops-grabcut": 25, "crops-alpha": 7}
 SETS = tuple(COUNTS)
 # Photos whose empty part still holds a subject of its own, which a cut-out rightly keeps while the
 # truth of a composite on it says background (found by looking at every window `backgrounds` offers,
