@@ -101,8 +101,10 @@ async function render() {
     }
     main.replaceChildren(h("h1", {}, view.title), h("p", { class: "error", role: "alert" }, error.message));
   }
+  // Focus goes to the new page's heading, unless the user has already moved it into the page
+  // while its data loaded (typing into a field must not be cut off mid-word).
   const heading = main.querySelector("h1");
-  if (heading && window.__clearbgRendered) {
+  if (heading && window.__clearbgRendered && !main.contains(document.activeElement)) {
     heading.tabIndex = -1;
     heading.focus();
   }

@@ -403,11 +403,24 @@ async function main() {
     await devPage.keyboard.press("Enter");
     await heading(devPage, "Overview");
     assert.equal(await devPage.getByRole("region", { name: "Credits" }).getByRole("definition").first().textContent(), "50");
+    // The keys list answers slowly: what is typed before the page has loaded stays where it was
+    // typed (the page once moved focus to its heading when the list came, cutting typing off).
+    const slowList = async (route) => {
+      if (route.request().method() === "GET") await new Promise((resolve) => setTimeout(resolve, 1500));
+      await route.continue();
+    };
+    await devPage.route("**/dashboard/api/keys", slowList);
     await tabTo("API keys");
     await devPage.keyboard.press("Enter");
     await heading(devPage, "API keys");
     await tabTo("Key name");
     await devPage.keyboard.type("keyboard-key");
+    await devPage.getByText(/^No keys yet\.$|^Your keys$/).waitFor();
+    await devPage.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 50))));
+    assert.deepEqual(await devPage.evaluate(() => [document.activeElement.name, document.activeElement.value]),
+      ["name", "keyboard-key"], "focus and typing kept while the page loaded");
+    await devPage.unroute("**/dashboard/api/keys", slowList);
+    step("typing into a page whose data is still loading keeps its focus when the data comes");
     await devPage.keyboard.press("Enter");
     await devPage.getByRole("region", { name: /^New key/ }).waitFor();
     const devKey = (await devPage.locator("#new-key").textContent()).trim();
