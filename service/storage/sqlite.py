@@ -194,15 +194,21 @@ class SqliteStorage(SqlStorage):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # Each thread's connection with the lock it holds while using it: close() takes each lock
+        # before closing, since closing a connection another thread is running a statement on can
+        # crash the process (seen: a heartbeat thread's write during a test's teardown, SIGSEGV).
+        self._all: list[_Held] = []
         self._all_lock = threading.Lock()
         self._migrate()
 
     # -- connections and transactions -------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+        return self._held().conn
+
+    def _held(self) -> "_Held":
+        held = getattr(self._local, "held", None)
+        if held is None or not held.open:
             # isolation_level=None: no implicit transactions; each change opens its own.
             conn = sqlite3.connect(
                 self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
@@ -210,30 +216,43 @@ class SqliteStorage(SqlStorage):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
+            held = _Held(conn)
+            self._local.held = held
             with self._all_lock:
-                self._all.append(conn)
-        return conn
+                self._all.append(held)
+        return held
+
+    @contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, held against close() while in use (a call still finishing
+        after close() opens a new one, as before)."""
+        while True:
+            held = self._held()
+            with held.lock:
+                if held.open:
+                    yield held.conn
+                    return
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds SQLite's write lock from its first statement, so
         a read-check-write (balance >= amount, then update) cannot interleave with another."""
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:  # busy past the timeout: another writer holds the file
-            raise StorageUnavailable(f"SQLite unavailable: {exc}") from exc
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._using() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # busy past the timeout: another writer holds the file
+                raise StorageUnavailable(f"SQLite unavailable: {exc}") from exc
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        yield self._connection()
+        with self._using() as conn:
+            yield conn
 
     def _migrate(self) -> None:
         conn = self._connection()
@@ -255,8 +274,10 @@ class SqliteStorage(SqlStorage):
 
     def close(self) -> None:
         with self._all_lock:
-            for conn in self._all:
-                conn.close()
+            for held in self._all:
+                with held.lock:  # a statement running on it finishes first
+                    held.open = False
+                    held.conn.close()
             self._all.clear()
         self._local = threading.local()
 
@@ -273,3 +294,12 @@ class SqliteStorage(SqlStorage):
 
     def _time_from_db(self, value: str) -> str:
         return value
+
+
+class _Held:
+    """A thread's connection and the lock it holds while using it."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.lock = threading.RLock()
+        self.open = True
