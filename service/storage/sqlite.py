@@ -203,9 +203,6 @@ class SqliteStorage(SqlStorage):
 
     # -- connections and transactions -------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        return self._held().conn
-
     def _held(self) -> "_Held":
         held = getattr(self._local, "held", None)
         if held is None or not held.open:
@@ -255,7 +252,7 @@ class SqliteStorage(SqlStorage):
             yield conn
 
     def _migrate(self) -> None:
-        conn = self._connection()
+        conn = self._held().conn
         # Foreign keys are checked per statement; rebuilding a table needs them off (they
         # cannot change inside a transaction), and foreign_key_check proves nothing broke.
         conn.execute("PRAGMA foreign_keys=OFF")
@@ -278,8 +275,7 @@ class SqliteStorage(SqlStorage):
                 with held.lock:  # a statement running on it finishes first
                     held.open = False
                     held.conn.close()
-            self._all.clear()
-        self._local = threading.local()
+            self._all.clear()  # each thread's next call opens a new connection (its old one is marked closed)
 
     # -- representation ------------------------------------------------------------------
 
