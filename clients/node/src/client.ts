@@ -163,19 +163,83 @@ interface Answer {
   body: Uint8Array;
 }
 
-/** One pause shared by every call of a client: a 429 or 503 with Retry-After holds them all. */
+/**
+ * One pause shared by every call of a client: a 429 or 503 with Retry-After holds them all. Once
+ * it has passed, calls go one at a time, oldest first, until one gets through, so a call the limit
+ * refused is not overtaken again and again by newer ones (a batch would starve one photo).
+ */
 class RetryGate {
-  private until = 0;
+  #until = 0;
+  /** A Retry-After was met and no call has got through since. */
+  #limited = false;
+  /** The one call let through while limited. */
+  #passing: number | undefined;
+  #tickets = 0;
+  /** Calls of this client that are not on the wire now, by age. */
+  readonly #ready = new Set<number>();
+  /** Retry-Afters met so far, and how many each call's attempt on the wire went out after. */
+  #pauses = 0;
+  readonly #sent = new Map<number, number>();
+  #wake: () => void = () => {};
+  #changed = this.#renew();
 
-  pause(untilMs: number): void {
-    this.until = Math.max(this.until, untilMs);
+  #renew(): Promise<void> {
+    return new Promise((resolve) => (this.#wake = resolve));
   }
 
-  async wait(signal: AbortSignal | undefined, log: (line: string) => void, label: string): Promise<void> {
-    for (let left = this.until - Date.now(); left > 0; left = this.until - Date.now()) {
-      log(`${label} waits ${(left / 1000).toFixed(3)} s for the server's Retry-After`);
-      await sleep(left, signal);
+  #notify(): void {
+    this.#wake();
+    this.#changed = this.#renew();
+  }
+
+  /** A new call: its ticket, older than every later call's. */
+  join(): number {
+    const ticket = this.#tickets++;
+    this.#ready.add(ticket);
+    return ticket;
+  }
+
+  leave(ticket: number): void {
+    this.#ready.delete(ticket);
+    this.#sent.delete(ticket);
+    if (this.#passing === ticket) this.#passing = undefined;
+    this.#notify();
+  }
+
+  pause(untilMs: number): void {
+    this.#until = Math.max(this.#until, untilMs);
+    this.#limited = true;
+    this.#pauses++;
+  }
+
+  /**
+   * The attempt of `ticket` has its answer; `through`: it was not held back by a Retry-After.
+   * Only an attempt sent after the last Retry-After shows the limit has room again.
+   */
+  answered(ticket: number, through: boolean): void {
+    this.#ready.add(ticket);
+    if (this.#passing === ticket) this.#passing = undefined;
+    if (through && this.#sent.get(ticket) === this.#pauses) this.#limited = false;
+    this.#notify();
+  }
+
+  async wait(ticket: number, signal: AbortSignal | undefined, log: (line: string) => void, label: string): Promise<void> {
+    for (;;) {
+      const left = this.#until - Date.now();
+      if (left > 0) {
+        log(`${label} waits ${(left / 1000).toFixed(3)} s for the server's Retry-After`);
+        await sleep(left, signal);
+        continue;
+      }
+      if (!this.#limited) break;
+      if (this.#passing === undefined && ticket === Math.min(...this.#ready)) {
+        this.#passing = ticket;
+        break;
+      }
+      await abortable(this.#changed, signal);
     }
+    this.#ready.delete(ticket);
+    this.#sent.set(ticket, this.#pauses);
   }
 }
 
@@ -306,36 +370,47 @@ export class ClearBG {
       "User-Agent": `clearbg-node/${VERSION}`,
       ...call.headers,
     };
-    for (let attempt = 0; ; attempt++) {
-      await this.#gate.wait(options.signal, this.#log, call.label);
-      this.#log(`${call.label} attempt ${attempt + 1} of ${maxRetries + 1}`);
-      let failure: ClearBGError;
-      let wait: number;
-      try {
-        const answer = await this.#attempt(method, this.baseUrl + path, headers, call.body(), timeout, options.signal);
-        const { response, body } = answer;
-        if (response.ok) {
-          this.#log(`${call.label} attempt ${attempt + 1}: ${response.status}`);
-          return answer;
+    const ticket = this.#gate.join();
+    try {
+      for (let attempt = 0; ; attempt++) {
+        await this.#gate.wait(ticket, options.signal, this.#log, call.label);
+        this.#log(`${call.label} attempt ${attempt + 1} of ${maxRetries + 1}`);
+        let failure: ClearBGError;
+        let wait: number;
+        let through = false;
+        try {
+          const answer = await this.#attempt(method, this.baseUrl + path, headers, call.body(), timeout, options.signal);
+          const { response, body } = answer;
+          if (response.ok) {
+            this.#log(`${call.label} attempt ${attempt + 1}: ${response.status}`);
+            through = true;
+            return answer;
+          }
+          const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
+          const error = APIError.fromResponse(response.status, response.statusText, response.headers, body, retryAfter);
+          this.#log(`${call.label} attempt ${attempt + 1}: ${response.status} ${error.code ?? ""}` +
+            (retryAfter === undefined ? "" : `, Retry-After ${response.headers.get("retry-after")}`));
+          wait = retryAfter !== undefined ? retryAfter * 1000 : backoff(attempt);
+          if (retryAfter !== undefined && (error.status === 429 || error.status === 503)) {
+            this.#gate.pause(Date.now() + wait);
+          } else {
+            through = true;
+          }
+          if (!retryable(error) || attempt >= maxRetries) throw error;
+          failure = error;
+        } catch (error) {
+          if (!(error instanceof APIConnectionError) || attempt >= maxRetries) throw error;
+          this.#log(`${call.label} attempt ${attempt + 1}: ${error.message}`);
+          failure = error;
+          wait = backoff(attempt);
+        } finally {
+          this.#gate.answered(ticket, through);
         }
-        const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
-        const error = APIError.fromResponse(response.status, response.statusText, response.headers, body, retryAfter);
-        this.#log(`${call.label} attempt ${attempt + 1}: ${response.status} ${error.code ?? ""}` +
-          (retryAfter === undefined ? "" : `, Retry-After ${response.headers.get("retry-after")}`));
-        if (!retryable(error) || attempt >= maxRetries) throw error;
-        failure = error;
-        wait = retryAfter !== undefined ? retryAfter * 1000 : backoff(attempt);
-        if (retryAfter !== undefined && (error.status === 429 || error.status === 503)) {
-          this.#gate.pause(Date.now() + wait);
-        }
-      } catch (error) {
-        if (!(error instanceof APIConnectionError) || attempt >= maxRetries) throw error;
-        this.#log(`${call.label} attempt ${attempt + 1}: ${error.message}`);
-        failure = error;
-        wait = backoff(attempt);
+        this.#log(`${call.label} retrying in ${(wait / 1000).toFixed(3)} s after ${failure.constructor.name}`);
+        await sleep(wait, options.signal);
       }
-      this.#log(`${call.label} retrying in ${(wait / 1000).toFixed(3)} s after ${failure.constructor.name}`);
-      await sleep(wait, options.signal);
+    } finally {
+      this.#gate.leave(ticket);
     }
   }
 
@@ -386,6 +461,20 @@ export function parseRetryAfter(value: string | null): number | undefined {
 function backoff(attempt: number): number {
   const base = Math.min(8000, 500 * 2 ** attempt);
   return base * (1 - Math.random() * 0.25);
+}
+
+/** `promise`, or the signal's reason once it is aborted. */
+function abortable(promise: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return promise;
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    });
+  });
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -181,6 +181,34 @@ def test_a_retry_after_pauses_every_worker_and_the_429_is_not_shown(fake_server,
     assert len(later) == 5 and later[0] >= 0.95, later  # nobody knocked again before Retry-After had passed
 
 
+def test_after_a_retry_after_the_refused_photo_goes_first_and_alone(fake_server, tmp_path):
+    """Three photos in flight, the first refused (Retry-After: 1), a fourth queued meanwhile. When
+    the pause is over the refused photo goes first, and the fourth only after its answer: newer
+    photos cannot keep overtaking one the limit refused."""
+    photos(tmp_path, *(f"p{i}.jpg" for i in range(4)))
+    together = threading.Barrier(3)
+    lock = threading.Lock()
+    arrivals = []
+
+    def answer(seen):
+        with lock:
+            number = len(arrivals)
+            arrivals.append(seen)
+        if number < 3:
+            together.wait(10)
+            if number == 0:
+                return error_reply(429, "rate_limit_exceeded", **{"Retry-After": "1"})
+        return Reply(200, b"png", {"Content-Type": "image/png", "X-Credits-Charged": "1"}, delay_s=0.3)
+
+    fake_server.default = answer
+    code, out, err = run_cli(fake_server, "remove", str(tmp_path), "--concurrency", "3")
+    assert code == 0 and err == "" and out.startswith("done 4, failed 0"), (out, err)
+    refused, retried, newer = arrivals[0], arrivals[3], arrivals[4]
+    assert len(arrivals) == 5
+    assert retried.headers["idempotency-key"] == refused.headers["idempotency-key"], "the refused photo went first"
+    assert newer.at - retried.at >= 0.25, f"a newer photo went {newer.at - retried.at:.3f} s after the retry"
+
+
 def test_account_human_and_json(fake_server):
     body = b'{"data":{"attributes":{"credits":{"total":50.5,"subscription":45,"payg":5.5,"enterprise":0},"api":{"free_calls":50,"sizes":"all"}}}}'
     fake_server.default = Reply(200, body, {"Content-Type": "application/json"})

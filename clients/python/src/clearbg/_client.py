@@ -138,27 +138,43 @@ class ClearBG:
         self, attempt: Callable[[], httpx.Response], max_retries: Optional[int], rewindable: bool
     ) -> httpx.Response:
         retries = self._settings.max_retries if max_retries is None else max_retries
-        number = 0
-        while True:
-            if self._gate is not None:
-                self._gate.wait()
-            try:
-                response = attempt()
-            except httpx.TransportError as exc:
-                error: ClearBGError = transport_error(exc)
-            else:
-                if 200 <= response.status_code < 300:
-                    return response
-                error = api_error(response.status_code, response.reason_phrase, lower_headers(response), response.content)
-            if number >= retries or not is_retryable(error):
-                raise error
-            if not rewindable:
-                log.warning("clearbg: not retrying (%s): the upload was a non-seekable stream", error)
-                raise error
-            delay = retry_delay(error, number)  # type: ignore[arg-type]
-            log.info("clearbg: retrying in %.1f s after %s", delay, error)
-            if self._gate is not None and getattr(error, "retry_after", None) is not None:
-                self._gate.hold(delay)  # every worker waits: the limit is the key's, not the call's
-            else:
-                time.sleep(delay)
-            number += 1
+        gate = self._gate
+        ticket = gate.join() if gate is not None else 0
+        try:
+            number = 0
+            while True:
+                if gate is not None:
+                    gate.wait(ticket)
+                through = False  # answered, and not held back by a Retry-After
+                try:
+                    try:
+                        response = attempt()
+                    except httpx.TransportError as exc:
+                        error: ClearBGError = transport_error(exc)
+                    else:
+                        if 200 <= response.status_code < 300:
+                            through = True
+                            return response
+                        error = api_error(
+                            response.status_code, response.reason_phrase, lower_headers(response), response.content
+                        )
+                        through = getattr(error, "retry_after", None) is None
+                        if gate is not None and not through:
+                            # every worker waits: the limit is the key's, not the call's
+                            gate.hold(retry_delay(error, number))  # type: ignore[arg-type]
+                finally:
+                    if gate is not None:
+                        gate.answered(ticket, through)
+                if number >= retries or not is_retryable(error):
+                    raise error
+                if not rewindable:
+                    log.warning("clearbg: not retrying (%s): the upload was a non-seekable stream", error)
+                    raise error
+                delay = retry_delay(error, number)  # type: ignore[arg-type]
+                log.info("clearbg: retrying in %.1f s after %s", delay, error)
+                if gate is None or through:
+                    time.sleep(delay)
+                number += 1
+        finally:
+            if gate is not None:
+                gate.leave(ticket)

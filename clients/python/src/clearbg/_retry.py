@@ -9,10 +9,11 @@ every attempt of one call carries the same Idempotency-Key: it is charged at mos
 from __future__ import annotations
 
 import email.utils
+import itertools
 import random
 import threading
 import time
-from typing import Optional, Union
+from typing import Dict, Optional, Set, Union
 
 from clearbg.errors import APIConnectionError, APIError, ClearBGError
 
@@ -61,20 +62,64 @@ def retry_delay(error: Union[APIError, APIConnectionError], attempt: int) -> flo
 
 class Gate:
     """One pause shared by threads (the CLI's workers): a Retry-After seen by one holds them all
-    until it has passed, so they do not keep knocking at a limit they all share."""
+    until it has passed, so they do not keep knocking at a limit they all share. Then calls go one
+    at a time, oldest first, until one gets through, so a call the limit refused is not overtaken
+    again and again by newer ones (a batch would starve one photo)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._open_at = 0.0
+        self._limited = False  # a Retry-After was met and no call has got through since
+        self._passing: Optional[int] = None  # the one call let through while limited
+        self._ready: Set[int] = set()  # calls not on the wire now, by age
+        self._holds = 0  # Retry-Afters met so far
+        self._sent: Dict[int, int] = {}  # ticket -> holds when its attempt went out
+        self._tickets = itertools.count()
+
+    def join(self) -> int:
+        """A new call: its ticket, older than every later call's."""
+        with self._changed:
+            ticket = next(self._tickets)
+            self._ready.add(ticket)
+            return ticket
+
+    def leave(self, ticket: int) -> None:
+        with self._changed:
+            self._ready.discard(ticket)
+            self._sent.pop(ticket, None)
+            if self._passing == ticket:
+                self._passing = None
+            self._changed.notify_all()
 
     def hold(self, seconds: float) -> None:
-        with self._lock:
+        with self._changed:
             self._open_at = max(self._open_at, time.monotonic() + seconds)
+            self._limited = True
+            self._holds += 1
 
-    def wait(self) -> None:
-        while True:
-            with self._lock:
+    def answered(self, ticket: int, through: bool) -> None:
+        """The attempt of `ticket` has its answer; through: it was not held back by a Retry-After.
+        Only an attempt sent after the last Retry-After shows the limit has room again."""
+        with self._changed:
+            self._ready.add(ticket)
+            if self._passing == ticket:
+                self._passing = None
+            if through and self._sent.get(ticket) == self._holds:
+                self._limited = False
+            self._changed.notify_all()
+
+    def wait(self, ticket: int) -> None:
+        with self._changed:
+            while True:
                 left = self._open_at - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(left)
+                if left > 0:
+                    self._changed.wait(left)
+                    continue
+                if not self._limited:
+                    break
+                if self._passing is None and ticket == min(self._ready):
+                    self._passing = ticket
+                    break
+                self._changed.wait()
+            self._ready.discard(ticket)
+            self._sent[ticket] = self._holds
