@@ -63,24 +63,8 @@ class EdgeStyle:
     wide_at: float = 0.5
 
 
-# The styles once differed by foreground type (X-Type picked a crisper curve for products and
-# cars, low 0.05, than for people, animals and the rest, 0.04). Measured with the service's
-# classifier picking them: a softer curve for people and animals (low 0) and no wide filter on
-# crisp subjects (wide_at 1) gave grabcut50 SAD 8.19 (rembg+matting 8.16) and alphamatting14 Grad
-# 22.33; low 0.04 for people and animals, Grad 22.37; both, SAD 8.09 and Grad 21.68. The wide
-# filter was set again when the network moved to OpenVINO's int8 (16/1e-4: Grad 21.78; 18/5e-5:
-# Grad 21.61, SAD 52.00, grabcut50 SAD 8.09), and a third time when the net began to see photos
-# with their aspect kept (engine/models/families.py), which sharpened IoU and SAD on both sets
-# but moved alphamatting14's Grad from 21.61 to 22.39 (-12.5 %): a wider filter reaching further
-# brings it back. Sweep (wide/reach: alphamatting14 Grad / SAD, grabcut50 SAD): 18/5: 22.39 /
-# 51.08 / 7.77; 26/5: 21.78 / 51.00 / 7.90; 26/7: 21.72 / 51.15 / 7.93; 30/5: 21.59 / 50.99 /
-# 7.95; 30/7: 21.51 / 51.14 / 8.00; 34/7: 21.34 / 51.14 / 8.05 (rembg+matting: 25.59, 61.57,
-# 8.16). At 30/7 the crisp curve for products and cars no longer paid: one curve for every
-# subject gave Grad 21.44, SAD 50.96, grabcut50 SAD 8.01 (make bench-quality). So the edge work
-# does not wait for X-Type, which the pipeline runs beside it. Those sweeps scored on the sets they
-# were swept on; swept again on the tuned half only (issue 15: `make bench-tune BENCH_ARGS=--edges`,
-# bench-results/tune.md), every field one at a time against issue 15's checks there: a crisper
-# curve, a wider filter used only where most of the neighbourhood is soft.
+# One style for every subject, so the edge work need not wait for X-Type; swept on the tuned half
+# only (bench-results/tune.md). README "Quality" keeps the earlier settings and their figures.
 STYLE = EdgeStyle(low=0.08, high=0.75, small=3, eps=1e-4, wide=42, reach=5, wide_at=0.8)
 
 # How far (working pixels) a refined value depends on the colour and alpha around it: the wide
