@@ -131,7 +131,7 @@ class Admission:
 
     # -- admitting and running ------------------------------------------------------------------
 
-    def _decide(self, megapixels: float, redeem: bool) -> None:
+    def _decide(self, megapixels: float) -> None:
         if self.closed:
             metrics.record_refused("shutting_down")
             raise ApiError(503, "shutting_down", "The server is shutting down; try again shortly.",
@@ -145,8 +145,7 @@ class Admission:
         if ripe is not None and not full:
             # The earliest promise: only the calls already queued are ahead of it.
             if self._expected_start(()) <= self.max_wait_s:
-                if redeem:
-                    self._promises.remove(ripe)
+                self._promises.remove(ripe)
                 return
         wait = self.expected_start()
         if wait <= self.max_wait_s and not full:
@@ -159,18 +158,12 @@ class Admission:
         metrics.record_refused("overloaded")
         raise overloaded(retry)
 
-    def check(self, megapixels: float) -> None:
-        """Raises 503 `overloaded` (or `shutting_down`) if a call of this size would be refused
-        now, promising it a later place. A caller refuses early this way, before work it would
-        undo; `admit` decides again."""
-        self._decide(megapixels, redeem=False)
-
     @contextlib.asynccontextmanager
     async def admit(self, megapixels: float) -> AsyncIterator["Ticket"]:
         """Joins the queue (taking a place promised to a call that fell due, if any), or raises
         503 `overloaded` at once. The ticket's `run` waits for the call's turn; leaving the block
         (done, failed or cancelled) gives the place up."""
-        self._decide(megapixels, redeem=True)
+        self._decide(megapixels)
         call = _Call(self.times.estimate(megapixels), megapixels)
         log.info("queued", expected_start_s=round(self._expected_start(()), 2), running=len(self._running),
                  waiting=len(self._waiting))

@@ -179,16 +179,15 @@ class RemovalService:
         self, caller: Caller, request: params.RemovalRequest, info: ImageInfo, request_id: str,
         accept_json: bool, client_ip: str | None, decision: Decision,
     ) -> Delivery:
-        # Refused at once when it could not start in time (503); paid for before the engine runs
-        # (402 at once when the account cannot pay); then queued, the admission decided again
-        # with the queue as it is now. The credit is given back if anything fails before the
-        # result is delivered, the caller going away included (service/credits.py): a call
-        # cancelled while it waits never reaches the engine.
+        # Queued first (503 at once when it could not start in time), then paid for (402 when the
+        # account cannot pay, leaving the queue): a call the admission refuses never touches the
+        # ledger. The credit is given back if anything fails before the result is delivered, the
+        # caller going away included (service/credits.py): a call cancelled while it waits never
+        # reaches the engine.
         self._check_ready()
         megapixels = info.width * info.height / 1e6
-        self.admission.check(megapixels)
-        async with paid_call(self.reservations, caller.account.id, caller.key.id, request_id, request.size) as paid, \
-                self.admission.admit(megapixels) as ticket:
+        async with self.admission.admit(megapixels) as ticket, \
+                paid_call(self.reservations, caller.account.id, caller.key.id, request_id, request.size) as paid:
             if paid.size == "preview" and client_ip is not None:  # the servicer always passes one
                 by_ip = await self.limits.for_preview_ip(client_ip)
                 if not by_ip.allowed:

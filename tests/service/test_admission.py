@@ -182,22 +182,24 @@ def test_a_retry_after_is_a_place_kept_for_the_call_that_honours_it():
                 if adm._waiting:
                     adm._waiting[0].started_at = call.started_at + call.expected_s
 
-        def refused_for() -> int:
+        async def refused_for() -> int:
             with pytest.raises(ApiError) as caught:
-                adm.check(1.0)
+                async with adm.admit(1.0):
+                    pass
             return int(dict(caught.value.headers)["retry-after"])
 
         advance(0)
-        first = refused_for()
+        first = await refused_for()
         assert first == 2  # expected start 12 s, 10 allowed
         advance(1)
-        later = refused_for()  # a newcomer queues behind the promise, not beside it
+        later = await refused_for()  # a newcomer queues behind the promise, not beside it
         assert later >= first - 1 + 4
         advance(first - 1)  # the first one comes back when told
         async with adm.admit(1.0):  # and takes its place
             pass
         with pytest.raises(ApiError):
-            adm.check(1.0)  # while a third, arriving with it but promised nothing, is refused
+            async with adm.admit(1.0):  # while a third, arriving with it but promised nothing, is refused
+                pass
         advance(PROMISE_GRACE_S + later + 12)  # the promised ones never came back: their places lapse
         async with adm.admit(1.0):
             pass

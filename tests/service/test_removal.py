@@ -247,3 +247,48 @@ def test_full_queue_is_503_not_an_unbounded_wait(storage, settings, account):
     assert any(name == "retry-after" for name, _ in error.headers)
     assert storage.get_account(account[0].id).free_calls_left() == 48  # the two that ran
     service.shutdown()
+
+
+def test_a_call_the_admission_refuses_never_touches_the_ledger(storage, settings, account):
+    """One engine worker, one queued place. "c" is slow to reserve; "b" arrives meanwhile. Queued
+    before paying, "c" holds the place and "b" is refused at once, charged nothing; paying first
+    (the old order), "b" took the place while "c" reserved, and "c" was charged, then refunded."""
+    import dataclasses
+    import threading
+    import time
+
+    release = threading.Event()
+    reserving = threading.Event()
+
+    class SlowEngine(FakeEngine):
+        def remove(self, data, options):
+            release.wait(10)
+            return super().remove(data, options)
+
+    real_reserve = storage.reserve
+
+    def reserve(account_id, key_id, request_id, *args, **kwargs):
+        if request_id == "c":
+            reserving.set()
+            time.sleep(0.5)
+        return real_reserve(account_id, key_id, request_id, *args, **kwargs)
+
+    storage.reserve = reserve
+    service = RemovalService(storage, SlowEngine(), dataclasses.replace(settings, engine_workers=1, max_queue=1))
+
+    async def scenario():
+        fields = {"image_file": png_bytes(8, 8), "size": "full"}
+        first = asyncio.ensure_future(service.remove(DEV_KEY, "a", fields))
+        await asyncio.sleep(0.3)  # "a" runs
+        slow = asyncio.ensure_future(service.remove(DEV_KEY, "c", fields))
+        await asyncio.to_thread(reserving.wait, 10)
+        with pytest.raises(ApiError) as caught:
+            await service.remove(DEV_KEY, "b", fields)
+        release.set()
+        await asyncio.gather(first, slow)
+        return caught.value
+
+    error = run(scenario())
+    assert (error.status, error.code) == (503, "overloaded")
+    assert [e.kind for e in storage.ledger(account[0].id)] == ["charge", "charge"]
+    service.shutdown()
