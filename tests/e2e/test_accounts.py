@@ -152,6 +152,13 @@ def post(deployment: Deployment, key: str, image: bytes, **fields) -> requests.R
     )
 
 
+def is_overloaded(response: requests.Response) -> bool:
+    """A 503 `overloaded` from the admission (not a 503 from a failure)."""
+    if response.status_code != 503 or "json" not in response.headers.get("content-type", ""):
+        return False
+    return response.json()["errors"][0].get("code") == "overloaded"
+
+
 def credits_total(deployment: Deployment, key: str) -> Decimal:
     """GET /v1.0/account: the balance the API reports."""
     response = requests.get(deployment.rest_url + "/v1.0/account", headers={"X-Api-Key": key}, timeout=30)
@@ -170,7 +177,7 @@ def test_concurrent_full_size_calls_spend_exactly_the_balance(deployment):
         bound on a slow machine) is sent again after its Retry-After."""
         started = time.monotonic()
         response = post(deployment, key, photo, size="full")
-        while response.status_code == 503 and response.json()["errors"][0]["code"] == "overloaded":
+        while is_overloaded(response):
             overloaded.append(int(response.headers["retry-after"]))
             time.sleep(int(response.headers["retry-after"]))
             response = post(deployment, key, photo, size="full")
