@@ -209,6 +209,18 @@ def test_after_a_retry_after_the_refused_photo_goes_first_and_alone(fake_server,
     assert newer.at - retried.at >= 0.25, f"a newer photo went {newer.at - retried.at:.3f} s after the retry"
 
 
+def test_a_dropped_connection_is_retried_after_a_backoff_not_at_once(fake_server, tmp_path):
+    """No answer, so no Retry-After for the workers' gate: the call itself waits its backoff
+    (0.5 s less up to a quarter) before sending the photo again."""
+    photos(tmp_path, "p.jpg")
+    fake_server.queue(Reply(drop=True))
+    fake_server.default = Reply(200, b"png", {"Content-Type": "image/png", "X-Credits-Charged": "1"})
+    code, out, err = run_cli(fake_server, "remove", str(tmp_path))
+    assert code == 0 and out.startswith("done 1, failed 0"), (out, err)
+    first, again = fake_server.seen
+    assert again.at - first.at >= 0.35, f"sent again {again.at - first.at:.3f} s after the dropped one"
+
+
 def test_account_human_and_json(fake_server):
     body = b'{"data":{"attributes":{"credits":{"total":50.5,"subscription":45,"payg":5.5,"enterprise":0},"api":{"free_calls":50,"sizes":"all"}}}}'
     fake_server.default = Reply(200, body, {"Content-Type": "application/json"})

@@ -172,8 +172,8 @@ class ClearBG:
                     raise error
                 delay = retry_delay(error, number)  # type: ignore[arg-type]
                 log.info("clearbg: retrying in %.1f s after %s", delay, error)
-                if gate is None or through:
-                    time.sleep(delay)
+                if gate is None or getattr(error, "retry_after", None) is None:
+                    time.sleep(delay)  # else the gate waits out the Retry-After
                 number += 1
         finally:
             if gate is not None:
