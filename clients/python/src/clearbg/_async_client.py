@@ -18,7 +18,7 @@ from clearbg._base import (
     removal_result,
 )
 from clearbg._client import lower_headers, transport_error
-from clearbg._retry import is_retryable, retry_delay
+from clearbg._retry import delay_or_raise
 from clearbg._uploads import FileInput
 from clearbg.errors import ClearBGError
 from clearbg.types import Account, RemovalResult
@@ -129,12 +129,6 @@ class AsyncClearBG:
                 if 200 <= response.status_code < 300:
                     return response
                 error = api_error(response.status_code, response.reason_phrase, lower_headers(response), response.content)
-            if number >= retries or not is_retryable(error):
-                raise error
-            if not rewindable:
-                log.warning("clearbg: not retrying (%s): the upload was a non-seekable stream", error)
-                raise error
-            delay = retry_delay(error, number)  # type: ignore[arg-type]
-            log.info("clearbg: retrying in %.1f s after %s", delay, error)
+            delay = delay_or_raise(error, number, retries, rewindable)
             await asyncio.sleep(delay)
             number += 1

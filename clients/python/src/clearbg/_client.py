@@ -17,7 +17,7 @@ from clearbg._base import (
     api_error,
     removal_result,
 )
-from clearbg._retry import Gate, is_retryable, retry_delay
+from clearbg._retry import Gate, delay_or_raise, retry_delay
 from clearbg._uploads import FileInput
 from clearbg.errors import APIConnectionError, APITimeoutError, ClearBGError
 from clearbg.types import Account, RemovalResult
@@ -165,13 +165,7 @@ class ClearBG:
                 finally:
                     if gate is not None:
                         gate.answered(ticket, through)
-                if number >= retries or not is_retryable(error):
-                    raise error
-                if not rewindable:
-                    log.warning("clearbg: not retrying (%s): the upload was a non-seekable stream", error)
-                    raise error
-                delay = retry_delay(error, number)  # type: ignore[arg-type]
-                log.info("clearbg: retrying in %.1f s after %s", delay, error)
+                delay = delay_or_raise(error, number, retries, rewindable)
                 if gate is None or getattr(error, "retry_after", None) is None:
                     time.sleep(delay)  # else the gate waits out the Retry-After
                 number += 1

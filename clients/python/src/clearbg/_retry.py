@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import email.utils
 import itertools
+import logging
 import random
 import threading
 import time
 from typing import Dict, Optional, Set, Union
 
 from clearbg.errors import APIConnectionError, APIError, ClearBGError
+
+log = logging.getLogger("clearbg")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 BACKOFF_BASE_S = 0.5
@@ -58,6 +61,19 @@ def backoff(attempt: int) -> float:
 def retry_delay(error: Union[APIError, APIConnectionError], attempt: int) -> float:
     retry_after = getattr(error, "retry_after", None)
     return retry_after if retry_after is not None else backoff(attempt)
+
+
+def delay_or_raise(error: ClearBGError, number: int, retries: int, rewindable: bool) -> float:
+    """The wait before retrying after `error` (retry number `number` + 1 of `retries`), or raises
+    it: out of retries, not retryable, or an upload that cannot be sent again."""
+    if number >= retries or not is_retryable(error):
+        raise error
+    if not rewindable:
+        log.warning("clearbg: not retrying (%s): the upload was a non-seekable stream", error)
+        raise error
+    delay = retry_delay(error, number)  # type: ignore[arg-type]
+    log.info("clearbg: retrying in %.1f s after %s", delay, error)
+    return delay
 
 
 class Gate:

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Optional, Tuple
 import grpc
 
 from clearbg._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, USER_AGENT
-from clearbg._retry import is_retryable, retry_delay
+from clearbg._retry import delay_or_raise
 from clearbg._uploads import FileInput, FileSource
 from clearbg.errors import ClearBGError
 from clearbg.grpc import _mapping
@@ -131,13 +131,7 @@ class ClearBGGrpc:
                 return self._call(options, source, key, request_id, self.timeout if timeout is None else timeout)
             except grpc.RpcError as exc:
                 error = _mapping.error_of(exc, request_id)
-            if number >= retries or not isinstance(error, ClearBGError) or not is_retryable(error):
-                raise error
-            if not rewindable:
-                log.warning("clearbg: not retrying (%s): the upload was a non-seekable stream", error)
-                raise error
-            delay = retry_delay(error, number)  # type: ignore[arg-type]
-            log.info("clearbg: retrying in %.1f s after %s", delay, error)
+            delay = delay_or_raise(error, number, retries, rewindable)
             time.sleep(delay)
             number += 1
 
