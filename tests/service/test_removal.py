@@ -218,18 +218,25 @@ def test_format_credits(amount, text):
     assert format_credits(amount) == text
 
 
+class HeldEngine(FakeEngine):
+    """Each removal waits until `release` is set: a queue that stays full while a test looks."""
+
+    def __init__(self, release):
+        super().__init__()
+        self.release = release
+
+    def remove(self, data, options):
+        self.release.wait(10)
+        return super().remove(data, options)
+
+
 def test_full_queue_is_503_not_an_unbounded_wait(storage, settings, account):
     import dataclasses
     import threading
 
     release = threading.Event()
 
-    class SlowEngine(FakeEngine):
-        def remove(self, data, options):
-            release.wait(10)
-            return super().remove(data, options)
-
-    service = RemovalService(storage, SlowEngine(), dataclasses.replace(settings, engine_workers=1, max_queue=1))
+    service = RemovalService(storage, HeldEngine(release), dataclasses.replace(settings, engine_workers=1, max_queue=1))
 
     async def scenario():
         fields = {"image_file": png_bytes(8, 8), "size": "preview"}
@@ -260,11 +267,6 @@ def test_a_call_the_admission_refuses_never_touches_the_ledger(storage, settings
     release = threading.Event()
     reserving = threading.Event()
 
-    class SlowEngine(FakeEngine):
-        def remove(self, data, options):
-            release.wait(10)
-            return super().remove(data, options)
-
     real_reserve = storage.reserve
 
     def reserve(account_id, key_id, request_id, *args, **kwargs):
@@ -274,7 +276,7 @@ def test_a_call_the_admission_refuses_never_touches_the_ledger(storage, settings
         return real_reserve(account_id, key_id, request_id, *args, **kwargs)
 
     storage.reserve = reserve
-    service = RemovalService(storage, SlowEngine(), dataclasses.replace(settings, engine_workers=1, max_queue=1))
+    service = RemovalService(storage, HeldEngine(release), dataclasses.replace(settings, engine_workers=1, max_queue=1))
 
     async def scenario():
         fields = {"image_file": png_bytes(8, 8), "size": "full"}
