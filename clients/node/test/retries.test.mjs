@@ -132,13 +132,21 @@ test("a 429's Retry-After pauses the client's other calls too (one shared gate)"
   for (const r of later) assert.ok(r.at - refusedAt >= 1000, `a request came ${r.at - refusedAt} ms after the 429`);
 });
 
+/** A client log that resolves `seen` once the first call has its 429 (the others start after it, on any machine). */
+function refusedSignal() {
+  let done;
+  const seen = new Promise((resolve) => (done = resolve));
+  return { seen, log: (line) => line.includes("retrying in") && done() };
+}
+
 test("after a Retry-After, calls go one at a time and the refused call first", async () => {
   // The first request is refused for 1 s; two calls started meanwhile wait at the gate. When it
   // opens, the refused call must go first and alone (the others wait for its answer), so newer
   // calls cannot keep overtaking it at a limit they share.
-  const c = fresh([error(429, "rate_limit_exceeded", { headers: { "retry-after": "1" } }), { ...ok(), delayMs: 300 }], { maxRetries: 3 });
+  const gate = refusedSignal();
+  const c = fresh([error(429, "rate_limit_exceeded", { headers: { "retry-after": "1" } }), { ...ok(), delayMs: 300 }], { maxRetries: 3, log: gate.log });
   const first = c.removeBackground({ imageUrl: "https://example.com/1.jpg" });
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await gate.seen;
   const others = [2, 3].map((n) => c.removeBackground({ imageUrl: `https://example.com/${n}.jpg` }));
   const results = await Promise.all([first, ...others]);
   const [refused, retried, ...later] = server.requests;
@@ -151,12 +159,13 @@ test("after a Retry-After, calls go one at a time and the refused call first", a
 });
 
 test("a call left waiting at the gate can be aborted", async () => {
-  const c = fresh([error(429, "rate_limit_exceeded", { headers: { "retry-after": "1" } }), { ...ok(), delayMs: 1500 }], { maxRetries: 3 });
+  const gate = refusedSignal();
+  const c = fresh([error(429, "rate_limit_exceeded", { headers: { "retry-after": "1" } }), { ...ok(), delayMs: 1500 }], { maxRetries: 3, log: gate.log });
   const first = c.removeBackground({ imageUrl: "https://example.com/1.jpg" });
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await gate.seen;
   const controller = new AbortController();
   const second = c.removeBackground({ imageUrl: "https://example.com/2.jpg" }, { signal: controller.signal });
-  // At 1.5 s the gate is open but the refused call is still on the wire: the second waits for it.
+  // From 1 s the gate is open but the refused call is on the wire for 1.5 s: the second waits for it.
   setTimeout(() => controller.abort(new Error("stop")), 1400);
   await assert.rejects(second, /stop/);
   await first;

@@ -17,7 +17,7 @@ from clearbg._base import (
     api_error,
     removal_result,
 )
-from clearbg._retry import Gate, delay_or_raise, retry_delay
+from clearbg._retry import Gate, delay_or_raise
 from clearbg._uploads import FileInput
 from clearbg.errors import APIConnectionError, APITimeoutError, ClearBGError
 from clearbg.types import Account, RemovalResult
@@ -158,10 +158,10 @@ class ClearBG:
                         error = api_error(
                             response.status_code, response.reason_phrase, lower_headers(response), response.content
                         )
-                        through = getattr(error, "retry_after", None) is None
-                        if gate is not None and not through:
-                            # every worker waits: the limit is the key's, not the call's
-                            gate.hold(retry_delay(error, number))  # type: ignore[arg-type]
+                        retry_after = getattr(error, "retry_after", None)
+                        through = retry_after is None
+                        if gate is not None and retry_after is not None:
+                            gate.hold(retry_after)  # every worker waits: the limit is the key's, not the call's
                 finally:
                     if gate is not None:
                         gate.answered(ticket, through)
