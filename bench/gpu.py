@@ -369,7 +369,8 @@ def section_rest(device: str, photos: dict[int, list[bytes]], seconds: float, pr
     storage.close()
     env = dict(os.environ, CLEARBG_DATABASE_URL=database_url, CLEARBG_DEV_API_KEY="", PYTHONUNBUFFERED="1",
                CLEARBG_ENGINE_WORKERS=str(workers), CLEARBG_MODEL_VARIANT=variant,
-               CLEARBG_MAX_QUEUE=str(4 * max(concurrency)), CLEARBG_BATCH_MAX=str(32 if device == "cuda" else 1))
+               CLEARBG_MAX_QUEUE=str(4 * max(concurrency)), CLEARBG_BATCH_MAX=str(32 if device == "cuda" else 1),
+               CLEARBG_MATTE_CACHE_MB="0")  # every call runs the net, as distinct photos would
     more = tuple(free_port() for _ in range(processes - 1))
     stack = Stack(http_port=free_port(), grpc_port=free_port(), env=env, out=open(workdir / "stack.log", "w"),
                   more_grpc_ports=more)

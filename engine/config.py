@@ -22,4 +22,7 @@ class EngineConfig:
     # the first waiting at most this long for others (engine/models/batching.py).
     batch_max: int = 32
     batch_wait_ms: float = 5.0
+    # The net's recent answers kept for repeats of the same photo (engine/models/matte_cache.py);
+    # 0: off, every call runs the net (as benchmarks of the net must).
+    matte_cache_mb: int = 0
     xtype: bool = True  # X-Type from the detector + classifier (else the engine's fallback)

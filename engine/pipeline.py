@@ -153,7 +153,8 @@ class Engine:
         provider = providers.provider_name(config.provider) if config.provider else None
         candidates = found.preference(config.variant, provider)
         segmenter = Segmenter(candidates, found.family, config.threads, config.concurrent_inferences,
-                              found.openvino_cache, config.batch_max, config.batch_wait_ms)
+                              found.openvino_cache, config.batch_max, config.batch_wait_ms,
+                              matte_cache_bytes=config.matte_cache_mb * 2**20)
         if config.xtype and "classify" not in kwargs and {"detector", "classifier"} <= found.xtype.keys():
             from engine.classify import ForegroundClassifier
 
@@ -189,6 +190,10 @@ class Engine:
         """What runs, for the operator's metrics: the prepared variant and the execution provider."""
         return {"variant": self.segmenter.candidate.name, "provider": self.segmenter.provider}
 
+    def matte_cache_counts(self) -> tuple[int, int]:
+        """Net inputs answered from the cache, and those the net ran for (since start)."""
+        return self.segmenter.cache.hits, self.segmenter.cache.misses
+
     def _warm_shapes(self) -> list[tuple[int, int]]:
         return sorted({self.segmenter.input_shape(w, h) for w, h in ((4, 4), (4, 3), (3, 4))})
 
@@ -219,7 +224,7 @@ class Engine:
         to_image = (image.width / sized_w, image.height / sized_h)
 
         view = self._net_view(image, region, to_image, self.segmenter.input_shape)
-        matte = self._matte(image, region, to_image, view)
+        matte = self._matte(image, region, to_image, view, options.cache_scope)
         if self.refine_edges:
             matte = refine.clean_matte(matte)
 
@@ -288,12 +293,14 @@ class Engine:
             return "jpg" if opaque_bg else "png"
         return fmt
 
-    def _matte(self, image: Image.Image, region: Rect, to_image: tuple[float, float], view: Image.Image) -> np.ndarray:
+    def _matte(
+        self, image: Image.Image, region: Rect, to_image: tuple[float, float], view: Image.Image, scope: str = ""
+    ) -> np.ndarray:
         """The net's matte of the region at the aspect-kept view's shape; where the region is at
         least `square_view_from` wide or tall, joined (`view_join`) with the matte of the squashed
         square view, resampled to that shape, and from `tile_views_from` on with those of square
         tiles along the long side."""
-        matte = self.segmenter.matte(view)
+        matte = self.segmenter.matte(view, scope)
         width, height = region[2] - region[0], region[3] - region[1]
         side = self.segmenter.size
         if self.segmenter.fixed_shape is not None or view.size == (side, side):
@@ -302,13 +309,14 @@ class Engine:
         kept = matte
         if aspect >= self.square_view_from:
             square = self._net_view(image, region, to_image, lambda w, h: (side, side))
-            squashed = cv2.resize(self.segmenter.matte(square), (matte.shape[1], matte.shape[0]),
+            squashed = cv2.resize(self.segmenter.matte(square, scope), (matte.shape[1], matte.shape[0]),
                                   interpolation=cv2.INTER_AREA)
             matte = join_views(matte, squashed, self.view_join)
         if aspect >= self.tile_views_from:
             matte = matte.copy() if matte is kept else matte
             for tile, (x0, y0, x1, y1) in self._tiles(region, matte.shape):
-                found = self.segmenter.matte(self._net_view(image, tile, to_image, lambda w, h: (side, side)))
+                tile_view = self._net_view(image, tile, to_image, lambda w, h: (side, side))
+                found = self.segmenter.matte(tile_view, scope)
                 found = cv2.resize(found, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
                 matte[y0:y1, x0:x1] = join_views(matte[y0:y1, x0:x1], found, self.view_join)
         return drop_small_additions(kept, matte, self.added_at_least) if matte is not kept else matte

@@ -46,6 +46,9 @@ class RemovalOptions:
     # free space (matters only with scale_percent); None: original, or centred when scaled.
     position: tuple[float, float] | Literal["original"] | None = None
     shadow_opacity: float | None = None  # add_shadow: a drop shadow of this opacity (0..1); None: none
+    # Not the caller's choice: whose calls may reuse each other's net results (the service's
+    # account id; engine/models/matte_cache.py).
+    cache_scope: str = ""
     # The engine may answer JSON-friendly extras (foreground box) regardless of format.
 
 

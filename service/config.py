@@ -129,6 +129,9 @@ class Settings:
     # inputs a batch, the first waiting at most this many milliseconds for others.
     batch_max: int = 32
     batch_wait_ms: float = 5.0
+    # The net's answers kept in memory for repeats of a photo by the same account (a preview,
+    # then the full size; PNG, then JPG): the size budget, 0 off (engine/models/matte_cache.py).
+    matte_cache_mb: int = 64
     cache_dir: pathlib.Path = field(default_factory=lambda: default_cache_dir(os.environ))
     # The operator's /metrics (service/metrics.py), one port per server process; loopback by
     # default like Envoy's admin (0.0.0.0 in a pod, where Prometheus scrapes it).
@@ -142,6 +145,7 @@ class Settings:
             cache_dir=self.cache_dir, checkpoint=self.model, model_path=self.model_path,
             variant=self.model_variant, provider=self.execution_provider,
             concurrent_inferences=self.engine_workers, batch_max=self.batch_max, batch_wait_ms=self.batch_wait_ms,
+            matte_cache_mb=self.matte_cache_mb,
         )
         return EngineConfig(**{**fields, **overrides})
     # The dashboard (service/dashboard): whether anyone may sign up (closed: the operator's
@@ -172,6 +176,7 @@ class Settings:
             database_url=env.get("CLEARBG_DATABASE_URL", "").strip() or cls.database_url,
             max_file_bytes=_int(env, "CLEARBG_MAX_FILE_MB", cls.max_file_bytes // MIB, 1) * MIB,
             engine_workers=_int(env, "CLEARBG_ENGINE_WORKERS", cls.engine_workers, 1),
+            matte_cache_mb=_int(env, "CLEARBG_MATTE_CACHE_MB", cls.matte_cache_mb, 0),
             max_queue=_int(env, "CLEARBG_MAX_QUEUE", cls.max_queue, 0),
             max_queue_wait_s=_seconds(env, "CLEARBG_MAX_QUEUE_WAIT_S", cls.max_queue_wait_s),
             shutdown_grace_s=_seconds(env, "CLEARBG_SHUTDOWN_GRACE_S", cls.shutdown_grace_s),

@@ -59,6 +59,10 @@ LIMITER_UNAVAILABLE = Counter(
     "Calls that found the shared limiter (Redis) unreachable, by the policy applied: open (served "
     "unlimited) or closed (503 limiter_unavailable); CLEARBG_RATE_LIMIT_ON_REDIS_DOWN.", ["policy"],
 )
+MATTE_CACHE = Gauge(
+    "clearbg_net_inputs", "Net inputs since start, by how they were answered: the net ran (miss) or "
+    "a repeat of the same photo by the same account reused its matte (hit; CLEARBG_MATTE_CACHE_MB).", ["answer"],
+)
 MODEL = Info("clearbg_model", "The segmentation model in use: checkpoint, variant and execution provider.")
 
 # The error codes that are a rate limit's refusal, and which limit.
@@ -111,6 +115,11 @@ def record_refund(credits: float, free_call: bool) -> None:
 
 def record_model(model: str, variant: str, provider: str) -> None:
     MODEL.info({"model": model, "variant": variant, "provider": provider})
+
+
+def watch_matte_cache(counts: Callable[[], tuple[int, int]]) -> None:
+    MATTE_CACHE.labels("hit").set_function(lambda: counts()[0])
+    MATTE_CACHE.labels("miss").set_function(lambda: counts()[1])
 
 
 def serve(host: str, port: int) -> tuple[Callable[[], None], int]:

@@ -161,6 +161,7 @@ class Server:
         model = self.settings.model_path.name if self.settings.model_path else self.settings.model
         described = engine.describe()
         metrics.record_model(model, **described)
+        metrics.watch_matte_cache(engine.matte_cache_counts)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", **described)  # which way the net runs here, said once at start
         # The further inference lanes open while the first requests are served (engine/models/lanes.py).

@@ -18,6 +18,7 @@ from PIL import Image
 
 from engine.models import providers
 from engine.models.manifest import Candidate
+from engine.models.matte_cache import MatteCache
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ class Segmenter:
         openvino_cache: pathlib.Path | None = None,
         batch_max: int = 32,
         batch_wait_ms: float = 5.0,
+        matte_cache_bytes: int = 0,
     ):
         from engine.models.lanes import Lanes
 
@@ -220,6 +222,7 @@ class Segmenter:
 
             self._lanes_wanted = 0
             self.batcher = Batcher(self.session.run_batch, batch_max, batch_wait_ms / 1000.0)
+        self.cache = MatteCache(matte_cache_bytes)
 
     def _session(self, candidate: Candidate, threads: int) -> object:
         if candidate.provider in providers.TORCH:  # imports torch: only when a torch candidate is tried
@@ -284,9 +287,14 @@ class Segmenter:
         self._lanes_wanted -= opened
         return opened
 
-    def matte(self, image: Image.Image) -> np.ndarray:
-        """RGB image -> float32 HxW matte in [0, 1] at the net's resolution (input_shape)."""
+    def matte(self, image: Image.Image, scope: str = "") -> np.ndarray:
+        """RGB image -> float32 HxW matte in [0, 1] at the net's resolution (input_shape); a
+        repeat of the same input within `scope` comes from the cache (matte_cache.py)."""
         shape = self.input_shape(*image.size)
+        seen = image if image.size == shape else image.resize(shape, Image.Resampling.BILINEAR)
+        return self.cache.get(MatteCache.key(scope, shape, seen.tobytes()), lambda: self._run(seen, shape))
+
+    def _run(self, image: Image.Image, shape: Shape) -> np.ndarray:
         tensor = self.family.preprocess(image, shape)
         if self.batcher is not None:
             output = self.batcher.run(tensor)

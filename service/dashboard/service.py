@@ -306,11 +306,11 @@ class Dashboard:
             by_ip = await removal.limits.for_preview_ip(request.client_ip)
             if not by_ip.allowed:
                 raise preview_ip_limited(by_ip)
-            result = await removal.run_engine(wanted.image, self._options(wanted, "preview"), info)
+            result = await removal.run_engine(wanted.image, self._options(wanted, "preview", account.id), info)
             charged = Decimal(0)
         else:
             async with paid_call(removal.reservations, account.id, None, request_id, wanted.size) as paid:
-                result = await removal.run_engine(wanted.image, self._options(wanted, paid.size), info)
+                result = await removal.run_engine(wanted.image, self._options(wanted, paid.size, account.id), info)
             charged = paid.charged
         headers = (
             ("x-width", str(result.width)),
@@ -322,8 +322,10 @@ class Dashboard:
         return TryResult(result.data, result.content_type, headers)
 
     @staticmethod
-    def _options(wanted: params.RemovalRequest, size: str):
-        return dataclasses.replace(wanted.options, max_output_pixels=params.SIZE_PIXELS[size])
+    def _options(wanted: params.RemovalRequest, size: str, account_id: int):
+        return dataclasses.replace(
+            wanted.options, max_output_pixels=params.SIZE_PIXELS[size], cache_scope=str(account_id)
+        )
 
 
 # -- the operator's side (clearbg-admin, the development account) ------------------------------

@@ -38,6 +38,9 @@ PG_CLUSTER = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main
 PHOTO = "grabcut50/images/388016.jpg"  # 321x481: size=small keeps it whole, one credit
 # Fast heartbeats so a dead server is noticed in seconds (a server silent 3 s is gone).
 FAST_SWEEP = {"CLEARBG_HEARTBEAT_S": "0.5", "CLEARBG_INSTANCE_STALE_S": "3"}
+# The matte cache off: the calls are meant to be in the net when a fault strikes, not answered
+# from an earlier call's matte.
+UNCACHED = {"CLEARBG_MATTE_CACHE_MB": "0"}
 SETTLE_TIMEOUT_S = 60.0
 
 
@@ -48,7 +51,7 @@ def faults_pair(tmp_path_factory, postgres_schema, free_port) -> Iterator[Deploy
     workdir = tmp_path_factory.mktemp("e2e-faults")
     with two_server_deployment(
         "faults", workdir, postgres_schema(), free_port,
-        CLEARBG_REDIS_URL=REDIS_URL, CLEARBG_RATE_LIMIT_ON_REDIS_DOWN="open", **FAST_SWEEP,
+        CLEARBG_REDIS_URL=REDIS_URL, CLEARBG_RATE_LIMIT_ON_REDIS_DOWN="open", **FAST_SWEEP, **UNCACHED,
     ) as deployment:
         yield deployment
 
@@ -319,7 +322,7 @@ def test_a_lone_server_killed_mid_call_is_settled_by_its_successor(tmp_path, fre
     from service.storage.base import generate_key
 
     database_url = f"sqlite:///{tmp_path / 'clearbg.db'}"
-    env = dict(os.environ, CLEARBG_DATABASE_URL=database_url, PYTHONUNBUFFERED="1", **FAST_SWEEP)
+    env = dict(os.environ, CLEARBG_DATABASE_URL=database_url, PYTHONUNBUFFERED="1", **FAST_SWEEP, **UNCACHED)
     storage = open_storage(database_url)
     account = storage.create_account("lone", payg=Decimal(10))
     key = generate_key()

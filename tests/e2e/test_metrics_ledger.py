@@ -136,6 +136,11 @@ def test_the_counts_match_the_ledger_and_the_answers(limited_stack, quality):
     assert sample(samples, "clearbg_queue_wait_seconds_count") == 4
     assert sample(samples, "clearbg_call_seconds_count", route=REMOVEBG) == sum(answers.values())
     assert sample(samples, "clearbg_queue_depth") == 0
+    # The net ran for the first call of each account; the preview of the same photo by the same
+    # account reused its mattes (CLEARBG_MATTE_CACHE_MB), the other account's call did not. Two
+    # net inputs a call: the photo is 2:3, seen with its aspect kept and squashed square.
+    assert sample(samples, "clearbg_net_inputs", answer="miss") == 2 * 2
+    assert sample(samples, "clearbg_net_inputs", answer="hit") == 1 * 2
     [model] = [dict(labels) for (name, labels), v in samples.items() if name == "clearbg_model_info" and v == 1]
     assert model["model"] and model["variant"] and model["provider"].endswith("ExecutionProvider")
 

@@ -38,6 +38,9 @@ class FakeEngine:
     def describe(self) -> dict[str, str]:
         return {"variant": "fake", "provider": "none"}
 
+    def matte_cache_counts(self) -> tuple[int, int]:
+        return 0, len(self.calls)
+
     def probe(self, data: bytes) -> ImageInfo:
         try:
             with Image.open(io.BytesIO(data)) as image:

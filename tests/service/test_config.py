@@ -60,6 +60,8 @@ def test_the_engine_is_configured_from_the_settings_not_its_environment(tmp_path
     default = Settings.from_environ({"XDG_CACHE_HOME": str(tmp_path)}).engine_config()
     assert default.cache_dir == tmp_path / "clearbg" and default.checkpoint == "isnet-imgly-medium"
     assert default.variant == "auto" and default.provider is None and default.model_path is None
+    assert default.matte_cache_mb == 64
+    assert Settings.from_environ({"CLEARBG_MATTE_CACHE_MB": "0"}).engine_config().matte_cache_mb == 0
     with pytest.raises(ValueError, match="CLEARBG_MODEL_VARIANT"):
         Settings.from_environ({"CLEARBG_MODEL_VARIANT": "int8; rm -rf /"})
 

@@ -55,6 +55,14 @@ def test_size_sets_the_output_cap(removal, engine, size, cap):
     assert engine.calls[-1][1].max_output_pixels == cap
 
 
+def test_the_engine_may_reuse_net_results_only_within_the_callers_account(removal, engine, storage, account):
+    other = storage.create_account("other", payg=Decimal(5))
+    storage.add_api_key(other.id, "cbg_other")
+    remove(removal, {"image_file": png_bytes(64, 64), "size": "small"})
+    remove(removal, {"image_file": png_bytes(64, 64), "size": "small"}, key="cbg_other")
+    assert [options.cache_scope for _, options in engine.calls[-2:]] == [str(account[0].id), str(other.id)]
+
+
 def test_preview_is_free_and_uses_a_free_call(removal, storage, account):
     delivery = remove(removal, {"image_file": png_bytes(64, 64), "size": "preview"})
     assert dict(delivery.headers)["x-credits-charged"] == "0"
