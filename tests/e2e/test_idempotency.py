@@ -135,7 +135,10 @@ def servers_by_request_id(log) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def postgres_pair(tmp_path_factory, postgres_schema, free_port):
-    with two_server_deployment("idempotency", tmp_path_factory.mktemp("e2e-idem-pg"), postgres_schema(), free_port) as pair:
+    # A repeat waits for the first call however long it takes here (by default 30 s, then 409):
+    # on a slow CPU three first calls side by side on two cores can take longer than that.
+    with two_server_deployment("idempotency", tmp_path_factory.mktemp("e2e-idem-pg"), postgres_schema(), free_port,
+                               CLEARBG_IDEMPOTENCY_WAIT_S="600") as pair:
         yield pair
 
 
