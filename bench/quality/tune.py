@@ -14,8 +14,8 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
   one at a time from the current ones (EDGE_GRID), on every set: judged by issue 15's checks
   against rembg's cut-outs of the tuned part (fewest failing, then the least shortfall).
 
-The net's matte of each view is computed once (a memo around the real segmenter) and reused by
-every setting. Writes bench-results/tune.md and prints it.
+The net's matte of each view is computed once (the engine's matte cache, sized to hold them all)
+and reused by every setting. Writes bench-results/tune.md and prints it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import hashlib
 import io
 import math
 import os
@@ -53,23 +52,6 @@ EDGE_GRID = {
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-class MemoSegmenter:
-    """The engine's real segmenter, each distinct view inferred once (the sweeps re-run the rest)."""
-
-    def __init__(self, segmenter):
-        self._segmenter = segmenter
-        self._mattes: dict[str, np.ndarray] = {}
-
-    def __getattr__(self, name):
-        return getattr(self._segmenter, name)
-
-    def matte(self, image: Image.Image) -> np.ndarray:
-        key = hashlib.sha256(image.tobytes() + repr(image.size).encode()).hexdigest()
-        if key not in self._mattes:
-            self._mattes[key] = self._segmenter.matte(image)
-        return self._mattes[key].copy()
 
 
 def aspect(path: pathlib.Path) -> float:
@@ -220,16 +202,17 @@ def main(argv: list[str] | None = None) -> int:
 
     root = args.quality_dir or datasets.default_root()
     sets = [s for s in args.sets.split(",") if s]
-    config = dataclasses.replace(Settings.from_environ().engine_config(threads=args.threads), xtype=False)
-    base = Engine.from_config(config)
-    memo = MemoSegmenter(base.segmenter)
+    # Every view of the tuned part held (~4 MB each): the sweeps re-run the rest, never the net.
+    config = dataclasses.replace(Settings.from_environ().engine_config(threads=args.threads, matte_cache_mb=2**16),
+                                 xtype=False)
+    segmenter = Engine.from_config(config).segmenter
     samples = {name: datasets.load(root if name in datasets.SETS else generated.build(root, log=log), name,
                                    args.limit, (splits.TUNED,)) for name in sets}
 
     per_set = {}
     for name in sets:
-        one = cut(Engine(memo, square_view_from=math.inf, tile_views_from=math.inf), samples[name])
-        both = {join: cut(Engine(memo, square_view_from=1.0, view_join=join, tile_views_from=math.inf), samples[name])
+        one = cut(Engine(segmenter, square_view_from=math.inf, tile_views_from=math.inf), samples[name])
+        both = {join: cut(Engine(segmenter, square_view_from=1.0, view_join=join, tile_views_from=math.inf), samples[name])
                 for join in JOINS}
         per_set[name] = ([aspect(s.image) for s in samples[name]], one, both)
         log(f"{name}: IoU one view {set_means(one)['IoU']:.4f}, "
@@ -238,14 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     tiled = {}
     for name in sets:
         aspects, _, _ = per_set[name]
-        geometry = cut(Engine(memo, square_view_from=chosen, view_join=join, tile_views_from=math.inf), samples[name])
-        tiles = cut(Engine(memo, square_view_from=chosen, view_join=join, tile_views_from=1.0), samples[name])
+        geometry = cut(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=math.inf), samples[name])
+        tiles = cut(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=1.0), samples[name])
         tiled[name] = (aspects, geometry, {"tiles": tiles})
         log(f"{name}: IoU {join} from {chosen:g} {set_means(geometry)['IoU']:.4f}, with tiles {set_means(tiles)['IoU']:.4f}")
     (_, tiles_from), tile_lines = pick_threshold(tiled)
     added = {}
     for fraction in ADDED:
-        engine = Engine(memo, square_view_from=chosen, view_join=join, tile_views_from=tiles_from, added_at_least=fraction)
+        engine = Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from, added_at_least=fraction)
         added[fraction] = {name: set_means(cut(engine, samples[name])) for name in sets}
         log(f"added at least {fraction:g}: IoU " + ", ".join(f"{n} {m['IoU']:.4f}" for n, m in added[fraction].items()))
     least = max(added, key=lambda f: (round(report.mean([m["IoU"] for m in added[f].values()]), 4),
@@ -254,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Settings swept on the tuned part (bench/quality/tune.py)",
         "",
         f"- command: `python -m bench.quality.tune {' '.join(argv if argv is not None else sys.argv[1:])}`; "
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; `{getattr(base.segmenter, 'model_path', '?')}`",
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; `{segmenter.model_path}`",
         f"- photos (tuned part only): " + ", ".join(f"{n} {len(samples[n])}" for n in sets),
         "",
         "## Geometry: from which aspect ratio the squashed square view joins the aspect-kept one, and how",
@@ -286,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
           for f, means in added.items()),
     ]
     if args.edges:
-        md += sweep_edges(Engine(memo, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
+        md += sweep_edges(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
                                  added_at_least=least), samples, sets)
     text = "\n".join(md) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
