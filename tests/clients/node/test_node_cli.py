@@ -2,8 +2,8 @@
 
 - 30 photos, --concurrency 4, in a pseudo-terminal: the progress bar (count, rate, ETA), 30
   real cut-outs, the summary; again with --skip-existing: nothing sent, nothing charged.
-- Credits running out mid-way (20 credits, 30 photos): 20 saved and charged once each, 10
-  reported as 402 insufficient_credits, exit 1; topped up, --skip-existing does only the 10.
+- Credits running out mid-way (8 credits, 12 photos): 8 saved and charged once each, 4
+  reported as 402 insufficient_credits, exit 1; topped up, --skip-existing does only the 4.
 - A key limited to 10 megapixel-images a minute, 15 photos: all done, no 429 shown, and (from
   the SDK's debug log) every wait is the Retry-After the server sent, shared by all workers.
 - The README's examples, run as written.
@@ -124,18 +124,18 @@ def test_30_photos_in_a_terminal_then_skip_existing_charges_nothing(sdk_stack, a
 
 
 def test_credits_running_out_midway(sdk_stack, accounts, clearbg_bin, photos, tmp_path):
-    key = accounts.make("cli-20-credits", subscription=Decimal(20))
-    folder = photo_folder(tmp_path / "photos", photos[:30])
+    key = accounts.make("cli-8-credits", subscription=Decimal(8))
+    folder = photo_folder(tmp_path / "photos", photos[:12])
     out = tmp_path / "out"
     env = sdk_env(sdk_stack, key)
     argv = [clearbg_bin, "remove", folder, "-o", out, "--concurrency", "4", "--size", "small", "--json"]
     done = run(argv, env, tmp_path)
     assert done.returncode == 1, shown(done)
     records, summary = json_lines(done.stdout)
-    assert summary == {"done": 20, "failed": 10, "skipped": 0, "credits_charged": 20}, shown(done)
+    assert summary == {"done": 8, "failed": 4, "skipped": 0, "credits_charged": 8}, shown(done)
     paid = [r for r in records if r["status"] == "done"]
     failed = [r for r in records if r["status"] == "failed"]
-    assert len(paid) == 20 and len(failed) == 10
+    assert len(paid) == 8 and len(failed) == 4
     for r in failed:
         assert r["error"]["status"] == 402 and r["error"]["code"] == "insufficient_credits", r
         assert r["output"] is None and r["credits_charged"] == 0
@@ -145,16 +145,16 @@ def test_credits_running_out_midway(sdk_stack, accounts, clearbg_bin, photos, tm
     assert sorted(p.name for p in out.iterdir()) == sorted(pathlib.Path(r["output"]).name for r in paid)
     # Charged once per saved result, never twice: the ledger's charges net of refunds.
     rows = accounts.charges(key)
-    assert sum(1 for row in rows if row.kind == "charge") - sum(1 for row in rows if row.kind == "refund") == 20
+    assert sum(1 for row in rows if row.kind == "charge") - sum(1 for row in rows if row.kind == "refund") == 8
     assert accounts.balance(key) == Decimal(0)
 
-    accounts.top_up(key, 10)
+    accounts.top_up(key, 4)
     rerun = run(argv[:-1] + ["--skip-existing", "--json"], env, tmp_path)
     assert rerun.returncode == 0, shown(rerun)
     records, summary = json_lines(rerun.stdout)
-    assert summary == {"done": 10, "failed": 0, "skipped": 20, "credits_charged": 10}
+    assert summary == {"done": 4, "failed": 0, "skipped": 8, "credits_charged": 4}
     assert {r["file"] for r in records if r["status"] == "done"} == {r["file"] for r in failed}
-    assert len(list(out.iterdir())) == 30
+    assert len(list(out.iterdir())) == 12
     assert accounts.balance(key) == Decimal(0)
 
 
