@@ -224,7 +224,7 @@ class Engine:
         to_image = (image.width / sized_w, image.height / sized_h)
 
         view = self._net_view(image, region, to_image, self.segmenter.input_shape)
-        matte = self._matte(image, region, to_image, view, options.cache_scope)
+        matte, net_ran = self._matte(image, region, to_image, view, options.cache_scope)
         if self.refine_edges:
             matte = refine.clean_matte(matte)
 
@@ -278,6 +278,7 @@ class Engine:
             foreground=box,
             input=info,
             foreground_label=label,
+            net_ran=net_ran,
         )
 
     # -- steps --------------------------------------------------------------------------------
@@ -295,31 +296,34 @@ class Engine:
 
     def _matte(
         self, image: Image.Image, region: Rect, to_image: tuple[float, float], view: Image.Image, scope: str = ""
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, bool]:
         """The net's matte of the region at the aspect-kept view's shape; where the region is at
         least `square_view_from` wide or tall, joined (`view_join`) with the matte of the squashed
         square view, resampled to that shape, and from `tile_views_from` on with those of square
-        tiles along the long side."""
-        matte = self.segmenter.matte(view, scope)
+        tiles along the long side. And whether the net ran for any of them (else all were cached)."""
+        matte, held = self.segmenter.matte_held(view, scope)
+        ran = not held
         width, height = region[2] - region[0], region[3] - region[1]
         side = self.segmenter.size
         if self.segmenter.fixed_shape is not None or view.size == (side, side):
-            return matte  # the net sees the square already
+            return matte, ran  # the net sees the square already
         aspect = max(width, height) / min(width, height)
         kept = matte
         if aspect >= self.square_view_from:
             square = self._net_view(image, region, to_image, lambda w, h: (side, side))
-            squashed = cv2.resize(self.segmenter.matte(square, scope), (matte.shape[1], matte.shape[0]),
-                                  interpolation=cv2.INTER_AREA)
+            squashed, held = self.segmenter.matte_held(square, scope)
+            ran |= not held
+            squashed = cv2.resize(squashed, (matte.shape[1], matte.shape[0]), interpolation=cv2.INTER_AREA)
             matte = join_views(matte, squashed, self.view_join)
         if aspect >= self.tile_views_from:
             matte = matte.copy() if matte is kept else matte
             for tile, (x0, y0, x1, y1) in self._tiles(region, matte.shape):
                 tile_view = self._net_view(image, tile, to_image, lambda w, h: (side, side))
-                found = self.segmenter.matte(tile_view, scope)
+                found, held = self.segmenter.matte_held(tile_view, scope)
+                ran |= not held
                 found = cv2.resize(found, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
                 matte[y0:y1, x0:x1] = join_views(matte[y0:y1, x0:x1], found, self.view_join)
-        return drop_small_additions(kept, matte, self.added_at_least) if matte is not kept else matte
+        return (drop_small_additions(kept, matte, self.added_at_least) if matte is not kept else matte), ran
 
     @staticmethod
     def _tiles(region: Rect, grid: tuple[int, int]) -> list[tuple[Rect, tuple[int, int, int, int]]]:

@@ -85,6 +85,9 @@ class RemovalResult:
     # type_level 2: the finer class where the detector names one ("animal-dog", "car-truck",
     # "product-cup"), else the type itself; the given type when the caller set one.
     foreground_label: str = ""
+    # False when every net input came from the matte cache (the call took a fraction of the
+    # usual time: the service's admission does not learn its speed from it).
+    net_ran: bool = True
 
 
 class EngineError(Exception):

@@ -234,6 +234,8 @@ class Ticket:
             result = await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
         finally:
             metrics.record_inference(admission.clock() - started)
-        # Only completed work teaches the estimate: a file refused in a millisecond would not.
-        admission.times.observe(self._call.megapixels, admission.clock() - started)
+        # Only completed work teaches the estimate: a file refused in a millisecond would not, nor
+        # would a call answered from the matte cache (it would promise new photos a start too soon).
+        if getattr(result, "net_ran", True):
+            admission.times.observe(self._call.megapixels, admission.clock() - started)
         return result

@@ -287,9 +287,13 @@ class Segmenter:
         self._lanes_wanted -= opened
         return opened
 
-    def matte(self, image: Image.Image, scope: str = "") -> np.ndarray:
-        """RGB image -> float32 HxW matte in [0, 1] at the net's resolution (input_shape); a
-        repeat of the same input within `scope` comes from the cache (matte_cache.py)."""
+    def matte(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> float32 HxW matte in [0, 1] at the net's resolution (input_shape)."""
+        return self.matte_held(image)[0]
+
+    def matte_held(self, image: Image.Image, scope: str = "") -> tuple[np.ndarray, bool]:
+        """`matte`, and whether it came from the cache (matte_cache.py): a repeat of the same
+        input within `scope` does."""
         shape = self.input_shape(*image.size)
         seen = image if image.size == shape else image.resize(shape, Image.Resampling.BILINEAR)
         return self.cache.get(MatteCache.key(scope, shape, seen.tobytes()), lambda: self._run(seen, shape))

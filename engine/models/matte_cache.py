@@ -36,17 +36,18 @@ class MatteCache:
         """What identifies a net input: its shape and a digest of its pixels, within `scope`."""
         return scope, shape, hashlib.blake2b(pixels, digest_size=20).digest()
 
-    def get(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """The matte for `key`: a copy of the one held, or `compute()`'s (kept for next time)."""
+    def get(self, key: tuple, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+        """The matte for `key` and whether it was held: a copy of the one held, or `compute()`'s
+        (kept for next time)."""
         if self.max_bytes == 0:
-            return compute()
+            return compute(), False
         while True:
             with self._lock:
                 held = self._held.get(key)
                 if held is not None:
                     self._held.move_to_end(key)
                     self.hits += 1
-                    return held.copy()
+                    return held.copy(), True
                 running = self._running.get(key)
                 if running is None:
                     running = self._running[key] = threading.Event()
@@ -56,7 +57,7 @@ class MatteCache:
         try:
             matte = compute()
             self._keep(key, matte)
-            return matte
+            return matte, False
         finally:
             with self._lock:
                 del self._running[key]

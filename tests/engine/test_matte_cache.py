@@ -30,17 +30,17 @@ def key(pixels: bytes, scope: str = "1") -> tuple:
 
 def test_a_repeat_is_the_first_answer_and_the_net_runs_once():
     cache, runs = MatteCache(MIB), []
-    first = cache.get(key(b"photo"), lambda: runs.append(1) or matte(0.5))
-    again = cache.get(key(b"photo"), lambda: runs.append(1) or matte(0.9))
-    assert len(runs) == 1 and np.array_equal(first, again)
+    first, first_held = cache.get(key(b"photo"), lambda: runs.append(1) or matte(0.5))
+    again, again_held = cache.get(key(b"photo"), lambda: runs.append(1) or matte(0.9))
+    assert len(runs) == 1 and np.array_equal(first, again) and (first_held, again_held) == (False, True)
     assert (cache.hits, cache.misses) == (1, 1)
 
 
 def test_changing_an_answer_in_place_does_not_change_the_next_one():
     cache = MatteCache(MIB)
-    cache.get(key(b"photo"), lambda: matte(0.5))[:] = 0
-    cache.get(key(b"photo"), lambda: matte(0.9))[:] = 0
-    assert cache.get(key(b"photo"), lambda: matte(0.9)).min() == 0.5
+    cache.get(key(b"photo"), lambda: matte(0.5))[0][:] = 0
+    cache.get(key(b"photo"), lambda: matte(0.9))[0][:] = 0
+    assert cache.get(key(b"photo"), lambda: matte(0.9))[0].min() == 0.5
 
 
 def test_other_pixels_another_shape_or_another_scope_run_the_net():
@@ -95,7 +95,7 @@ def test_a_repeat_while_the_first_is_in_the_net_waits_for_its_answer():
         time.sleep(0.2)  # the repeats are waiting (a shorter sleep only weakens the check)
         assert not any(r.done() for r in repeats)
         release.set()
-        answers = [f.result(30) for f in (first, *repeats)]
+        answers = [f.result(30)[0] for f in (first, *repeats)]
     assert len(runs) == 1 and all(np.array_equal(a, answers[0]) for a in answers)
 
 
@@ -114,7 +114,7 @@ def test_when_the_first_run_fails_a_waiting_repeat_runs_the_net_itself():
         release.set()
         with pytest.raises(RuntimeError):
             first.result(30)
-        assert repeat.result(30).min() == pytest.approx(0.7)
+        assert repeat.result(30)[0].min() == pytest.approx(0.7)
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +128,14 @@ def cached_engine(engine):
 def test_the_real_engine_repeats_a_photo_without_the_net_and_with_the_same_bytes(engine, cached_engine, grabcut):
     photo = grabcut("person1")[0]  # 600x450: one view
     account = RemovalOptions(cache_scope="7")
-    cached_engine.remove(photo, account)
+    assert cached_engine.remove(photo, account).net_ran
     hits, misses = cached_engine.matte_cache_counts()
     as_jpg = dataclasses.replace(account, output_format="jpg", bg_color=(255, 255, 255, 255))
     # A smaller size of a photo under the net's size: the net sees the same decoded pixels.
     preview = dataclasses.replace(account, max_output_pixels=400 * 300)
-    assert cached_engine.remove(photo, as_jpg).data == engine.remove(photo, as_jpg).data
+    again = cached_engine.remove(photo, as_jpg)
+    assert again.data == engine.remove(photo, as_jpg).data and not again.net_ran
     assert cached_engine.remove(photo, preview).data == engine.remove(photo, preview).data
     assert cached_engine.matte_cache_counts() == (hits + 2, misses)
-    cached_engine.remove(photo, dataclasses.replace(account, cache_scope="8"))  # another account
+    assert cached_engine.remove(photo, dataclasses.replace(account, cache_scope="8")).net_ran  # another account
     assert cached_engine.matte_cache_counts() == (hits + 2, misses + 1)

@@ -36,7 +36,10 @@ class Recording:
     def input_shape(self, width: int, height: int) -> tuple[int, int]:
         return ISNet().input_shape(width, height, self.size, keep_aspect=True)
 
-    def matte(self, image: Image.Image, scope: str = "") -> np.ndarray:
+    def matte_held(self, image: Image.Image, scope: str = "") -> tuple[np.ndarray, bool]:
+        return self.matte(image), False
+
+    def matte(self, image: Image.Image) -> np.ndarray:
         self.seen.append(image.size)
         width, height = image.size
         matte = np.zeros((height, width), np.float32)
@@ -103,7 +106,7 @@ def test_tiles_are_squares_spanning_the_long_side_on_whole_matte_cells(region):
 class FindsInTiles(Recording):
     """Finds the bright subject only in a square view it fills at least 8 % of: a tile over it."""
 
-    def matte(self, image: Image.Image, scope: str = "") -> np.ndarray:
+    def matte(self, image: Image.Image) -> np.ndarray:
         self.seen.append(image.size)
         pixels = np.asarray(image.convert("L"), np.float32)
         matte = np.zeros(pixels.shape, np.float32)

@@ -117,6 +117,26 @@ def test_calls_run_in_arrival_order_and_one_cancelled_while_waiting_never_runs()
     assert ran == ["first", "second", "third"]  # "gone" never reached the engine
 
 
+def test_a_call_answered_from_the_matte_cache_does_not_teach_the_service_time():
+    """Its time is a fraction of a call that runs the net: learnt, it would let the next new
+    photos in with a start promised too soon."""
+    from engine.types import Box, ImageInfo, RemovalResult
+
+    def result(net_ran: bool) -> RemovalResult:
+        return RemovalResult(b"", "image/png", 1, 1, "other", Box(0, 0, 1, 1), ImageInfo(1, 1, "PNG"), net_ran=net_ran)
+
+    async def scenario():
+        adm = _admission(workers=1, base=4.0)
+        pool = ThreadPoolExecutor(max_workers=1)
+        for net_ran in (False, True, False):
+            async with adm.admit(1.0) as ticket:
+                await ticket.run(pool, result, net_ran)
+        pool.shutdown()
+        return adm.times.observed
+
+    assert asyncio.run(scenario()) == 1
+
+
 def test_the_memory_cap_refuses_beyond_max_queued():
     async def scenario():
         adm = _admission(workers=1, max_wait=1000.0, base=0.1, max_queued=2)
