@@ -296,6 +296,8 @@ class Segmenter:
         input within `scope` does."""
         shape = self.input_shape(*image.size)
         seen = image if image.size == shape else image.resize(shape, Image.Resampling.BILINEAR)
+        if not self.cache.max_bytes:  # off: no digest of the pixels to take (~4 ms at 1024x768)
+            return self._run(seen, shape), False
         return self.cache.get(MatteCache.key(scope, shape, seen.tobytes()), lambda: self._run(seen, shape))
 
     def _run(self, image: Image.Image, shape: Shape) -> np.ndarray:

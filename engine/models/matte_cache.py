@@ -38,9 +38,7 @@ class MatteCache:
 
     def get(self, key: tuple, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
         """The matte for `key` and whether it was held: a copy of the one held, or `compute()`'s
-        (kept for next time)."""
-        if self.max_bytes == 0:
-            return compute(), False
+        (kept for next time, if it fits)."""
         while True:
             with self._lock:
                 held = self._held.get(key)
