@@ -49,9 +49,13 @@ VIEW_JOIN = "max"
 # 21:9 frame that no whole view finds fills a good part of a tile, but so does a crack or a pebble.
 # Swept like the others; off (math.inf) on the tuned part as it stands.
 TILE_VIEWS_FROM = math.inf
+# Whatever the aspect (above 1), the tiles run when the whole views found (almost) nothing: a solid
+# area under this share of the frame. A tile's false find then costs nothing (there was no subject
+# to lose), and a subject at the frame's side is found (swept like the others).
+TILES_WHEN_UNDER = 0.0005
 # What only the further views found is kept when its solid area is at least this share of the
 # frame (swept; 0: all of it).
-ADDED_AT_LEAST = 0.0
+ADDED_AT_LEAST = 0.003
 # X-Type beside the rest of each request: more workers than the server runs requests at once
 # (CLEARBG_ENGINE_WORKERS, default 2), so none waits for another's classifier.
 _X_TYPE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="x-type")
@@ -124,6 +128,7 @@ class Engine:
         square_view_from: float = SQUARE_VIEW_FROM,
         view_join: str = VIEW_JOIN,
         tile_views_from: float = TILE_VIEWS_FROM,
+        tiles_when_under: float = TILES_WHEN_UNDER,
         added_at_least: float = ADDED_AT_LEAST,
         edge_style: refine.EdgeStyle = refine.STYLE,
     ):
@@ -131,6 +136,7 @@ class Engine:
         self.square_view_from = square_view_from  # math.inf: the aspect-kept view alone
         self.view_join = view_join
         self.tile_views_from = tile_views_from
+        self.tiles_when_under = tiles_when_under
         self.added_at_least = added_at_least
         self.edge_style = edge_style  # engine/refine's settings (bench/quality/tune.py sweeps them)
         self.classify: Classifier = classify or classify_other
@@ -299,8 +305,9 @@ class Engine:
     ) -> tuple[np.ndarray, bool]:
         """The net's matte of the region at the aspect-kept view's shape; where the region is at
         least `square_view_from` wide or tall, joined (`view_join`) with the matte of the squashed
-        square view, resampled to that shape, and from `tile_views_from` on with those of square
-        tiles along the long side. And whether the net ran for any of them (else all were cached)."""
+        square view, resampled to that shape, and from `tile_views_from` on (or at any aspect above 1
+        when the whole views found a solid area under `tiles_when_under` of the frame) with those of
+        square tiles along the long side. And whether the net ran for any of them (else all were cached)."""
         matte, held = self.segmenter.matte_held(view, scope)
         ran = not held
         width, height = region[2] - region[0], region[3] - region[1]
@@ -315,7 +322,8 @@ class Engine:
             ran |= not held
             squashed = cv2.resize(squashed, (matte.shape[1], matte.shape[0]), interpolation=cv2.INTER_AREA)
             matte = join_views(matte, squashed, self.view_join)
-        if aspect >= self.tile_views_from:
+        found_little = np.count_nonzero(matte >= 0.5) < self.tiles_when_under * matte.size
+        if aspect >= self.tile_views_from or (aspect > 1 and found_little):
             matte = matte.copy() if matte is kept else matte
             for tile, (x0, y0, x1, y1) in self._tiles(region, matte.shape):
                 tile_view = self._net_view(image, tile, to_image, lambda w, h: (side, side))

@@ -70,20 +70,45 @@ def test_wide_and_tall_photos_are_also_seen_squashed_and_what_only_that_view_fou
     assert alpha[5, 5] == 0
 
 
+class FindsEverywhere(Recording):
+    """Finds a centred square blob in every view, whatever its shape."""
+
+    def matte(self, image: Image.Image) -> np.ndarray:
+        self.seen.append(image.size)
+        width, height = image.size
+        matte = np.zeros((height, width), np.float32)
+        matte[height // 2 - 40 : height // 2 + 40, width // 2 - 40 : width // 2 + 40] = 1.0
+        return matte
+
+
 @pytest.mark.parametrize("size", [(1600, 1200), (1200, 1600), (1000, 1000), (1300, 1000)])
 def test_near_square_photos_are_seen_once_with_their_aspect(size):
     assert max(size) / min(size) < SQUARE_VIEW_FROM
-    segmenter = Recording()
+    segmenter = FindsEverywhere()
     Engine(segmenter, refine_edges=False).remove(png(*size), ALPHA)
     assert segmenter.seen == [segmenter.input_shape(*size)]
 
 
 def test_the_further_views_can_be_turned_off():
     segmenter = Recording()
-    engine = Engine(segmenter, refine_edges=False, square_view_from=math.inf, tile_views_from=math.inf)
+    engine = Engine(segmenter, refine_edges=False, square_view_from=math.inf, tile_views_from=math.inf,
+                    tiles_when_under=0.0)
     result = engine.remove(png(1920, 1080), ALPHA)
     assert segmenter.seen == [(1024, 576)]
     assert alpha_of(result.data).max() == 0  # the aspect-kept view alone found nothing
+
+
+@pytest.mark.parametrize("size", [(1600, 1200), (1920, 1080), (1080, 1920)])
+def test_the_tiles_look_where_the_whole_views_found_nothing(size):
+    segmenter = Recording()  # finds its blob in square views only: the squashed one and the tiles
+    engine = Engine(segmenter, refine_edges=False, square_view_from=math.inf, tile_views_from=math.inf)
+    alpha = alpha_of(engine.remove(png(*size), ALPHA).data)
+    tiles = math.ceil(max(size) / min(size))
+    assert segmenter.seen == [segmenter.input_shape(*size)] + [(1024, 1024)] * tiles
+    assert alpha.max() == 255  # a tile's find is kept
+    found = FindsEverywhere()  # the whole view finds a subject: no tile runs
+    Engine(found, refine_edges=False, square_view_from=math.inf, tile_views_from=math.inf).remove(png(*size), ALPHA)
+    assert found.seen == [found.input_shape(*size)]
 
 
 @pytest.mark.parametrize("region", [(0, 0, 1920, 1080), (0, 0, 2520, 1080), (0, 0, 1080, 1920), (100, 50, 1300, 650)])
@@ -122,8 +147,11 @@ def test_a_subject_only_a_tile_finds_is_kept_in_the_photos_frame():
     Image.fromarray(photo).save(out, "PNG")
     alpha = alpha_of(Engine(FindsInTiles(), refine_edges=False, tile_views_from=2.0).remove(out.getvalue(), ALPHA).data)
     assert alpha[800, 2350] == 255 and alpha[100, 100] == 0 and alpha[800, 1000] == 0
-    alone = alpha_of(Engine(FindsInTiles(), refine_edges=False, tile_views_from=math.inf).remove(out.getvalue(), ALPHA).data)
-    assert alone.max() == 0
+    alone = Engine(FindsInTiles(), refine_edges=False, tile_views_from=math.inf, tiles_when_under=0.0)
+    assert alpha_of(alone.remove(out.getvalue(), ALPHA).data).max() == 0
+    # Nothing found by the whole views: the tiles look, whatever tile_views_from says.
+    rescued = alpha_of(Engine(FindsInTiles(), refine_edges=False, tile_views_from=math.inf).remove(out.getvalue(), ALPHA).data)
+    assert rescued[800, 2350] == 255 and rescued[100, 100] == 0
 
 
 def _blob(shape, x0, y0, x1, y1, value=1.0, edge=0.0):
