@@ -10,6 +10,8 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
   every (join, t) is scored from those runs. Chosen: the highest mean IoU over the sets (each set
   counting once) from MIN_FROM up, ties to the lower mean MAE, then the higher t (fewer second
   inferences).
+- under which solid area (share of the frame) the whole views count as having found nothing, so
+  that the square tiles look anyway (Engine(tiles_when_under=...)): chosen the same way.
 - with --edges, engine/refine's edge settings (the contrast curve, both guided filters, the blend),
   one at a time from the current ones (EDGE_GRID), on every set: judged by issue 15's checks
   against rembg's cut-outs of the tuned part (fewest failing, then the least shortfall).
@@ -42,6 +44,9 @@ THRESHOLDS = (1.0, 1.2, 1.4, 1.55, 1.7, 2.0, 2.5, math.inf)
 MIN_FROM = 1.4
 JOINS = ("max", "components")
 ADDED = (0.0, 0.0005, 0.001, 0.003, 0.01)
+# Solid area (share of the frame) under which the whole views count as having found nothing, so
+# that the tiles look anyway (Engine(tiles_when_under=...)); 0: never.
+FOUND_LITTLE = (0.0, 0.0005, 0.001, 0.003, 0.01)
 # engine/refine.EdgeStyle's fields and the values tried for each, one field at a time from the
 # current settings (coordinate descent, in this order, each step keeping the best so far).
 EDGE_GRID = {
@@ -197,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.nice(0) < 10:  # the CPU is shared
         os.nice(10 - os.nice(0))
 
-    from engine.pipeline import ADDED_AT_LEAST, SQUARE_VIEW_FROM, TILE_VIEWS_FROM, VIEW_JOIN, Engine
+    from engine.pipeline import ADDED_AT_LEAST, SQUARE_VIEW_FROM, TILE_VIEWS_FROM, TILES_WHEN_UNDER, VIEW_JOIN, Engine
     from service.config import Settings
 
     root = args.quality_dir or datasets.default_root()
@@ -209,10 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     samples = {name: datasets.load(root if name in datasets.SETS else generated.build(root, log=log), name,
                                    args.limit, (splits.TUNED,)) for name in sets}
 
+    # The views are swept first as they are, without the tiles' look where they found nothing (below).
+    views = dict(tiles_when_under=0.0)
     per_set = {}
     for name in sets:
-        one = cut(Engine(segmenter, square_view_from=math.inf, tile_views_from=math.inf), samples[name])
-        both = {join: cut(Engine(segmenter, square_view_from=1.0, view_join=join, tile_views_from=math.inf), samples[name])
+        one = cut(Engine(segmenter, square_view_from=math.inf, tile_views_from=math.inf, **views), samples[name])
+        both = {join: cut(Engine(segmenter, square_view_from=1.0, view_join=join, tile_views_from=math.inf, **views),
+                          samples[name])
                 for join in JOINS}
         per_set[name] = ([aspect(s.image) for s in samples[name]], one, both)
         log(f"{name}: IoU one view {set_means(one)['IoU']:.4f}, "
@@ -221,14 +229,24 @@ def main(argv: list[str] | None = None) -> int:
     tiled = {}
     for name in sets:
         aspects, _, _ = per_set[name]
-        geometry = cut(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=math.inf), samples[name])
-        tiles = cut(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=1.0), samples[name])
+        geometry = cut(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=math.inf, **views),
+                       samples[name])
+        tiles = cut(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=1.0, **views), samples[name])
         tiled[name] = (aspects, geometry, {"tiles": tiles})
         log(f"{name}: IoU {join} from {chosen:g} {set_means(geometry)['IoU']:.4f}, with tiles {set_means(tiles)['IoU']:.4f}")
     (_, tiles_from), tile_lines = pick_threshold(tiled)
+    little = {}
+    for fraction in FOUND_LITTLE:
+        engine = Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
+                        tiles_when_under=fraction)
+        little[fraction] = {name: set_means(cut(engine, samples[name])) for name in sets}
+        log(f"tiles when under {fraction:g}: IoU " + ", ".join(f"{n} {m['IoU']:.4f}" for n, m in little[fraction].items()))
+    when_under = max(little, key=lambda f: (round(report.mean([m["IoU"] for m in little[f].values()]), 4),
+                                            -round(report.mean([m["MAE"] for m in little[f].values()]), 5), -f))
     added = {}
     for fraction in ADDED:
-        engine = Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from, added_at_least=fraction)
+        engine = Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
+                        tiles_when_under=when_under, added_at_least=fraction)
         added[fraction] = {name: set_means(cut(engine, samples[name])) for name in sets}
         log(f"added at least {fraction:g}: IoU " + ", ".join(f"{n} {m['IoU']:.4f}" for n, m in added[fraction].items()))
     least = max(added, key=lambda f: (round(report.mean([m["IoU"] for m in added[f].values()]), 4),
@@ -257,6 +275,18 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *tile_lines,
         "",
+        "## When the whole views found (almost) nothing: under which solid area (share of the frame) the tiles look",
+        "",
+        f"With the views chosen above; chosen the same way (best mean IoU, ties to the lower MAE, then the smaller "
+        f"share: fewer photos pay for the tiles): {when_under:g}; engine/pipeline.py TILES_WHEN_UNDER is "
+        f"{TILES_WHEN_UNDER:g}.",
+        "",
+        "| under | " + " | ".join(f"{n} IoU" for n in sets) + " | mean IoU | mean MAE |",
+        "|---:|" + "---:|" * (len(sets) + 2),
+        *(f"| {f:g}{' **chosen**' if f == when_under else ''} | " + " | ".join(f"{m['IoU']:.4f}" for m in means.values())
+          + f" | {report.mean([m['IoU'] for m in means.values()]):.4f} | {report.mean([m['MAE'] for m in means.values()]):.5f} |"
+          for f, means in little.items()),
+        "",
         "## What only the further views found: from which solid area (share of the frame) it is kept",
         "",
         f"With the views chosen above; chosen the same way (best mean IoU, ties to the lower MAE, then the "
@@ -270,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.edges:
         md += sweep_edges(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                                 added_at_least=least), samples, sets)
+                                 tiles_when_under=when_under, added_at_least=least), samples, sets)
     text = "\n".join(md) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tune.md").write_text(text)
