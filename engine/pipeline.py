@@ -49,9 +49,10 @@ VIEW_JOIN = "max"
 # 21:9 frame that no whole view finds fills a good part of a tile, but so does a crack or a pebble.
 # Swept like the others; off (math.inf) on the tuned part as it stands.
 TILE_VIEWS_FROM = math.inf
-# Whatever the aspect (above 1), the tiles run when the whole views found (almost) nothing: a solid
-# area under this share of the frame. A tile's false find then costs nothing (there was no subject
-# to lose), and a subject at the frame's side is found (swept like the others).
+# On a frame the squashed view also sees (from SQUARE_VIEW_FROM), the tiles run too when the whole
+# views found (almost) nothing: a solid area under this share of the frame. A tile's false find then
+# costs nothing (there was no subject to lose), and a subject at the frame's side is found (swept
+# like the others). Squarer frames, where a tile is most of the photo, keep one inference.
 TILES_WHEN_UNDER = 0.0005
 # What only the further views found is kept when its solid area is at least this share of the
 # frame (swept; 0: all of it).
@@ -305,9 +306,9 @@ class Engine:
     ) -> tuple[np.ndarray, bool]:
         """The net's matte of the region at the aspect-kept view's shape; where the region is at
         least `square_view_from` wide or tall, joined (`view_join`) with the matte of the squashed
-        square view, resampled to that shape, and from `tile_views_from` on (or at any aspect above 1
-        when the whole views found a solid area under `tiles_when_under` of the frame) with those of
-        square tiles along the long side. And whether the net ran for any of them (else all were cached)."""
+        square view, resampled to that shape, and from `tile_views_from` on (or from
+        `square_view_from` when the whole views found a solid area under `tiles_when_under` of the
+        frame) with those of square tiles along the long side. And whether the net ran for any of them (else all were cached)."""
         matte, held = self.segmenter.matte_held(view, scope)
         ran = not held
         width, height = region[2] - region[0], region[3] - region[1]
@@ -323,7 +324,7 @@ class Engine:
             squashed = cv2.resize(squashed, (matte.shape[1], matte.shape[0]), interpolation=cv2.INTER_AREA)
             matte = join_views(matte, squashed, self.view_join)
         found_little = np.count_nonzero(matte >= 0.5) < self.tiles_when_under * matte.size
-        if aspect >= self.tile_views_from or (aspect > 1 and found_little):
+        if aspect >= self.tile_views_from or (aspect >= self.square_view_from and found_little):
             matte = matte.copy() if matte is kept else matte
             for tile, (x0, y0, x1, y1) in self._tiles(region, matte.shape):
                 tile_view = self._net_view(image, tile, to_image, lambda w, h: (side, side))

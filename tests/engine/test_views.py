@@ -84,7 +84,7 @@ class FindsEverywhere(Recording):
 @pytest.mark.parametrize("size", [(1600, 1200), (1200, 1600), (1000, 1000), (1300, 1000)])
 def test_near_square_photos_are_seen_once_with_their_aspect(size):
     assert max(size) / min(size) < SQUARE_VIEW_FROM
-    segmenter = FindsEverywhere()
+    segmenter = Recording()
     Engine(segmenter, refine_edges=False).remove(png(*size), ALPHA)
     assert segmenter.seen == [segmenter.input_shape(*size)]
 
@@ -98,17 +98,43 @@ def test_the_further_views_can_be_turned_off():
     assert alpha_of(result.data).max() == 0  # the aspect-kept view alone found nothing
 
 
-@pytest.mark.parametrize("size", [(1600, 1200), (1920, 1080), (1080, 1920)])
+class FindsInTilesOnly(Recording):
+    """Finds its blob only in a square view that shows part of the photo: a tile (the tiles are
+    told from the squashed view by the strip painted along the photo's far side)."""
+
+    def matte(self, image: Image.Image) -> np.ndarray:
+        self.seen.append(image.size)
+        matte = np.zeros((image.size[1], image.size[0]), np.float32)
+        far = np.asarray(image.convert("L"))[-1, -1] > 200
+        if image.size[0] == image.size[1] and not far:
+            matte[400:600, 400:600] = 1.0
+        return matte
+
+
+def striped(width: int, height: int) -> bytes:
+    photo = np.full((height, width, 3), 90, np.uint8)
+    photo[-20:, -20:] = 255
+    out = io.BytesIO()
+    Image.fromarray(photo).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (2520, 1080), (1080, 1920)])
 def test_the_tiles_look_where_the_whole_views_found_nothing(size):
-    segmenter = Recording()  # finds its blob in square views only: the squashed one and the tiles
-    engine = Engine(segmenter, refine_edges=False, square_view_from=math.inf, tile_views_from=math.inf)
-    alpha = alpha_of(engine.remove(png(*size), ALPHA).data)
+    segmenter = FindsInTilesOnly()
+    alpha = alpha_of(Engine(segmenter, refine_edges=False).remove(striped(*size), ALPHA).data)
     tiles = math.ceil(max(size) / min(size))
-    assert segmenter.seen == [segmenter.input_shape(*size)] + [(1024, 1024)] * tiles
+    assert segmenter.seen == [segmenter.input_shape(*size), (1024, 1024)] + [(1024, 1024)] * tiles
     assert alpha.max() == 255  # a tile's find is kept
-    found = FindsEverywhere()  # the whole view finds a subject: no tile runs
-    Engine(found, refine_edges=False, square_view_from=math.inf, tile_views_from=math.inf).remove(png(*size), ALPHA)
-    assert found.seen == [found.input_shape(*size)]
+    found = FindsEverywhere()  # the whole views find a subject: no tile runs
+    Engine(found, refine_edges=False).remove(png(*size), ALPHA)
+    assert found.seen == [found.input_shape(*size), (1024, 1024)]
+
+
+def test_squarer_frames_keep_one_inference_even_when_nothing_is_found():
+    segmenter = Recording()  # finds nothing in the aspect-kept view of a 4:3 photo
+    alpha = alpha_of(Engine(segmenter, refine_edges=False).remove(png(1600, 1200), ALPHA).data)
+    assert segmenter.seen == [segmenter.input_shape(1600, 1200)] and alpha.max() == 0
 
 
 @pytest.mark.parametrize("region", [(0, 0, 1920, 1080), (0, 0, 2520, 1080), (0, 0, 1080, 1920), (100, 50, 1300, 650)])
