@@ -308,7 +308,8 @@ class Engine:
         least `square_view_from` wide or tall, joined (`view_join`) with the matte of the squashed
         square view, resampled to that shape, and from `tile_views_from` on (or from
         `square_view_from` when the whole views found a solid area under `tiles_when_under` of the
-        frame) with those of square tiles along the long side. And whether the net ran for any of them (else all were cached)."""
+        frame) with those of square tiles along the long side. And whether the net ran for any of
+        them (else all were cached)."""
         matte, held = self.segmenter.matte_held(view, scope)
         ran = not held
         width, height = region[2] - region[0], region[3] - region[1]
