@@ -188,6 +188,32 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
     return lines
 
 
+def sweep_shares(make_engine, shares: tuple[float, ...], samples: dict[str, list[datasets.Sample]],
+                 what: str) -> tuple[float, dict[float, dict[str, dict[str, float]]]]:
+    """Each share of the frame (a threshold of an Engine made by make_engine(share)) on every set ->
+    (the chosen share, {share: {set: means}}): the best mean IoU over the sets, ties to the lower
+    mean MAE, then the smaller share."""
+    found = {}
+    for share in shares:
+        engine = make_engine(share)
+        found[share] = {name: set_means(cut(engine, chosen)) for name, chosen in samples.items()}
+        log(f"{what} {share:g}: IoU " + ", ".join(f"{n} {m['IoU']:.4f}" for n, m in found[share].items()))
+    best = max(found, key=lambda f: (round(report.mean([m["IoU"] for m in found[f].values()]), 4),
+                                     -round(report.mean([m["MAE"] for m in found[f].values()]), 5), -f))
+    return best, found
+
+
+def share_table(label: str, found: dict[float, dict[str, dict[str, float]]], chosen: float) -> list[str]:
+    """sweep_shares' results as a table's lines, the chosen share marked."""
+    names = list(next(iter(found.values())))
+    return [f"| {label} | " + " | ".join(f"{n} IoU" for n in names) + " | mean IoU | mean MAE |",
+            "|---:|" + "---:|" * (len(names) + 2),
+            *(f"| {f:g}{' **chosen**' if f == chosen else ''} | " + " | ".join(f"{m['IoU']:.4f}" for m in means.values())
+              + f" | {report.mean([m['IoU'] for m in means.values()]):.4f}"
+              f" | {report.mean([m['MAE'] for m in means.values()]):.5f} |"
+              for f, means in found.items())]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.quality.tune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -235,22 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         tiled[name] = (aspects, geometry, {"tiles": tiles})
         log(f"{name}: IoU {join} from {chosen:g} {set_means(geometry)['IoU']:.4f}, with tiles {set_means(tiles)['IoU']:.4f}")
     (_, tiles_from), tile_lines = pick_threshold(tiled)
-    little = {}
-    for fraction in FOUND_LITTLE:
-        engine = Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                        tiles_when_under=fraction)
-        little[fraction] = {name: set_means(cut(engine, samples[name])) for name in sets}
-        log(f"tiles when under {fraction:g}: IoU " + ", ".join(f"{n} {m['IoU']:.4f}" for n, m in little[fraction].items()))
-    when_under = max(little, key=lambda f: (round(report.mean([m["IoU"] for m in little[f].values()]), 4),
-                                            -round(report.mean([m["MAE"] for m in little[f].values()]), 5), -f))
-    added = {}
-    for fraction in ADDED:
-        engine = Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                        tiles_when_under=when_under, added_at_least=fraction)
-        added[fraction] = {name: set_means(cut(engine, samples[name])) for name in sets}
-        log(f"added at least {fraction:g}: IoU " + ", ".join(f"{n} {m['IoU']:.4f}" for n, m in added[fraction].items()))
-    least = max(added, key=lambda f: (round(report.mean([m["IoU"] for m in added[f].values()]), 4),
-                                      -round(report.mean([m["MAE"] for m in added[f].values()]), 5), -f))
+    when_under, little = sweep_shares(
+        lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
+                         tiles_when_under=f), FOUND_LITTLE, samples, "tiles when under")
+    least, added = sweep_shares(
+        lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
+                         tiles_when_under=when_under, added_at_least=f), ADDED, samples, "added at least")
     md = [
         "# Settings swept on the tuned part (bench/quality/tune.py)",
         "",
@@ -281,22 +297,14 @@ def main(argv: list[str] | None = None) -> int:
         f"share: fewer photos pay for the tiles): {when_under:g}; engine/pipeline.py TILES_WHEN_UNDER is "
         f"{TILES_WHEN_UNDER:g}.",
         "",
-        "| under | " + " | ".join(f"{n} IoU" for n in sets) + " | mean IoU | mean MAE |",
-        "|---:|" + "---:|" * (len(sets) + 2),
-        *(f"| {f:g}{' **chosen**' if f == when_under else ''} | " + " | ".join(f"{m['IoU']:.4f}" for m in means.values())
-          + f" | {report.mean([m['IoU'] for m in means.values()]):.4f} | {report.mean([m['MAE'] for m in means.values()]):.5f} |"
-          for f, means in little.items()),
+        *share_table("under", little, when_under),
         "",
         "## What only the further views found: from which solid area (share of the frame) it is kept",
         "",
         f"With the views chosen above; chosen the same way (best mean IoU, ties to the lower MAE, then the "
         f"smaller share): {least:g}; engine/pipeline.py ADDED_AT_LEAST is {ADDED_AT_LEAST:g}.",
         "",
-        "| at least | " + " | ".join(f"{n} IoU" for n in sets) + " | mean IoU | mean MAE |",
-        "|---:|" + "---:|" * (len(sets) + 2),
-        *(f"| {f:g}{' **chosen**' if f == least else ''} | " + " | ".join(f"{m['IoU']:.4f}" for m in means.values())
-          + f" | {report.mean([m['IoU'] for m in means.values()]):.4f} | {report.mean([m['MAE'] for m in means.values()]):.5f} |"
-          for f, means in added.items()),
+        *share_table("at least", added, least),
     ]
     if args.edges:
         md += sweep_edges(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,

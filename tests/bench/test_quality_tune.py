@@ -71,3 +71,18 @@ def test_the_edge_objective_counts_the_issues_checks_that_fail_then_their_shortf
     # and BF behind too: a second failure
     worse = {"alphamatting14": [_full(0.9, 9.5, 7, 0.65)] * 2}
     assert tune.edge_objective(worse, rembg, samples)[0] == 2
+
+
+def test_a_share_is_chosen_by_iou_then_mae_then_the_smaller_share(monkeypatch):
+    # The "engine" is the share itself; the scores are what that share would give on every photo.
+    given = {0.0: (0.80, 0.05), 0.001: (0.85, 0.04), 0.003: (0.85, 0.04), 0.01: (0.85, 0.03)}
+    monkeypatch.setattr(tune, "cut", lambda share, photos: [{"IoU": given[share][0], "MAE": given[share][1]}] * len(photos))
+    samples = {"a": [object()] * 2, "b": [object()]}
+    chosen, found = tune.sweep_shares(lambda share: share, tuple(given), samples, "test")
+    assert chosen == 0.01  # the same IoU as 0.001 and 0.003, the lowest MAE
+    assert found[0.0] == {"a": {"IoU": 0.80, "MAE": 0.05}, "b": {"IoU": 0.80, "MAE": 0.05}}
+    given[0.01] = (0.85, 0.04)
+    assert tune.sweep_shares(lambda share: share, tuple(given), samples, "test")[0] == 0.001  # a full tie: the smaller
+    lines = tune.share_table("under", found, chosen)
+    assert lines[0] == "| under | a IoU | b IoU | mean IoU | mean MAE |"
+    assert lines[2 + 3].startswith("| 0.01 **chosen** | 0.8500 | 0.8500 | 0.8500 | 0.03000 |")
