@@ -10,8 +10,6 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
   every (join, t) is scored from those runs. Chosen: the highest mean IoU over the sets (each set
   counting once) from MIN_FROM up, ties to the lower mean MAE, then the higher t (fewer second
   inferences).
-- where the two views found different things (their solid parts overlap little), whether the one
-  the net was surer of is taken alone (Engine(view_margin=..., views_agree_below=...)).
 - under which solid area (share of the frame) the whole views count as having found nothing, so
   that the square tiles look anyway (Engine(tiles_when_under=...)): chosen the same way.
 - with --edges, engine/refine's edge settings (the contrast curve, both guided filters, the blend),
@@ -46,9 +44,6 @@ THRESHOLDS = (1.0, 1.2, 1.4, 1.55, 1.7, 2.0, 2.5, math.inf)
 MIN_FROM = 1.4
 JOINS = ("max", "components")
 ADDED = (0.0, 0.0005, 0.001, 0.003, 0.01)
-# (margin, agree below) for engine/matte.pick_view: where the two views overlap by an IoU under the
-# second, the view surer by the first is taken alone; a margin of inf: always joined.
-PICKS = ((math.inf, 0.0), *((m, a) for m in (0.02, 0.05, 0.1, 0.2) for a in (0.7, 0.9, 1.01)))
 # Solid area (share of the frame) under which the whole views count as having found nothing, so
 # that the tiles look anyway (Engine(tiles_when_under=...)); 0: never.
 FOUND_LITTLE = (0.0, 0.0005, 0.001, 0.003, 0.01)
@@ -193,34 +188,27 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
     return lines
 
 
-def sweep_settings(make_engine, settings: tuple, samples: dict[str, list[datasets.Sample]], what: str,
-                   prefer=lambda setting: 0) -> tuple[object, dict[object, dict[str, dict[str, float]]]]:
-    """Each setting (of an Engine made by make_engine(setting)) on every set -> (the chosen
-    setting, {setting: {set: means}}): the best mean IoU over the sets (4 places), ties to the lower
-    mean MAE (4 places), then to the higher prefer(setting)."""
+def sweep_shares(make_engine, shares: tuple[float, ...], samples: dict[str, list[datasets.Sample]],
+                 what: str) -> tuple[float, dict[float, dict[str, dict[str, float]]]]:
+    """Each share of the frame (a threshold of an Engine made by make_engine(share)) on every set ->
+    (the chosen share, {share: {set: means}}): the best mean IoU over the sets, ties to the lower
+    mean MAE, then the smaller share."""
     found = {}
-    for setting in settings:
-        engine = make_engine(setting)
-        found[setting] = {name: set_means(cut(engine, chosen)) for name, chosen in samples.items()}
-        log(f"{what} {setting}: IoU " + ", ".join(f"{n} {m['IoU']:.4f}" for n, m in found[setting].items()))
-    # MAE to 4 places: the added-at-least choice flipped on its fifth between two CPUs' int8 runs.
+    for share in shares:
+        engine = make_engine(share)
+        found[share] = {name: set_means(cut(engine, chosen)) for name, chosen in samples.items()}
+        log(f"{what} {share:g}: IoU " + ", ".join(f"{n} {m['IoU']:.4f}" for n, m in found[share].items()))
     best = max(found, key=lambda f: (round(report.mean([m["IoU"] for m in found[f].values()]), 4),
-                                     -round(report.mean([m["MAE"] for m in found[f].values()]), 4), prefer(f)))
+                                     -round(report.mean([m["MAE"] for m in found[f].values()]), 5), -f))
     return best, found
 
 
-def sweep_shares(make_engine, shares: tuple[float, ...], samples: dict[str, list[datasets.Sample]],
-                 what: str) -> tuple[float, dict[float, dict[str, dict[str, float]]]]:
-    """sweep_settings over shares of the frame, ties to the smaller share."""
-    return sweep_settings(make_engine, shares, samples, what, prefer=lambda share: -share)
-
-
-def share_table(label: str, found: dict, chosen, show=lambda setting: f"{setting:g}") -> list[str]:
-    """sweep_settings' results as a table's lines, the chosen setting marked."""
+def share_table(label: str, found: dict[float, dict[str, dict[str, float]]], chosen: float) -> list[str]:
+    """sweep_shares' results as a table's lines, the chosen share marked."""
     names = list(next(iter(found.values())))
     return [f"| {label} | " + " | ".join(f"{n} IoU" for n in names) + " | mean IoU | mean MAE |",
             "|---:|" + "---:|" * (len(names) + 2),
-            *(f"| {show(f)}{' **chosen**' if f == chosen else ''} | " + " | ".join(f"{m['IoU']:.4f}" for m in means.values())
+            *(f"| {f:g}{' **chosen**' if f == chosen else ''} | " + " | ".join(f"{m['IoU']:.4f}" for m in means.values())
               + f" | {report.mean([m['IoU'] for m in means.values()]):.4f}"
               f" | {report.mean([m['MAE'] for m in means.values()]):.5f} |"
               for f, means in found.items())]
@@ -240,9 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.nice(0) < 10:  # the CPU is shared
         os.nice(10 - os.nice(0))
 
-    from engine.pipeline import (
-        ADDED_AT_LEAST, SQUARE_VIEW_FROM, TILE_VIEWS_FROM, TILES_WHEN_UNDER, VIEW_JOIN, VIEW_MARGIN, VIEWS_AGREE_BELOW, Engine,
-    )
+    from engine.pipeline import ADDED_AT_LEAST, SQUARE_VIEW_FROM, TILE_VIEWS_FROM, TILES_WHEN_UNDER, VIEW_JOIN, Engine
     from service.config import Settings
 
     root = args.quality_dir or datasets.default_root()
@@ -255,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                                    args.limit, (splits.TUNED,)) for name in sets}
 
     # The views are swept first as they are, without the tiles' look where they found nothing (below).
-    views = dict(tiles_when_under=0.0, view_margin=math.inf)
+    views = dict(tiles_when_under=0.0)
     per_set = {}
     for name in sets:
         one = cut(Engine(segmenter, square_view_from=math.inf, tile_views_from=math.inf, **views), samples[name])
@@ -275,18 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         tiled[name] = (aspects, geometry, {"tiles": tiles})
         log(f"{name}: IoU {join} from {chosen:g} {set_means(geometry)['IoU']:.4f}, with tiles {set_means(tiles)['IoU']:.4f}")
     (_, tiles_from), tile_lines = pick_threshold(tiled)
-    # Ties to the larger margin and the lower agreement: fewer photos leave the join.
-    pick, picks = sweep_settings(
-        lambda p: Engine(segmenter, square_view_from=chosen, view_join=join, view_margin=p[0], views_agree_below=p[1],
-                         tile_views_from=tiles_from, tiles_when_under=0.0), PICKS, samples, "pick (margin, agree below)",
-        prefer=lambda p: (p[0], -p[1]))
-    views = dict(view_margin=pick[0], views_agree_below=pick[1])
     when_under, little = sweep_shares(
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                         tiles_when_under=f, **views), FOUND_LITTLE, samples, "tiles when under")
+                         tiles_when_under=f), FOUND_LITTLE, samples, "tiles when under")
     least, added = sweep_shares(
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                         tiles_when_under=when_under, added_at_least=f, **views), ADDED, samples, "added at least")
+                         tiles_when_under=when_under, added_at_least=f), ADDED, samples, "added at least")
     md = [
         "# Settings swept on the tuned part (bench/quality/tune.py)",
         "",
@@ -311,16 +291,6 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *tile_lines,
         "",
-        "## Where the two views found different things: which one alone, by how much surer the net was of it",
-        "",
-        "With the views and tiles chosen above: where the views' solid parts overlap by an IoU under 'agree "
-        "below', the view whose matte is surer (engine/matte.confidence) by at least 'margin' is taken alone. "
-        f"Chosen the same way (ties to the larger margin, then the lower agreement): margin {pick[0]:g}, agree "
-        f"below {pick[1]:g}; engine/pipeline.py VIEW_MARGIN is {VIEW_MARGIN:g}, VIEWS_AGREE_BELOW "
-        f"{VIEWS_AGREE_BELOW:g}.",
-        "",
-        *share_table("margin, agree below", picks, pick, show=lambda p: f"{p[0]:g}, {p[1]:g}"),
-        "",
         "## When the whole views found (almost) nothing: under which solid area (share of the frame) the tiles look",
         "",
         f"With the views chosen above; chosen the same way (best mean IoU, ties to the lower MAE, then the smaller "
@@ -338,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.edges:
         md += sweep_edges(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                                 tiles_when_under=when_under, added_at_least=least, **views), samples, sets)
+                                 tiles_when_under=when_under, added_at_least=least), samples, sets)
     text = "\n".join(md) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tune.md").write_text(text)
