@@ -112,31 +112,6 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str) -> np.ndarray:
     return out
 
 
-def confidence(matte: np.ndarray) -> float:
-    """How sure the net was of what it found: the mean matte where it found anything (above the
-    join's level); 0 where it found nothing. A subject it is sure of is near 1 inside, with a thin
-    edge; a hesitant find (a pattern, a reflection) is a grey haze."""
-    found = matte > _JOIN_LEVEL
-    return float(matte[found].mean()) if found.any() else 0.0
-
-
-def pick_view(kept: np.ndarray, second: np.ndarray, margin: float, agree_below: float) -> np.ndarray | None:
-    """The one view to keep, or None to join them: where the two views' solid parts overlap by
-    less than `agree_below` (IoU), they found different things, and when one view is the more
-    confident (`confidence`) by at least `margin`, its matte alone is taken (the join would keep
-    the other's false find too)."""
-    a, b = kept >= 0.5, second >= 0.5
-    union = np.count_nonzero(a | b)
-    if union == 0 or np.count_nonzero(a & b) / union >= agree_below:
-        return None
-    sure_kept, sure_second = confidence(kept), confidence(second)
-    if sure_kept - sure_second >= margin:
-        return kept
-    if sure_second - sure_kept >= margin:
-        return second
-    return None
-
-
 def drop_small_additions(kept: np.ndarray, joined: np.ndarray, fraction: float) -> np.ndarray:
     """`joined` (join_views of `kept` and further views) without the regions that only the further
     views found (no solid part in `kept`) and whose solid area is under `fraction` of the frame:

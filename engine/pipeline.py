@@ -24,7 +24,7 @@ from PIL import Image
 
 from engine import compose, encode, foreground, refine
 from engine.decode import DEFAULT_MAX_PIXELS, decode, pixels_of, probe
-from engine.matte import coarse_box, drop_small_additions, foreground_box, join_views, pick_view, upsample
+from engine.matte import coarse_box, drop_small_additions, foreground_box, join_views, upsample
 from engine.config import EngineConfig
 from engine.models import manifest, providers
 from engine.models.families import Segmenter
@@ -44,12 +44,6 @@ _CLASSIFIER_VIEW = 1024
 # Both chosen on the tuned part of bench/quality's sets by bench/quality/tune.py (bench-results/tune.md).
 SQUARE_VIEW_FROM = 1.4
 VIEW_JOIN = "max"
-# Where the two views found different things (their solid parts overlap by an IoU under
-# VIEWS_AGREE_BELOW), the view the net was surer of (engine/matte.confidence) by at least
-# VIEW_MARGIN is taken alone instead of joined: a pattern one view takes for a subject is then not
-# kept beside the subject the other found. Swept like the others (math.inf margin: always joined).
-VIEW_MARGIN = 0.02
-VIEWS_AGREE_BELOW = 0.9
 # From this aspect ratio on, the net also sees square tiles of the photo along its long side
 # (side: the short side, evenly overlapping), joined the same way: a subject at the side of a
 # 21:9 frame that no whole view finds fills a good part of a tile, but so does a crack or a pebble.
@@ -134,8 +128,6 @@ class Engine:
         max_input_pixels: int = DEFAULT_MAX_PIXELS,
         square_view_from: float = SQUARE_VIEW_FROM,
         view_join: str = VIEW_JOIN,
-        view_margin: float = VIEW_MARGIN,
-        views_agree_below: float = VIEWS_AGREE_BELOW,
         tile_views_from: float = TILE_VIEWS_FROM,
         tiles_when_under: float = TILES_WHEN_UNDER,
         added_at_least: float = ADDED_AT_LEAST,
@@ -144,7 +136,6 @@ class Engine:
         self.segmenter = segmenter
         self.square_view_from = square_view_from  # math.inf: the aspect-kept view alone
         self.view_join = view_join
-        self.view_margin, self.views_agree_below = view_margin, views_agree_below
         self.tile_views_from = tile_views_from
         self.tiles_when_under = tiles_when_under
         self.added_at_least = added_at_least
@@ -315,11 +306,10 @@ class Engine:
     ) -> tuple[np.ndarray, bool]:
         """The net's matte of the region at the aspect-kept view's shape; where the region is at
         least `square_view_from` wide or tall, joined (`view_join`) with the matte of the squashed
-        square view, resampled to that shape (or the one of the two the net was surer of, where
-        they found different things: `view_margin`, `views_agree_below`), and from
-        `tile_views_from` on (or from `square_view_from` when the whole views found a solid area
-        under `tiles_when_under` of the frame) with those of square tiles along the long side. And
-        whether the net ran for any of them (else all were cached)."""
+        square view, resampled to that shape, and from `tile_views_from` on (or from
+        `square_view_from` when the whole views found a solid area under `tiles_when_under` of the
+        frame) with those of square tiles along the long side. And whether the net ran for any of
+        them (else all were cached)."""
         matte, held = self.segmenter.matte_held(view, scope)
         ran = not held
         width, height = region[2] - region[0], region[3] - region[1]
@@ -333,8 +323,7 @@ class Engine:
             squashed, held = self.segmenter.matte_held(square, scope)
             ran |= not held
             squashed = cv2.resize(squashed, (matte.shape[1], matte.shape[0]), interpolation=cv2.INTER_AREA)
-            picked = pick_view(matte, squashed, self.view_margin, self.views_agree_below)
-            matte = join_views(matte, squashed, self.view_join) if picked is None else picked
+            matte = join_views(matte, squashed, self.view_join)
         found_little = np.count_nonzero(matte >= 0.5) < self.tiles_when_under * matte.size
         if aspect >= self.tile_views_from or (aspect >= self.square_view_from and found_little):
             matte = matte.copy() if matte is kept else matte

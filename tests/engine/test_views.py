@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from engine.models.families import ISNet
-from engine.matte import confidence, drop_small_additions, join_views, pick_view
+from engine.matte import drop_small_additions, join_views
 from engine.pipeline import SQUARE_VIEW_FROM, TILE_VIEWS_FROM, Engine
 from engine.types import RemovalOptions
 
@@ -249,39 +249,3 @@ def test_what_only_the_further_views_found_goes_when_it_is_small():
     assert out[81, 81] == 0 and out[55, 55] == 1 and out[15, 43] == 1 and out[20, 20] == 1
     assert drop_small_additions(kept, joined, 0.0) is joined
     assert drop_small_additions(kept, joined, 0.0005) is joined
-
-
-def test_where_the_views_found_different_things_the_surer_one_is_taken_alone():
-    subject = _blob((100, 160), 100, 30, 130, 90)  # solid: what the squashed view found
-    haze = _blob((100, 160), 10, 20, 60, 80, value=0.55)  # a pattern the kept view half-believed
-    kept = np.maximum(haze, _blob((100, 160), 100, 30, 130, 90, value=0.6))
-    assert confidence(subject) > 0.9 and confidence(kept) < 0.6 and confidence(np.zeros((4, 4), np.float32)) == 0.0
-    assert pick_view(kept, subject, 0.02, 0.9) is subject
-    assert pick_view(subject, kept, 0.02, 0.9) is subject  # whichever view it came from
-    assert pick_view(kept, subject, 0.5, 0.9) is None  # not sure enough: joined
-    assert pick_view(kept, subject, 0.02, 0.1) is None  # they agree enough (IoU 0.37): joined
-    both = np.maximum(kept, subject)
-    assert pick_view(both, subject, 0.02, 1.01) is subject
-    assert pick_view(subject, subject.copy(), 0.0, 0.9) is None  # the same find: joined
-    assert pick_view(np.zeros((9, 9), np.float32), np.zeros((9, 9), np.float32), 0.02, 0.9) is None  # nothing found
-
-
-def test_the_engine_takes_the_surer_view_alone_and_joins_when_off():
-    class Differs(Recording):
-        """The squashed view finds a solid square; the aspect-kept view a faint haze elsewhere."""
-
-        def matte(self, image: Image.Image) -> np.ndarray:
-            self.seen.append(image.size)
-            width, height = image.size
-            matte = np.zeros((height, width), np.float32)
-            if width == height:
-                matte[height // 2 - 80 : height // 2 + 80, width // 2 - 80 : width // 2 + 80] = 1.0
-            else:
-                matte[10 : height // 3, 10 : width // 4] = 0.55
-            return matte
-
-    size = (1920, 1080)
-    picked = alpha_of(Engine(Differs(), refine_edges=False, view_margin=0.02).remove(png(*size), ALPHA).data)
-    joined = alpha_of(Engine(Differs(), refine_edges=False, view_margin=math.inf).remove(png(*size), ALPHA).data)
-    assert picked[540, 960] == 255 and joined[540, 960] == 255  # the subject, either way
-    assert picked[100, 100] == 0 and joined[100, 100] > 128  # the haze only where the views are joined
