@@ -99,8 +99,8 @@ def test_the_further_views_can_be_turned_off():
 
 
 class FindsInTilesOnly(Recording):
-    """Finds its blob only in a square view that shows part of the photo: a tile (the tiles are
-    told from the squashed view by the strip painted along the photo's far side)."""
+    """Finds its blob only in a square view that shows part of the photo: a tile (told from the
+    squashed view, which shows the whole photo, by the bright patch in the photo's far corner)."""
 
     def matte(self, image: Image.Image) -> np.ndarray:
         self.seen.append(image.size)
@@ -111,7 +111,7 @@ class FindsInTilesOnly(Recording):
         return matte
 
 
-def striped(width: int, height: int) -> bytes:
+def bright_corner(width: int, height: int) -> bytes:
     photo = np.full((height, width, 3), 90, np.uint8)
     photo[-20:, -20:] = 255
     out = io.BytesIO()
@@ -122,7 +122,7 @@ def striped(width: int, height: int) -> bytes:
 @pytest.mark.parametrize("size", [(1920, 1080), (2520, 1080), (1080, 1920)])
 def test_the_tiles_look_where_the_whole_views_found_nothing(size):
     segmenter = FindsInTilesOnly()
-    alpha = alpha_of(Engine(segmenter, refine_edges=False).remove(striped(*size), ALPHA).data)
+    alpha = alpha_of(Engine(segmenter, refine_edges=False).remove(bright_corner(*size), ALPHA).data)
     tiles = math.ceil(max(size) / min(size))
     assert segmenter.seen == [segmenter.input_shape(*size), (1024, 1024)] + [(1024, 1024)] * tiles
     assert alpha.max() == 255  # a tile's find is kept
