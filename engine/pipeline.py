@@ -324,8 +324,11 @@ class Engine:
             ran |= not held
             squashed = cv2.resize(squashed, (matte.shape[1], matte.shape[0]), interpolation=cv2.INTER_AREA)
             matte = join_views(matte, squashed, self.view_join)
-        found_little = np.count_nonzero(matte >= 0.5) < self.tiles_when_under * matte.size
-        if aspect >= self.tile_views_from or (aspect >= self.square_view_from and found_little):
+        # The solid area is counted only on frames where the found-nothing tiles may run.
+        tiles = aspect >= self.tile_views_from or (
+            aspect >= self.square_view_from and np.count_nonzero(matte >= 0.5) < self.tiles_when_under * matte.size
+        )
+        if tiles:
             matte = matte.copy() if matte is kept else matte
             for tile, (x0, y0, x1, y1) in self._tiles(region, matte.shape):
                 tile_view = self._net_view(image, tile, to_image, lambda w, h: (side, side))
