@@ -52,6 +52,12 @@ class EdgeStyle:
     the regularisation: smaller follows the photo's colour edges more closely): a small one for
     crisp edges and a wide one for hair and fur, blended per pixel by how much of the
     neighbourhood (`reach` working pixels) the net left soft: `wide_at` soft means all wide.
+
+    narrow_lift: where the net's own edge is narrow, the curve's low end is raised by this (0:
+    one curve everywhere). The low end leans the edge outwards, which fur and hair need and a hard
+    edge (a pasted subject, a product) does not. Narrow: under `narrow_under` of the
+    neighbourhood (`reach`) mid-grey (curved alpha 0.1-0.9); over `wide_over`, the curve as is;
+    linear between.
     """
 
     low: float
@@ -61,6 +67,9 @@ class EdgeStyle:
     eps: float = 5e-5
     reach: int = 7
     wide_at: float = 0.5
+    narrow_lift: float = 0.0
+    narrow_under: float = 0.4
+    wide_over: float = 0.8
 
 
 # One style for every subject, so the edge work need not wait for X-Type; swept on the tuned half
@@ -269,6 +278,21 @@ def _softness(source: np.ndarray, reach: int, wide_at: float) -> np.ndarray:
     return np.clip(weight, 0, 1, out=weight)
 
 
+def _lifted_where_narrow(alpha: np.ndarray, source: np.ndarray, scale: int, top: int, left: int,
+                         style: EdgeStyle) -> np.ndarray:
+    """`source` (the curved alpha on the working grid, cells from (top, left)) with the curve's low
+    end raised by `narrow_lift` where the net's edge is narrow, blended by how narrow."""
+    mid = ((source > 0.1) & (source < 0.9)).astype(np.float32)
+    weight = _box(mid, style.reach)
+    weight -= np.float32(style.narrow_under)
+    weight *= np.float32(1 / (style.wide_over - style.narrow_under))
+    np.clip(weight, 0, 1, out=weight)
+    rows, cols = source.shape
+    full = alpha[top * scale : (top + rows) * scale, left * scale : (left + cols) * scale]
+    lifted = box_reduce(cv2.LUT(full, curve_lut(style.low + style.narrow_lift, style.high)), scale)
+    return lifted + (source - lifted) * weight
+
+
 def _blended_coefficients(guide: np.ndarray, source: np.ndarray, style: EdgeStyle, where: np.ndarray) -> np.ndarray:
     """HxWx4 coefficients (A, b) of the small and the wide guided filter, blended by softness,
     valid on the `where` cells (and 0 far from them).
@@ -335,6 +359,11 @@ def refine_alpha(
     c0, c1 = max(0, cols[0] - pad) & ~1, min(band.shape[1], cols[-1] + 1 + pad)
     # The cells whose coefficients the bilinear sampling below reads: the band's and one around.
     wanted = grow(band[r0:r1, c0:c1], 1)
-    coefficients = _blended_coefficients(guide[r0:r1, c0:c1], source[r0:r1, c0:c1], style, wanted)
+    part = source[r0:r1, c0:c1]
+    # Only the band's values depend on the curve's low end (elsewhere both curves give 0 or 1),
+    # and the filters overwrite the band: the lift is needed on the working grid only.
+    if style.narrow_lift:
+        part = _lifted_where_narrow(alpha, part, scale, r0, c0, style)
+    coefficients = _blended_coefficients(guide[r0:r1, c0:c1], part, style, wanted)
     kernels.apply_coefficients(out, pixels, coefficients, band[r0:r1, c0:c1], scale, r0 * scale, c0 * scale)
     return out
