@@ -8,11 +8,11 @@ guess along every edge. Two steps, each kept because it measured better on bench
   components on the thresholded matte, so thin structures (a strand, a cable) that touch the
   subject or are long enough stay whole (a morphological opening would eat them).
 - `refine_alpha`, at the output's resolution: a colour guided filter (He et al.) with the photo
-  as guide moves the net's soft edge onto the photo's own edges, then a contrast curve per
-  foreground type (softer for hair and fur, crisper for products and cars). The filter's
-  coefficients are computed at a bounded working resolution (`WORK_PIXELS`) and applied only on
-  the uncertain band at full resolution (He's "fast guided filter"), so a 12 MP photo costs about
-  what a 1 MP one does plus the band.
+  as guide moves the net's soft edge onto the photo's own edges, after a contrast curve (its low
+  end lifted where the net's own edge is narrow: hair and fur keep the outward lean, a hard edge
+  does not). The filter's coefficients are computed at a bounded working resolution
+  (`WORK_PIXELS`) and applied only on the uncertain band at full resolution (He's "fast guided
+  filter"), so a 12 MP photo costs about what a 1 MP one does plus the band.
 
 Everything is float32; the only full-size arrays are the uint8 alpha and the photo's pixels.
 Filters, lookups and connected components are OpenCV's: its box filter is ~8x faster than
@@ -74,7 +74,8 @@ class EdgeStyle:
 
 # One style for every subject, so the edge work need not wait for X-Type; swept on the tuned half
 # only (bench-results/tune.md). README "Quality" keeps the earlier settings and their figures.
-STYLE = EdgeStyle(low=0.08, high=0.75, small=2, eps=2e-4, wide=42, reach=5, wide_at=0.8, narrow_lift=0.04, wide_over=1.0)
+STYLE = EdgeStyle(low=0.08, high=0.75, small=2, eps=2e-4, wide=42, reach=5, wide_at=0.8,
+                  narrow_lift=0.04, wide_over=1.0)
 
 # How far (working pixels) a refined value depends on the colour and alpha around it: the wide
 # filter's window twice (its coefficients are averaged over a window again) and the blend's
