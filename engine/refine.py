@@ -271,10 +271,14 @@ def curve_lut(low: float, high: float) -> np.ndarray:
     return np.round(np.clip((levels - low) / (high - low), 0, 1) * 255).astype(np.uint8)
 
 
+def _share_between(source: np.ndarray, low: float, high: float, reach: int) -> np.ndarray:
+    """Per work pixel, the share of the pixels within `reach` whose value is strictly between."""
+    return _box(((source > low) & (source < high)).astype(np.float32), reach)
+
+
 def _softness(source: np.ndarray, reach: int, wide_at: float) -> np.ndarray:
     """Per work pixel, 0 (crisp edge) .. 1 (hair-like): the share of soft pixels around it."""
-    soft = ((source > 0.01) & (source < 0.99)).astype(np.float32)
-    weight = _box(soft, reach)
+    weight = _share_between(source, 0.01, 0.99, reach)
     weight *= np.float32(1 / wide_at)
     return np.clip(weight, 0, 1, out=weight)
 
@@ -283,8 +287,7 @@ def _lifted_where_narrow(alpha: np.ndarray, source: np.ndarray, scale: int, top:
                          style: EdgeStyle) -> np.ndarray:
     """`source` (the curved alpha on the working grid, cells from (top, left)) with the curve's low
     end raised by `narrow_lift` where the net's edge is narrow, blended by how narrow."""
-    mid = ((source > 0.1) & (source < 0.9)).astype(np.float32)
-    weight = _box(mid, style.reach)
+    weight = _share_between(source, 0.1, 0.9, style.reach)
     weight -= np.float32(style.narrow_under)
     weight *= np.float32(1 / (style.wide_over - style.narrow_under))
     np.clip(weight, 0, 1, out=weight)
