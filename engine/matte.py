@@ -112,6 +112,14 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str) -> np.ndarray:
     return out
 
 
+def views_agreement(kept: np.ndarray, second: np.ndarray) -> float:
+    """IoU of two views' solid areas (>= 0.5) on the same grid; 1.0 when neither has any (that
+    both found nothing is the found-nothing rule's case)."""
+    a, b = kept >= 0.5, second >= 0.5
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
+
+
 def drop_small_additions(kept: np.ndarray, joined: np.ndarray, fraction: float) -> np.ndarray:
     """`joined` (join_views of `kept` and further views) without the regions that only the further
     views found (no solid part in `kept`) and whose solid area is under `fraction` of the frame:

@@ -24,7 +24,7 @@ from PIL import Image
 
 from engine import compose, encode, foreground, refine
 from engine.decode import DEFAULT_MAX_PIXELS, decode, pixels_of, probe
-from engine.matte import coarse_box, drop_small_additions, foreground_box, join_views, upsample
+from engine.matte import coarse_box, drop_small_additions, foreground_box, join_views, upsample, views_agreement
 from engine.config import EngineConfig
 from engine.models import manifest, providers
 from engine.models.families import Segmenter
@@ -54,6 +54,10 @@ TILE_VIEWS_FROM = math.inf
 # costs nothing (there was no subject to lose), and a subject at the frame's side is found (swept
 # like the others). Squarer frames, where a tile is most of the photo, keep one inference.
 TILES_WHEN_UNDER = 0.0005
+# The tiles run too when the two whole views disagree on where the subject is: the IoU of their
+# solid areas under this (one found a mountain, the other a plant at the frame's side, or
+# nothing). Swept like the others; 0: never.
+TILES_WHEN_VIEWS_AGREE_UNDER = 0.0
 # What only the further views found is kept when its solid area is at least this share of the
 # frame (swept; 0: all of it).
 ADDED_AT_LEAST = 0.003
@@ -130,6 +134,7 @@ class Engine:
         view_join: str = VIEW_JOIN,
         tile_views_from: float = TILE_VIEWS_FROM,
         tiles_when_under: float = TILES_WHEN_UNDER,
+        tiles_when_views_agree_under: float = TILES_WHEN_VIEWS_AGREE_UNDER,
         added_at_least: float = ADDED_AT_LEAST,
         edge_style: refine.EdgeStyle = refine.STYLE,
     ):
@@ -138,6 +143,7 @@ class Engine:
         self.view_join = view_join
         self.tile_views_from = tile_views_from
         self.tiles_when_under = tiles_when_under
+        self.tiles_when_views_agree_under = tiles_when_views_agree_under
         self.added_at_least = added_at_least
         self.edge_style = edge_style  # engine/refine's settings (bench/quality/tune.py sweeps them)
         self.classify: Classifier = classify or classify_other
@@ -308,7 +314,8 @@ class Engine:
         least `square_view_from` wide or tall, joined (`view_join`) with the matte of the squashed
         square view, resampled to that shape, and from `tile_views_from` on (or from
         `square_view_from` when the whole views found a solid area under `tiles_when_under` of the
-        frame) with those of square tiles along the long side. And whether the net ran for any of
+        frame, or their solid areas' IoU is under `tiles_when_views_agree_under`) with those of
+        square tiles along the long side. And whether the net ran for any of
         them (else all were cached)."""
         matte, held = self.segmenter.matte_held(view, scope)
         ran = not held
@@ -318,14 +325,16 @@ class Engine:
             return matte, ran  # the net sees the square already
         aspect = max(width, height) / min(width, height)
         kept = matte
+        disagree = False
         if aspect >= self.square_view_from:
             square = self._net_view(image, region, to_image, lambda w, h: (side, side))
             squashed, held = self.segmenter.matte_held(square, scope)
             ran |= not held
             squashed = cv2.resize(squashed, (matte.shape[1], matte.shape[0]), interpolation=cv2.INTER_AREA)
+            disagree = views_agreement(matte, squashed) < self.tiles_when_views_agree_under
             matte = join_views(matte, squashed, self.view_join)
         # The solid area is counted only on frames where the found-nothing tiles may run.
-        tiles = aspect >= self.tile_views_from or (
+        tiles = aspect >= self.tile_views_from or disagree or (
             aspect >= self.square_view_from and np.count_nonzero(matte >= 0.5) < self.tiles_when_under * matte.size
         )
         if tiles:

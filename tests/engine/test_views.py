@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from engine.models.families import ISNet
-from engine.matte import drop_small_additions, join_views
+from engine.matte import drop_small_additions, join_views, views_agreement
 from engine.pipeline import SQUARE_VIEW_FROM, TILE_VIEWS_FROM, Engine
 from engine.types import RemovalOptions
 
@@ -178,6 +178,42 @@ def test_a_subject_only_a_tile_finds_is_kept_in_the_photos_frame():
     # Nothing found by the whole views: the tiles look, whatever tile_views_from says.
     rescued = alpha_of(Engine(FindsInTiles(), refine_edges=False, tile_views_from=math.inf).remove(out.getvalue(), ALPHA).data)
     assert rescued[800, 2350] == 255 and rescued[100, 100] == 0
+
+
+class FindsGreyToo(FindsInTiles):
+    """As FindsInTiles, and a large grey area in any square view it fills at least 20 % of (a
+    mountain the squashed view takes for the subject)."""
+
+    def matte(self, image: Image.Image) -> np.ndarray:
+        matte = super().matte(image)
+        pixels = np.asarray(image.convert("L"), np.float32)
+        grey = (pixels > 100) & (pixels < 160)
+        if image.size[0] == image.size[1] and grey.mean() >= 0.2:
+            matte[grey] = 1.0
+        return matte
+
+
+def test_when_the_whole_views_disagree_the_tiles_look():
+    photo = np.full((1080, 2520, 3), 20, np.uint8)
+    photo[300:1000, 600:1600] = 128  # only the squashed view finds it; the aspect-kept view nothing
+    photo[600:1000, 2200:2500] = 250  # only the right-hand tile finds it
+    out = io.BytesIO()
+    Image.fromarray(photo).save(out, "PNG")
+    plain = alpha_of(Engine(FindsGreyToo(), refine_edges=False).remove(out.getvalue(), ALPHA).data)
+    assert plain[650, 1100] == 255 and plain[800, 2350] == 0  # found a lot: the found-nothing rule sleeps
+    looked = alpha_of(Engine(FindsGreyToo(), refine_edges=False, tiles_when_views_agree_under=0.2)
+                      .remove(out.getvalue(), ALPHA).data)
+    assert looked[650, 1100] == 255 and looked[800, 2350] == 255 and looked[100, 100] == 0
+
+
+def test_views_agreement_is_the_iou_of_the_solid_areas():
+    a, b = np.zeros((10, 10), np.float32), np.zeros((10, 10), np.float32)
+    assert views_agreement(a, b) == 1.0  # both found nothing: no disagreement
+    a[0:5] = 0.9
+    assert views_agreement(a, b) == 0.0
+    b[3:10] = 0.6
+    b[9] = 0.4  # not solid
+    assert views_agreement(a, b) == pytest.approx(2 / 9)
 
 
 def _blob(shape, x0, y0, x1, y1, value=1.0, edge=0.0):
