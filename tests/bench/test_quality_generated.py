@@ -81,7 +81,10 @@ def test_sets_are_reproducible_sized_and_split_by_their_source(quality, tmp_path
     second = generated.build(quality, tmp_path / "b", log=lambda m: None)
     for name in generated.SETS:
         samples = datasets.load(first, name)
-        assert len(samples) == 2 * generated.COUNTS[name] or name.startswith("crops")
+        extra = generated.TUNED_EXTRA.get(name, 0)
+        assert len(samples) == 2 * generated.COUNTS[name] + extra or name.startswith("crops")
+        assert sum(s.part == splits.TUNED for s in samples) - sum(s.part == splits.HELD_OUT for s in samples) \
+            == extra or name.startswith("crops")
         source_parts = {s.stem: s.part for s in datasets.load(quality, generated.SOURCE[name])}
         for sample in samples:
             assert (first / name / "images" / sample.image.name).read_bytes() == \
@@ -102,3 +105,17 @@ def test_sets_are_reproducible_sized_and_split_by_their_source(quality, tmp_path
         for row in csv.DictReader((first / name / "meta.csv").read_text().splitlines()):
             background = tuple(row["notes"].split(" on ")[1].split(" ")[0].split("/"))
             assert (background in held) == (row["part"] == splits.HELD_OUT)  # backgrounds of its part too
+
+
+def test_tuned_extras_leave_every_earlier_image_as_it_was(quality, tmp_path, monkeypatch):
+    with_extra = generated.build(quality, tmp_path / "extra", log=lambda m: None)
+    monkeypatch.setattr(generated, "TUNED_EXTRA", {})
+    without = generated.build(quality, tmp_path / "none", log=lambda m: None)
+    for name in ("composites-grabcut", "composites-alpha"):
+        before = {s.stem: s for s in datasets.load(without, name)}
+        after = {s.stem: s for s in datasets.load(with_extra, name)}
+        assert set(before) < set(after)
+        assert all(after[stem].part == splits.TUNED for stem in set(after) - set(before))
+        for stem, sample in before.items():
+            assert sample.image.read_bytes() == after[stem].image.read_bytes()
+            assert sample.mask.read_bytes() == after[stem].mask.read_bytes()
