@@ -12,6 +12,8 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
   inferences).
 - under which solid area (share of the frame) the whole views count as having found nothing, so
   that the square tiles look anyway (Engine(tiles_when_under=...)): chosen the same way.
+- under which agreement of the two whole views (IoU of their solid areas) the tiles look too
+  (Engine(tiles_when_views_agree_under=...)): chosen the same way.
 - with --edges, engine/refine's edge settings (the contrast curve, both guided filters, the blend),
   one at a time from the current ones (EDGE_GRID), on every set: judged by issue 15's checks
   against rembg's cut-outs of the tuned part (fewest failing, then the least shortfall).
@@ -47,6 +49,9 @@ ADDED = (0.0, 0.0005, 0.001, 0.003, 0.01)
 # Solid area (share of the frame) under which the whole views count as having found nothing, so
 # that the tiles look anyway (Engine(tiles_when_under=...)); 0: never.
 FOUND_LITTLE = (0.0, 0.0005, 0.001, 0.003, 0.01)
+# IoU of the two whole views' solid areas under which they count as disagreeing, so that the tiles
+# look too (Engine(tiles_when_views_agree_under=...)); 0: never.
+AGREE = (0.0, 0.05, 0.2, 0.4, 0.6)
 # engine/refine.EdgeStyle's fields and the values tried for each, one field at a time from the
 # current settings (coordinate descent, in this order, each step keeping the best so far).
 EDGE_GRID = {
@@ -229,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.nice(0) < 10:  # the CPU is shared
         os.nice(10 - os.nice(0))
 
-    from engine.pipeline import ADDED_AT_LEAST, SQUARE_VIEW_FROM, TILE_VIEWS_FROM, TILES_WHEN_UNDER, VIEW_JOIN, Engine
+    from engine.pipeline import (ADDED_AT_LEAST, SQUARE_VIEW_FROM, TILE_VIEWS_FROM, TILES_WHEN_UNDER,
+                                 TILES_WHEN_VIEWS_AGREE_UNDER, VIEW_JOIN, Engine)
     from service.config import Settings
 
     root = args.quality_dir or datasets.default_root()
@@ -265,9 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     when_under, little = sweep_shares(
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
                          tiles_when_under=f), FOUND_LITTLE, samples, "tiles when under")
+    agree_under, agreed = sweep_shares(
+        lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
+                         tiles_when_under=when_under, tiles_when_views_agree_under=f), AGREE, samples, "agree under")
     least, added = sweep_shares(
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                         tiles_when_under=when_under, added_at_least=f), ADDED, samples, "added at least")
+                         tiles_when_under=when_under, tiles_when_views_agree_under=agree_under, added_at_least=f),
+        ADDED, samples, "added at least")
     md = [
         "# Settings swept on the tuned part (bench/quality/tune.py)",
         "",
@@ -300,6 +310,14 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *share_table("under", little, when_under),
         "",
+        "## When the whole views disagree: under which IoU of their solid areas the tiles look",
+        "",
+        f"With the views chosen above; chosen the same way (best mean IoU, ties to the lower MAE, then the lower "
+        f"IoU: fewer photos pay for the tiles): {agree_under:g}; engine/pipeline.py TILES_WHEN_VIEWS_AGREE_UNDER "
+        f"is {TILES_WHEN_VIEWS_AGREE_UNDER:g}.",
+        "",
+        *share_table("agree under", agreed, agree_under),
+        "",
         "## What only the further views found: from which solid area (share of the frame) it is kept",
         "",
         f"With the views chosen above; chosen the same way (best mean IoU, ties to the lower MAE, then the "
@@ -309,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.edges:
         md += sweep_edges(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                                 tiles_when_under=when_under, added_at_least=least), samples, sets)
+                                 tiles_when_under=when_under, tiles_when_views_agree_under=agree_under,
+                                 added_at_least=least), samples, sets)
     text = "\n".join(md) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tune.md").write_text(text)
