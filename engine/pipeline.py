@@ -315,8 +315,8 @@ class Engine:
         square view, resampled to that shape, and from `tile_views_from` on (or from
         `square_view_from` when the whole views found a solid area under `tiles_when_under` of the
         frame, or their solid areas' IoU is under `tiles_when_views_agree_under`) with those of
-        square tiles along the long side. And whether the net ran for any of
-        them (else all were cached)."""
+        square tiles along the long side. And whether the net ran for any of them (else all were
+        cached)."""
         matte, held = self.segmenter.matte_held(view, scope)
         ran = not held
         width, height = region[2] - region[0], region[3] - region[1]
@@ -331,7 +331,9 @@ class Engine:
             squashed, held = self.segmenter.matte_held(square, scope)
             ran |= not held
             squashed = cv2.resize(squashed, (matte.shape[1], matte.shape[0]), interpolation=cv2.INTER_AREA)
-            disagree = views_agreement(matte, squashed) < self.tiles_when_views_agree_under
+            # Only when the rule is on: the default frame pays nothing for it.
+            disagree = self.tiles_when_views_agree_under > 0 and (
+                views_agreement(matte, squashed) < self.tiles_when_views_agree_under)
             matte = join_views(matte, squashed, self.view_join)
         # The solid area is counted only on frames where the found-nothing tiles may run.
         tiles = aspect >= self.tile_views_from or disagree or (
