@@ -86,14 +86,15 @@ def coarse_box(matte: np.ndarray, threshold: int = FOREGROUND_THRESHOLD) -> tupl
 _JOIN_LEVEL = 0.1
 
 
-def join_views(kept: np.ndarray, second: np.ndarray, how: str) -> np.ndarray:
+def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0) -> np.ndarray:
     """The aspect-kept view's matte joined with a further view's (the squashed square, a tile),
     both float32 HxW in [0, 1] on the same grid; returns a new array.
 
     "max": per pixel, the larger. "components": the kept matte, plus each region of the second
     that the kept one has no solid part of (a subject only the second view found), taken whole;
     where both found the subject the kept view's edge stays (the squashed view's is resampled
-    unevenly, and its max fattened edges).
+    unevenly, and its max fattened edges). With `sure`, such a region comes only when at least
+    that share of it is >= 0.9 (over a pile of texture the net finds grey mush).
     """
     if how == "max":
         return np.maximum(kept, second)
@@ -105,6 +106,8 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str) -> np.ndarray:
         return out
     overlap = np.bincount(blobs[kept >= 0.5], minlength=count)
     new = overlap == 0
+    if sure > 0:
+        new &= np.bincount(blobs[second >= 0.9], minlength=count) >= sure * np.bincount(blobs.ravel(), minlength=count)
     new[0] = False
     if new.any():
         where = new[blobs]

@@ -58,6 +58,10 @@ TILES_WHEN_UNDER = 0.0005
 # solid areas under this (one found a mountain, the other a plant at the frame's side, or
 # nothing). Swept like the others; 0: never.
 TILES_WHEN_VIEWS_AGREE_UNDER = 0.0
+# Tiles that look for that reason alone add only what no whole view found (the "components"
+# join), and only where at least this share of it is sure (>= 0.9): over a pile of roses a tile
+# finds grey mush, a subject the whole views missed comes solid. Swept with it.
+DISAGREED_TILE_SURE = 0.0
 # What only the further views found is kept when its solid area is at least this share of the
 # frame (swept; 0: all of it).
 ADDED_AT_LEAST = 0.003
@@ -135,6 +139,7 @@ class Engine:
         tile_views_from: float = TILE_VIEWS_FROM,
         tiles_when_under: float = TILES_WHEN_UNDER,
         tiles_when_views_agree_under: float = TILES_WHEN_VIEWS_AGREE_UNDER,
+        disagreed_tile_sure: float = DISAGREED_TILE_SURE,
         added_at_least: float = ADDED_AT_LEAST,
         edge_style: refine.EdgeStyle = refine.STYLE,
     ):
@@ -144,6 +149,7 @@ class Engine:
         self.tile_views_from = tile_views_from
         self.tiles_when_under = tiles_when_under
         self.tiles_when_views_agree_under = tiles_when_views_agree_under
+        self.disagreed_tile_sure = disagreed_tile_sure
         self.added_at_least = added_at_least
         self.edge_style = edge_style  # engine/refine's settings (bench/quality/tune.py sweeps them)
         self.classify: Classifier = classify or classify_other
@@ -336,9 +342,11 @@ class Engine:
                 views_agreement(matte, squashed) < self.tiles_when_views_agree_under)
             matte = join_views(matte, squashed, self.view_join)
         # The solid area is counted only on frames where the found-nothing tiles may run.
-        tiles = aspect >= self.tile_views_from or disagree or (
+        other_reason = aspect >= self.tile_views_from or (
             aspect >= self.square_view_from and np.count_nonzero(matte >= 0.5) < self.tiles_when_under * matte.size
         )
+        tiles = other_reason or disagree
+        join, sure = (self.view_join, 0.0) if other_reason else ("components", self.disagreed_tile_sure)
         if tiles:
             matte = matte.copy() if matte is kept else matte
             for tile, (x0, y0, x1, y1) in self._tiles(region, matte.shape):
@@ -346,7 +354,7 @@ class Engine:
                 found, held = self.segmenter.matte_held(tile_view, scope)
                 ran |= not held
                 found = cv2.resize(found, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
-                matte[y0:y1, x0:x1] = join_views(matte[y0:y1, x0:x1], found, self.view_join)
+                matte[y0:y1, x0:x1] = join_views(matte[y0:y1, x0:x1], found, join, sure)
         return (drop_small_additions(kept, matte, self.added_at_least) if matte is not kept else matte), ran
 
     @staticmethod

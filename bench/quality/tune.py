@@ -13,7 +13,8 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
 - under which solid area (share of the frame) the whole views count as having found nothing, so
   that the square tiles look anyway (Engine(tiles_when_under=...)): chosen the same way.
 - under which agreement of the two whole views (IoU of their solid areas) the tiles look too
-  (Engine(tiles_when_views_agree_under=...)): chosen the same way.
+  (Engine(tiles_when_views_agree_under=...)), jointly with how sure what such a tile adds must be
+  (Engine(disagreed_tile_sure=...)): chosen the same way.
 - with --edges, engine/refine's edge settings (the contrast curve, both guided filters, the blend),
   one at a time from the current ones (EDGE_GRID), on every set: judged by issue 15's checks
   against rembg's cut-outs of the tuned part (fewest failing, then the least shortfall).
@@ -52,6 +53,8 @@ FOUND_LITTLE = (0.0, 0.0005, 0.001, 0.003, 0.01)
 # IoU of the two whole views' solid areas under which they count as disagreeing, so that the tiles
 # look too (Engine(tiles_when_views_agree_under=...)); 0: never.
 AGREE = (0.0, 0.05, 0.2, 0.4, 0.6)
+# With each of them: the share of a tile's new find that must be sure (Engine(disagreed_tile_sure=...)).
+SURE = (0.0, 0.1, 0.2, 0.3)
 # engine/refine.EdgeStyle's fields and the values tried for each, one field at a time from the
 # current settings (coordinate descent, in this order, each step keeping the best so far).
 EDGE_GRID = {
@@ -194,27 +197,32 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
     return lines
 
 
-def sweep_shares(make_engine, shares: tuple[float, ...], samples: dict[str, list[datasets.Sample]],
-                 what: str) -> tuple[float, dict[float, dict[str, dict[str, float]]]]:
-    """Each share of the frame (a threshold of an Engine made by make_engine(share)) on every set ->
-    (the chosen share, {share: {set: means}}): the best mean IoU over the sets, ties to the lower
-    mean MAE, then the smaller share."""
+def _label(share: float | tuple[float, ...]) -> str:
+    return " / ".join(f"{v:g}" for v in (share if isinstance(share, tuple) else (share,)))
+
+
+def sweep_shares(make_engine, shares: tuple, samples: dict[str, list[datasets.Sample]],
+                 what: str) -> tuple:
+    """Each share of the frame (a threshold of an Engine made by make_engine(share); a tuple of
+    them for a joint sweep) on every set -> (the chosen share, {share: {set: means}}): the best mean
+    IoU over the sets, ties to the lower mean MAE, then the smaller share (element by element)."""
     found = {}
     for share in shares:
         engine = make_engine(share)
         found[share] = {name: set_means(cut(engine, chosen)) for name, chosen in samples.items()}
-        log(f"{what} {share:g}: IoU " + ", ".join(f"{n} {m['IoU']:.4f}" for n, m in found[share].items()))
+        log(f"{what} {_label(share)}: IoU " + ", ".join(f"{n} {m['IoU']:.4f}" for n, m in found[share].items()))
     best = max(found, key=lambda f: (round(report.mean([m["IoU"] for m in found[f].values()]), 4),
-                                     -round(report.mean([m["MAE"] for m in found[f].values()]), 5), -f))
+                                     -round(report.mean([m["MAE"] for m in found[f].values()]), 5),
+                                     tuple(-v for v in (f if isinstance(f, tuple) else (f,)))))
     return best, found
 
 
-def share_table(label: str, found: dict[float, dict[str, dict[str, float]]], chosen: float) -> list[str]:
+def share_table(label: str, found: dict, chosen) -> list[str]:
     """sweep_shares' results as a table's lines, the chosen share marked."""
     names = list(next(iter(found.values())))
     return [f"| {label} | " + " | ".join(f"{n} IoU" for n in names) + " | mean IoU | mean MAE |",
             "|---:|" + "---:|" * (len(names) + 2),
-            *(f"| {f:g}{' **chosen**' if f == chosen else ''} | " + " | ".join(f"{m['IoU']:.4f}" for m in means.values())
+            *(f"| {_label(f)}{' **chosen**' if f == chosen else ''} | " + " | ".join(f"{m['IoU']:.4f}" for m in means.values())
               + f" | {report.mean([m['IoU'] for m in means.values()]):.4f}"
               f" | {report.mean([m['MAE'] for m in means.values()]):.5f} |"
               for f, means in found.items())]
@@ -235,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(10 - os.nice(0))
 
     from engine.pipeline import (ADDED_AT_LEAST, SQUARE_VIEW_FROM, TILE_VIEWS_FROM, TILES_WHEN_UNDER,
-                                 TILES_WHEN_VIEWS_AGREE_UNDER, VIEW_JOIN, Engine)
+                                 TILES_WHEN_VIEWS_AGREE_UNDER, DISAGREED_TILE_SURE, VIEW_JOIN, Engine)
     from service.config import Settings
 
     root = args.quality_dir or datasets.default_root()
@@ -271,12 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     when_under, little = sweep_shares(
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
                          tiles_when_under=f), FOUND_LITTLE, samples, "tiles when under")
-    agree_under, agreed = sweep_shares(
+    pairs = tuple((a, sure) for a in AGREE for sure in (SURE if a > 0 else (0.0,)))
+    (agree_under, tile_sure), agreed = sweep_shares(
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                         tiles_when_under=when_under, tiles_when_views_agree_under=f), AGREE, samples, "agree under")
+                         tiles_when_under=when_under, tiles_when_views_agree_under=f[0], disagreed_tile_sure=f[1]),
+        pairs, samples, "agree under / sure")
+    disagreed = dict(tiles_when_views_agree_under=agree_under, disagreed_tile_sure=tile_sure)
     least, added = sweep_shares(
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                         tiles_when_under=when_under, tiles_when_views_agree_under=agree_under, added_at_least=f),
+                         tiles_when_under=when_under, **disagreed, added_at_least=f),
         ADDED, samples, "added at least")
     md = [
         "# Settings swept on the tuned part (bench/quality/tune.py)",
@@ -310,13 +321,14 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *share_table("under", little, when_under),
         "",
-        "## When the whole views disagree: under which IoU of their solid areas the tiles look",
+        "## When the whole views disagree: under which IoU of their solid areas the tiles look, and how sure their finds must be",
         "",
-        f"With the views chosen above; chosen the same way (best mean IoU, ties to the lower MAE, then the lower "
-        f"IoU: fewer photos pay for the tiles): {agree_under:g}; engine/pipeline.py TILES_WHEN_VIEWS_AGREE_UNDER "
-        f"is {TILES_WHEN_VIEWS_AGREE_UNDER:g}.",
+        f"With the views chosen above; such tiles add only what no whole view found, when at least 'sure' of it "
+        f"is >= 0.9. Chosen the same way (best mean IoU, ties to the lower MAE, then the lower IoU: fewer photos "
+        f"pay for the tiles): {agree_under:g} / {tile_sure:g}; engine/pipeline.py has "
+        f"{TILES_WHEN_VIEWS_AGREE_UNDER:g} / {DISAGREED_TILE_SURE:g}.",
         "",
-        *share_table("agree under", agreed, agree_under),
+        *share_table("agree under / sure", agreed, (agree_under, tile_sure)),
         "",
         "## What only the further views found: from which solid area (share of the frame) it is kept",
         "",
@@ -327,8 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.edges:
         md += sweep_edges(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                                 tiles_when_under=when_under, tiles_when_views_agree_under=agree_under,
-                                 added_at_least=least), samples, sets)
+                                 tiles_when_under=when_under, **disagreed, added_at_least=least), samples, sets)
     text = "\n".join(md) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tune.md").write_text(text)

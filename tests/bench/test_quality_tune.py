@@ -86,3 +86,12 @@ def test_a_share_is_chosen_by_iou_then_mae_then_the_smaller_share(monkeypatch):
     lines = tune.share_table("under", found, chosen)
     assert lines[0] == "| under | a IoU | b IoU | mean IoU | mean MAE |"
     assert lines[2 + 3].startswith("| 0.01 **chosen** | 0.8500 | 0.8500 | 0.8500 | 0.03000 |")
+
+
+def test_a_joint_sweep_breaks_ties_by_the_smaller_first_setting_then_the_second(monkeypatch):
+    given = {(0.0, 0.0): (0.80, 0.05), (0.2, 0.1): (0.85, 0.04), (0.2, 0.3): (0.85, 0.04), (0.4, 0.0): (0.85, 0.04)}
+    monkeypatch.setattr(tune, "cut", lambda pair, photos: [{"IoU": given[pair][0], "MAE": given[pair][1]}] * len(photos))
+    chosen, found = tune.sweep_shares(lambda pair: pair, tuple(given), {"a": [object()]}, "test")
+    assert chosen == (0.2, 0.1)
+    lines = tune.share_table("agree under / sure", found, chosen)
+    assert lines[2 + 1].startswith("| 0.2 / 0.1 **chosen** | 0.8500 |")
