@@ -17,7 +17,7 @@ from PIL import Image
 
 from engine.models.families import ISNet
 from engine.matte import drop_small_additions, join_views, views_agreement
-from engine.pipeline import SQUARE_VIEW_FROM, TILE_VIEWS_FROM, Engine
+from engine.pipeline import SQUARE_VIEW_FROM, TILE_VIEWS_FROM, TILES_WHEN_VIEWS_AGREE_UNDER, Engine
 from engine.types import RemovalOptions
 
 ALPHA = RemovalOptions(channels="alpha", output_format="png")
@@ -63,7 +63,9 @@ def test_wide_and_tall_photos_are_also_seen_squashed_and_what_only_that_view_fou
     segmenter = Recording()
     result = Engine(segmenter, refine_edges=False).remove(png(*size), ALPHA)
     aspect = max(size) / min(size)
-    tiles = math.ceil(aspect) if aspect >= TILE_VIEWS_FROM else 0
+    # Only the squashed view finds anything: the two views disagree, so the tiles look too.
+    disagree = TILES_WHEN_VIEWS_AGREE_UNDER > 0
+    tiles = math.ceil(aspect) if aspect >= TILE_VIEWS_FROM or disagree else 0
     assert segmenter.seen == [segmenter.input_shape(*size), (1024, 1024)] + [(1024, 1024)] * tiles
     alpha = alpha_of(result.data)
     assert alpha[size[1] // 2, size[0] // 2] == 255  # the square view's subject, in the photo's frame
@@ -199,11 +201,46 @@ def test_when_the_whole_views_disagree_the_tiles_look():
     photo[600:1000, 2200:2500] = 250  # only the right-hand tile finds it
     out = io.BytesIO()
     Image.fromarray(photo).save(out, "PNG")
-    plain = alpha_of(Engine(FindsGreyToo(), refine_edges=False).remove(out.getvalue(), ALPHA).data)
+    plain = alpha_of(Engine(FindsGreyToo(), refine_edges=False, tiles_when_views_agree_under=0.0)
+                     .remove(out.getvalue(), ALPHA).data)
     assert plain[650, 1100] == 255 and plain[800, 2350] == 0  # found a lot: the found-nothing rule sleeps
     looked = alpha_of(Engine(FindsGreyToo(), refine_edges=False, tiles_when_views_agree_under=0.2)
                       .remove(out.getvalue(), ALPHA).data)
     assert looked[650, 1100] == 255 and looked[800, 2350] == 255 and looked[100, 100] == 0
+
+
+def test_a_tile_that_looked_because_the_views_disagree_adds_only_a_sure_new_find():
+    photo = np.full((1080, 2520, 3), 20, np.uint8)
+    photo[300:1000, 600:1600] = 128  # the squashed view's find
+    photo[600:1000, 2200:2500] = 250  # the right-hand tile's
+    out = io.BytesIO()
+    Image.fromarray(photo).save(out, "PNG")
+
+    class FindsItGrey(FindsGreyToo):
+        # the tiles' find of the bright subject only 0.6: nothing of it is sure
+        def matte(self, image):
+            matte = super().matte(image)
+            if image.size[0] == image.size[1] and (np.asarray(image.convert("L")) > 200).mean() >= 0.08:
+                matte[np.asarray(image.convert("L")) > 200] = 0.6
+            return matte
+
+    def cut(segmenter, sure):
+        engine = Engine(segmenter, refine_edges=False, tiles_when_views_agree_under=0.2, disagreed_tile_sure=sure)
+        return alpha_of(engine.remove(out.getvalue(), ALPHA).data)
+
+    assert cut(FindsGreyToo(), 0.5)[800, 2350] == 255  # solid: comes
+    assert cut(FindsItGrey(), 0.0)[800, 2350] > 128  # unsure, no bound: comes
+    assert cut(FindsItGrey(), 0.5)[800, 2350] == 0  # unsure: stays out
+    assert cut(FindsItGrey(), 0.5)[650, 1100] == 255  # what the whole views found stays
+
+
+def test_components_join_with_sure_takes_only_a_region_sure_enough():
+    kept = _blob((60, 100), 10, 10, 30, 40)
+    sure = _blob((60, 100), 70, 20, 80, 30, 0.95, 0.3)  # 100 of 144 pixels >= 0.9
+    mush = _blob((60, 100), 70, 20, 80, 30, 0.6, 0.3)
+    assert join_views(kept, sure, "components", sure=0.5)[25, 75] == np.float32(0.95)
+    assert join_views(kept, mush, "components", sure=0.5)[25, 75] == 0.0
+    assert join_views(kept, mush, "components")[25, 75] == np.float32(0.6)
 
 
 def test_views_agreement_is_the_iou_of_the_solid_areas():
