@@ -57,11 +57,11 @@ TILES_WHEN_UNDER = 0.0005
 # The tiles run too when the two whole views disagree on where the subject is: the IoU of their
 # solid areas under this (one found a mountain, the other a plant at the frame's side, or
 # nothing). Swept like the others; 0: never.
-TILES_WHEN_VIEWS_AGREE_UNDER = 0.0
+TILES_WHEN_VIEWS_AGREE_UNDER = 0.2
 # Tiles that look for that reason alone add only what no whole view found (the "components"
 # join), and only where at least this share of it is sure (>= 0.9): over a pile of roses a tile
 # finds grey mush, a subject the whole views missed comes solid. Swept with it.
-DISAGREED_TILE_SURE = 0.0
+DISAGREED_TILE_SURE = 0.1
 # What only the further views found is kept when its solid area is at least this share of the
 # frame (swept; 0: all of it).
 ADDED_AT_LEAST = 0.003
