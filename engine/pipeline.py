@@ -320,8 +320,9 @@ class Engine:
         least `square_view_from` wide or tall, joined (`view_join`) with the matte of the squashed
         square view, resampled to that shape, and from `tile_views_from` on (or from
         `square_view_from` when the whole views found a solid area under `tiles_when_under` of the
-        frame, or their solid areas' IoU is under `tiles_when_views_agree_under`) with those of
-        square tiles along the long side. And whether the net ran for any of them (else all were
+        frame, or their solid areas' IoU is under `tiles_when_views_agree_under`: then a tile adds
+        only what no whole view found, and only when `disagreed_tile_sure` of it is sure) with those
+        of square tiles along the long side. And whether the net ran for any of them (else all were
         cached)."""
         matte, held = self.segmenter.matte_held(view, scope)
         ran = not held
@@ -337,7 +338,7 @@ class Engine:
             squashed, held = self.segmenter.matte_held(square, scope)
             ran |= not held
             squashed = cv2.resize(squashed, (matte.shape[1], matte.shape[0]), interpolation=cv2.INTER_AREA)
-            # Only when the rule is on: the default frame pays nothing for it.
+            # Measured only while the rule is on (0 turns it off, and then nothing pays for it).
             disagree = self.tiles_when_views_agree_under > 0 and (
                 views_agreement(matte, squashed) < self.tiles_when_views_agree_under)
             matte = join_views(matte, squashed, self.view_join)
