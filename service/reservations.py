@@ -21,6 +21,7 @@ import asyncio
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -66,6 +67,10 @@ class Reservations:
         self.pending: dict[int, tuple[str, Decimal, bool]] = {}
         self._beating_since: float | None = None
         self.swept_total = 0
+        # A heartbeat still running in its thread when the server stops (cancelling the sweeper
+        # does not stop the thread) must not write the row back after retire removed it.
+        self._beat_lock = threading.Lock()
+        self._retired = False
 
     def hold(self) -> Hold:
         return Hold(self.owner, self.clock() + self.deadline_s)
@@ -100,11 +105,14 @@ class Reservations:
     def beat(self) -> None:
         """Blocking: the heartbeat, noting since when it has been unbroken."""
         now = self.clock()
-        try:
-            self.storage.heartbeat(self.owner, now)
-        except Exception:
-            self._beating_since = None
-            raise
+        with self._beat_lock:
+            if self._retired:
+                return
+            try:
+                self.storage.heartbeat(self.owner, now)
+            except Exception:
+                self._beating_since = None
+                raise
         if self._beating_since is None:
             self._beating_since = now
 
@@ -139,7 +147,9 @@ class Reservations:
     def retire(self) -> None:
         """Blocking, on a clean stop: the heartbeat row goes, so whatever this server still
         holds (calls abandoned after the grace) is swept by the others at once."""
-        try:
-            self.storage.retire(self.owner)
-        except Exception:  # noqa: BLE001 - stopping anyway; the heartbeat goes stale instead
-            log.warning("retire_failed", exc_info=True)
+        with self._beat_lock:
+            self._retired = True
+            try:
+                self.storage.retire(self.owner)
+            except Exception:  # noqa: BLE001 - stopping anyway; the heartbeat goes stale instead
+                log.warning("retire_failed", exc_info=True)

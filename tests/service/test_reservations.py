@@ -261,3 +261,35 @@ def test_a_settle_the_database_refused_is_refunded_by_the_next_sweep(storage):
     assert not reservations.pending
     assert storage.get_account(acc.id).payg == 2 and storage.unsettled_reservations() == 0
     assert REGISTRY.get_sample_value("clearbg_credits_refunded_total") == refunded + 1
+
+
+class SlowHeartbeat:
+    """The storage, with a heartbeat that waits for `go` once inside (a beat still in its thread
+    when the server stops)."""
+
+    def __init__(self, storage):
+        self.inner, self.entered, self.go = storage, threading.Event(), threading.Event()
+
+    def heartbeat(self, owner, now):
+        self.entered.set()
+        assert self.go.wait(10)
+        self.inner.heartbeat(owner, now)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_heartbeat_in_flight_at_retire_does_not_bring_the_row_back(storage):
+    acc = storage.create_account("a", payg=Decimal(1))
+    slow = SlowHeartbeat(storage)
+    reservations = Reservations(slow, owner="stopping", clock=Clock(1000.0), deadline_s=60, heartbeat_s=5, stale_s=15)
+    held(storage, acc.id, "stopping", deadline=5000.0)
+    with ThreadPoolExecutor(2) as pool:
+        beating = pool.submit(reservations.beat)
+        assert slow.entered.wait(10)
+        retiring = pool.submit(reservations.retire)
+        slow.go.set()
+        beating.result(10), retiring.result(10)
+    reservations.beat()  # and none after it either
+    # The owner is gone at once: its reservation is swept although no heartbeat is stale yet.
+    assert len(storage.sweep_reservations(now=1001.0, stale_before=990.0)) == 1
