@@ -105,6 +105,7 @@ class Admission:
         self._running: list[_Call] = []
         self._waiting: collections.deque[_Call] = collections.deque()
         self._promises: collections.deque[_Promise] = collections.deque()
+        self._open_calls = 0  # admitted and not yet answered: a call out of the engine may still be delivering
         self.closed = False
 
     # -- what a new call can expect -------------------------------------------------------------
@@ -168,17 +169,23 @@ class Admission:
         log.info("queued", expected_start_s=round(self._expected_start(()), 2), running=len(self._running),
                  waiting=len(self._waiting))
         self._waiting.append(call)
+        self._open_calls += 1
         metrics.record_admitted()
         self._changed()
         try:
             yield Ticket(self, call)
         finally:
-            if call in self._waiting:
-                self._waiting.remove(call)
-            if call in self._running:
-                self._running.remove(call)
-            self._wake()
-            self._changed()
+            self._open_calls -= 1
+            self._leave(call)
+
+    def _leave(self, call: _Call) -> None:
+        """Gives the call's place up (waiting or in the engine) and starts the next; twice is harmless."""
+        if call in self._waiting:
+            self._waiting.remove(call)
+        if call in self._running:
+            self._running.remove(call)
+        self._wake()
+        self._changed()
 
     def _changed(self) -> None:
         metrics.record_queue(len(self._running), len(self._waiting))
@@ -213,7 +220,7 @@ class Admission:
         return dropped
 
     async def drained(self) -> None:
-        while self._running or self._waiting:
+        while self._open_calls:
             await asyncio.sleep(0.05)
 
 
@@ -234,6 +241,10 @@ class Ticket:
             result = await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
         finally:
             metrics.record_inference(admission.clock() - started)
+            # The worker is free once the engine is done: the caller's delivery and charge that
+            # follow are not engine time, and a slot held through them made the queue wait longer
+            # than the estimate it was admitted on.
+            admission._leave(self._call)
         # Only completed work teaches the estimate: a file refused in a millisecond would not, nor
         # would a call answered from the matte cache (it would promise new photos a start too soon).
         if getattr(result, "net_ran", True):

@@ -137,6 +137,40 @@ def test_a_call_answered_from_the_matte_cache_does_not_teach_the_service_time():
     assert asyncio.run(scenario()) == 1
 
 
+def test_the_next_call_starts_when_the_engine_is_done_not_when_the_caller_has_delivered():
+    """A worker's place is the engine's: the delivery and charge after it are not engine time,
+    and holding the place through them made queued calls wait past their expected start. Shutting
+    down still waits for the delivery."""
+    async def scenario():
+        adm = _admission(workers=1, max_wait=60.0, base=0.1)
+        pool = ThreadPoolExecutor(max_workers=1)
+        done_delivering = asyncio.Event()
+        order: list[str] = []
+
+        async def call(name: str, deliver_until: asyncio.Event | None = None):
+            async with adm.admit(1.0) as ticket:
+                await ticket.run(pool, order.append, f"{name} in the engine")
+                if deliver_until is not None:
+                    await deliver_until.wait()  # the caller still delivering its answer
+                order.append(f"{name} delivered")
+
+        first = asyncio.ensure_future(call("first", done_delivering))
+        await asyncio.sleep(0.02)
+        second = asyncio.ensure_future(call("second"))
+        await asyncio.wait_for(second, 5)  # ran while the first was still delivering
+        draining = asyncio.ensure_future(adm.drained())
+        await asyncio.sleep(0.1)
+        assert not draining.done()  # the first call is out of the engine, not answered
+        done_delivering.set()
+        await first
+        await asyncio.wait_for(draining, 5)
+        pool.shutdown()
+        return order
+
+    assert asyncio.run(scenario()) == ["first in the engine", "second in the engine", "second delivered",
+                                       "first delivered"]
+
+
 def test_the_memory_cap_refuses_beyond_max_queued():
     async def scenario():
         adm = _admission(workers=1, max_wait=1000.0, base=0.1, max_queued=2)
