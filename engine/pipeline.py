@@ -141,6 +141,7 @@ class Engine:
         tiles_when_views_agree_under: float = TILES_WHEN_VIEWS_AGREE_UNDER,
         disagreed_tile_sure: float = DISAGREED_TILE_SURE,
         added_at_least: float = ADDED_AT_LEAST,
+        hole_fill_over: float = refine.HOLE_FILL_OVER,
         edge_style: refine.EdgeStyle = refine.STYLE,
     ):
         self.segmenter = segmenter
@@ -151,6 +152,7 @@ class Engine:
         self.tiles_when_views_agree_under = tiles_when_views_agree_under
         self.disagreed_tile_sure = disagreed_tile_sure
         self.added_at_least = added_at_least
+        self.hole_fill_over = hole_fill_over  # which small holes clean_matte fills (engine/refine)
         self.edge_style = edge_style  # engine/refine's settings (bench/quality/tune.py sweeps them)
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
@@ -245,7 +247,7 @@ class Engine:
         view = self._net_view(image, region, to_image, self.segmenter.input_shape)
         matte, net_ran = self._matte(image, region, to_image, view, options.cache_scope)
         if self.refine_edges:
-            matte = refine.clean_matte(matte)
+            matte = refine.clean_matte(matte, hole_fill_over=self.hole_fill_over)
 
         # canvas: the picture's frame (sized pixels); source: the sized-pixel rectangle drawn
         # into it (the same, unless scale/position move the subject within the frame).

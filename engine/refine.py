@@ -100,17 +100,25 @@ _BLOB_LEVEL = 0.1
 KEEP_FRACTION = 0.0005
 
 
+# A small hole is filled only where the net hesitated over it (its mean matte there at least
+# this): a pinhole in a solid subject comes grey, the see-through of a mesh or between a plant's
+# leaves comes near 0 and stays open. Swept on the tuned part (bench/quality/tune.py); 0: every
+# small hole.
+HOLE_FILL_OVER = 0.4
+
+
 def clean_matte(
     matte: np.ndarray, speck_fraction: float = 0.002, hole_fraction: float = 0.001,
-    keep_fraction: float = KEEP_FRACTION,
+    keep_fraction: float = KEEP_FRACTION, hole_fill_over: float = HOLE_FILL_OVER,
 ) -> np.ndarray:
     """float32 matte in [0, 1] -> the same with small specks cleared and small holes filled.
 
     A blob goes when its solid area is under `speck_fraction` of the largest blob's and under
     `keep_fraction` of the frame; a hole (a region of matte < 0.5 enclosed by the subject, not
-    touching the border) is filled when under `hole_fraction` of the largest blob. Areas are
-    relative to the subject and the frame, so the result does not depend on the picture's size.
-    Returns the input itself when there is nothing to change.
+    touching the border) is filled when under `hole_fraction` of the largest blob and its mean
+    matte is at least `hole_fill_over`. Areas are relative to the subject and the frame, so the
+    result does not depend on the picture's size. Returns the input itself when there is nothing
+    to change.
     """
     solid = matte >= 0.5
     labels, blobs = cv2.connectedComponents((matte > _BLOB_LEVEL).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
@@ -134,6 +142,8 @@ def clean_matte(
     if holes_count:
         area = np.bincount(holes.ravel(), minlength=holes_count + 1)
         small = area < hole_fraction * largest
+        if hole_fill_over > 0:
+            small &= np.bincount(holes.ravel(), weights=out.ravel(), minlength=holes_count + 1) >= hole_fill_over * area
         small[0] = False
         edge_labels = np.concatenate((holes[0], holes[-1], holes[:, 0], holes[:, -1]))
         small[edge_labels] = False

@@ -15,6 +15,8 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
 - under which agreement of the two whole views (IoU of their solid areas) the tiles look too
   (Engine(tiles_when_views_agree_under=...)), jointly with how sure what such a tile adds must be
   (Engine(disagreed_tile_sure=...)): chosen the same way.
+- which small holes in the subject engine/refine.clean_matte fills: from which mean of the net's
+  matte over the hole (Engine(hole_fill_over=...)): chosen the same way.
 - with --edges, engine/refine's edge settings (the contrast curve, both guided filters, the blend),
   one at a time from the current ones (EDGE_GRID), on every set: judged by issue 15's checks
   against rembg's cut-outs of the tuned part (fewest failing, then the least shortfall).
@@ -55,6 +57,9 @@ FOUND_LITTLE = (0.0, 0.0005, 0.001, 0.003, 0.01)
 AGREE = (0.0, 0.05, 0.2, 0.4, 0.6)
 # With each of them: the share of a tile's new find that must be sure (Engine(disagreed_tile_sure=...)).
 SURE = (0.0, 0.1, 0.2, 0.3)
+# The net's mean over a small hole from which engine/refine.clean_matte fills it
+# (Engine(hole_fill_over=...)): 0 fills every small hole; 0.5 none (a hole is where the matte is under 0.5).
+HOLE_FILL_OVER = (0.0, 0.15, 0.3, 0.4, 0.5)
 # engine/refine.EdgeStyle's fields and the values tried for each, one field at a time from the
 # current settings (coordinate descent, in this order, each step keeping the best so far).
 EDGE_GRID = {
@@ -244,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine.pipeline import (ADDED_AT_LEAST, SQUARE_VIEW_FROM, TILE_VIEWS_FROM, TILES_WHEN_UNDER,
                                  TILES_WHEN_VIEWS_AGREE_UNDER, DISAGREED_TILE_SURE, VIEW_JOIN, Engine)
+    from engine.refine import HOLE_FILL_OVER as HOLE_FILL_OVER_NOW
     from service.config import Settings
 
     root = args.quality_dir or datasets.default_root()
@@ -289,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
                          tiles_when_under=when_under, **disagreed, added_at_least=f),
         ADDED, samples, "added at least")
+    fill_over, holes = sweep_shares(
+        lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
+                         tiles_when_under=when_under, **disagreed, added_at_least=least, hole_fill_over=f),
+        HOLE_FILL_OVER, samples, "holes filled from")
     md = [
         "# Settings swept on the tuned part (bench/quality/tune.py)",
         "",
@@ -336,10 +346,19 @@ def main(argv: list[str] | None = None) -> int:
         f"smaller share): {least:g}; engine/pipeline.py ADDED_AT_LEAST is {ADDED_AT_LEAST:g}.",
         "",
         *share_table("at least", added, least),
+        "",
+        "## Small holes in the subject: from which mean of the net's matte over one it is filled",
+        "",
+        f"With everything chosen above; chosen the same way (best mean IoU, ties to the lower MAE, then the "
+        f"lower mean: more holes filled, as before the setting): {fill_over:g}; engine/refine.py HOLE_FILL_OVER "
+        f"is {HOLE_FILL_OVER_NOW:g}.",
+        "",
+        *share_table("filled from", holes, fill_over),
     ]
     if args.edges:
         md += sweep_edges(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                                 tiles_when_under=when_under, **disagreed, added_at_least=least), samples, sets)
+                                 tiles_when_under=when_under, **disagreed, added_at_least=least,
+                                 hole_fill_over=fill_over), samples, sets)
     text = "\n".join(md) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tune.md").write_text(text)
