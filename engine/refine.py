@@ -142,7 +142,7 @@ def clean_matte(
     if holes_count:
         area = np.bincount(holes.ravel(), minlength=holes_count + 1)
         small = area < hole_fraction * largest
-        if hole_fill_over > 0:
+        if hole_fill_over > 0 and small[1:].any():  # the weighted count only where a hole is small enough
             small &= np.bincount(holes.ravel(), weights=out.ravel(), minlength=holes_count + 1) >= hole_fill_over * area
         small[0] = False
         edge_labels = np.concatenate((holes[0], holes[-1], holes[:, 0], holes[:, -1]))
