@@ -90,7 +90,9 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0
     """The aspect-kept view's matte joined with a further view's (the squashed square, a tile),
     both float32 HxW in [0, 1] on the same grid; returns a new array.
 
-    "max": per pixel, the larger. "components": the kept matte, plus each region of the second
+    "max": per pixel, the larger. "max-open": the same, but where a view sees clear through the
+    subject (a hole it encloses, clear_holes) the hole stays as that view has it: a gap under a
+    car's wing that one view fills must not be filled by the max. "components": the kept matte, plus each region of the second
     that the kept one has no solid part of (a subject only the second view found), taken whole;
     where both found the subject the kept view's edge stays (the squashed view's is resampled
     unevenly, and its max fattened edges). With `sure`, such a region comes only when at least
@@ -98,6 +100,13 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0
     """
     if how == "max":
         return np.maximum(kept, second)
+    if how == "max-open":
+        out = np.maximum(kept, second)
+        for view in (kept, second):
+            holes = clear_holes(view)
+            if holes is not None:
+                out[holes] = view[holes]
+        return out
     if how != "components":
         raise ValueError(f"unknown join {how!r}")
     count, blobs = cv2.connectedComponents((second > _JOIN_LEVEL).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
@@ -113,6 +122,23 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0
         where = new[blobs]
         out[where] = np.maximum(kept[where], second[where])
     return out
+
+
+# A hole is clear when the view's mean matte over it is under this.
+_CLEAR_HOLE = 0.1
+
+
+def clear_holes(matte: np.ndarray) -> np.ndarray | None:
+    """Where the matte sees through the subject: regions under 0.5 enclosed by it (4-connected,
+    not touching the frame's border) whose mean matte is under _CLEAR_HOLE; None if there are none."""
+    count, holes = cv2.connectedComponents((matte < 0.5).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    if count <= 2:
+        return None
+    area = np.bincount(holes.ravel(), minlength=count)
+    clear = np.bincount(holes.ravel(), weights=matte.ravel(), minlength=count) < _CLEAR_HOLE * area
+    clear[0] = False
+    clear[np.concatenate((holes[0], holes[-1], holes[:, 0], holes[:, -1]))] = False
+    return clear[holes] if clear.any() else None
 
 
 def views_agreement(kept: np.ndarray, second: np.ndarray) -> float:

@@ -43,7 +43,7 @@ _CLASSIFIER_VIEW = 1024
 # and tall frames the aspect-kept view alone loses small subjects the squashed one finds (issue 15).
 # Both chosen on the tuned part of bench/quality's sets by bench/quality/tune.py (bench-results/tune.md).
 SQUARE_VIEW_FROM = 1.4
-VIEW_JOIN = "max"
+VIEW_JOIN = "max-open"
 # From this aspect ratio on, the net also sees square tiles of the photo along its long side
 # (side: the short side, evenly overlapping), joined the same way: a subject at the side of a
 # 21:9 frame that no whole view finds fills a good part of a tile, but so does a crack or a pebble.

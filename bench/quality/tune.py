@@ -47,7 +47,7 @@ THRESHOLDS = (1.0, 1.2, 1.4, 1.55, 1.7, 2.0, 2.5, math.inf)
 # one inference; two views there would halve the service's throughput. The sweep's table still
 # shows what lower thresholds would give.
 MIN_FROM = 1.4
-JOINS = ("max", "components")
+JOINS = ("max", "max-open", "components")
 ADDED = (0.0, 0.0005, 0.001, 0.003, 0.01)
 # Solid area (share of the frame) under which the whole views count as having found nothing, so
 # that the tiles look anyway (Engine(tiles_when_under=...)); 0: never.

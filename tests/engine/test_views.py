@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from engine.models.families import ISNet
-from engine.matte import drop_small_additions, join_views, views_agreement
+from engine.matte import clear_holes, drop_small_additions, join_views, views_agreement
 from engine.pipeline import SQUARE_VIEW_FROM, TILE_VIEWS_FROM, TILES_WHEN_VIEWS_AGREE_UNDER, Engine
 from engine.types import RemovalOptions
 
@@ -279,6 +279,35 @@ def test_components_join_keeps_the_kept_views_edge_where_both_found_the_subject(
     assert joined is not kept
     fattened = join_views(kept, second, "max")  # the per-pixel max takes the fatter edge
     assert fattened[8, 8] == 1.0 and kept[8, 8] == 0.0
+
+
+def test_max_open_join_keeps_a_hole_one_view_sees_clear_through():
+    filled = _blob((60, 100), 10, 10, 60, 50)
+    holed = filled.copy()
+    holed[20:30, 25:45] = 0.02  # the gap under a car's wing, seen by this view only
+    for kept, second in ((filled, holed), (holed, filled)):
+        assert join_views(kept, second, "max")[25, 35] == 1.0
+        joined = join_views(kept, second, "max-open")
+        assert joined[25, 35] == np.float32(0.02)
+        np.testing.assert_array_equal(joined[10:20], filled[10:20])  # the rest is the max
+        np.testing.assert_array_equal(joined[30:50], filled[30:50])
+
+
+def test_max_open_join_fills_a_hole_the_view_was_unsure_of_and_a_bay_open_to_the_border():
+    filled = _blob((60, 100), 10, 10, 60, 50)
+    unsure = filled.copy()
+    unsure[20:30, 25:45] = 0.3  # mean over 0.1: not clear, the max fills it
+    np.testing.assert_array_equal(join_views(filled, unsure, "max-open"), filled)
+    assert clear_holes(unsure) is None
+    bay = np.ones((60, 100), np.float32)
+    bay[0:30, 25:45] = 0.0  # open to the top border: background, not a hole
+    assert clear_holes(bay) is None
+    bay[40:50, 60:70] = 0.0  # enclosed: a hole
+    expected = np.zeros_like(bay, bool)
+    expected[40:50, 60:70] = True
+    np.testing.assert_array_equal(clear_holes(bay), expected)
+    bay[40:50, 60:70] = 1.0
+    np.testing.assert_array_equal(join_views(bay, np.ones_like(bay), "max-open"), 1.0)
 
 
 def test_an_unknown_join_is_refused():
