@@ -222,6 +222,10 @@ class Engine:
         return probe(data, self.max_input_pixels)
 
     def remove(self, data: bytes, options: RemovalOptions) -> RemovalResult:
+        return self._remove(data, options)
+
+    def _remove(self, data: bytes, options: RemovalOptions, force_tiles: bool = False) -> RemovalResult:
+        """remove(); `force_tiles`: the square tiles look too, wherever the squashed view would."""
         info = self.probe(data)
         width, height = info.width, info.height
 
@@ -245,7 +249,8 @@ class Engine:
         to_image = (image.width / sized_w, image.height / sized_h)
 
         view = self._net_view(image, region, to_image, self.segmenter.input_shape)
-        matte, net_ran = self._matte(image, region, to_image, view, options.cache_scope)
+        matte, net_ran, could_tile = self._matte(image, region, to_image, view, options.cache_scope, force_tiles)
+        found = could_tile and self.refine_edges and bool((matte >= 0.5).any())
         if self.refine_edges:
             matte = refine.clean_matte(matte, hole_fill_over=self.hole_fill_over)
 
@@ -280,6 +285,11 @@ class Engine:
         guide = None  # the colour on the edge steps' working grid, made once for both
         if self.refine_edges:
             guide = self._refine(alpha, colour, seen, out, self.edge_style)
+            # The edge work can leave nothing half opaque of a find that is all hesitation (a
+            # plant against a 21:9 frame's side: the net grey over it, a few pixels solid). Rather
+            # than answer with nothing, the tiles look too (issue 15), once.
+            if found and not np.any(alpha >= 128):
+                return self._remove(data, options, force_tiles=True)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
         box = foreground_box(alpha)
@@ -316,22 +326,25 @@ class Engine:
         return fmt
 
     def _matte(
-        self, image: Image.Image, region: Rect, to_image: tuple[float, float], view: Image.Image, scope: str = ""
-    ) -> tuple[np.ndarray, bool]:
+        self, image: Image.Image, region: Rect, to_image: tuple[float, float], view: Image.Image, scope: str = "",
+        force_tiles: bool = False,
+    ) -> tuple[np.ndarray, bool, bool]:
         """The net's matte of the region at the aspect-kept view's shape; where the region is at
         least `square_view_from` wide or tall, joined (`view_join`) with the matte of the squashed
         square view, resampled to that shape, and from `tile_views_from` on (or from
         `square_view_from` when the whole views found a solid area under `tiles_when_under` of the
         frame, or their solid areas' IoU is under `tiles_when_views_agree_under`: then a tile adds
-        only what no whole view found, and only when `disagreed_tile_sure` of it is sure) with those
-        of square tiles along the long side. And whether the net ran for any of them (else all were
-        cached)."""
+        only what no whole view found, and only when `disagreed_tile_sure` of it is sure; or when
+        `force_tiles`) with those of square tiles along the long side. And whether the net ran for
+        any of them (else all were cached), and whether the tiles could still look with nothing held
+        back (the region is wide or tall enough for the squashed view, and they did not, or only
+        as disagreement tiles)."""
         matte, held = self.segmenter.matte_held(view, scope)
         ran = not held
         width, height = region[2] - region[0], region[3] - region[1]
         side = self.segmenter.size
         if self.segmenter.fixed_shape is not None or view.size == (side, side):
-            return matte, ran  # the net sees the square already
+            return matte, ran, False  # the net sees the square already
         aspect = max(width, height) / min(width, height)
         kept = matte
         disagree = False
@@ -345,8 +358,9 @@ class Engine:
                 views_agreement(matte, squashed) < self.tiles_when_views_agree_under)
             matte = join_views(matte, squashed, self.view_join)
         # The solid area is counted only on frames where the found-nothing tiles may run.
-        other_reason = aspect >= self.tile_views_from or (
-            aspect >= self.square_view_from and np.count_nonzero(matte >= 0.5) < self.tiles_when_under * matte.size
+        wide = aspect >= self.square_view_from
+        other_reason = aspect >= self.tile_views_from or (wide and force_tiles) or (
+            wide and np.count_nonzero(matte >= 0.5) < self.tiles_when_under * matte.size
         )
         tiles = other_reason or disagree
         join, sure = (self.view_join, 0.0) if other_reason else ("components", self.disagreed_tile_sure)
@@ -358,7 +372,7 @@ class Engine:
                 ran |= not held
                 found = cv2.resize(found, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
                 matte[y0:y1, x0:x1] = join_views(matte[y0:y1, x0:x1], found, join, sure)
-        return (drop_small_additions(kept, matte, self.added_at_least) if matte is not kept else matte), ran
+        return (drop_small_additions(kept, matte, self.added_at_least) if matte is not kept else matte), ran, wide and not other_reason
 
     @staticmethod
     def _tiles(region: Rect, grid: tuple[int, int]) -> list[tuple[Rect, tuple[int, int, int, int]]]:

@@ -310,6 +310,64 @@ def test_max_open_join_fills_a_hole_the_view_was_unsure_of_and_a_bay_open_to_the
     np.testing.assert_array_equal(join_views(bay, np.ones_like(bay), "max-open"), 1.0)
 
 
+class HesitantWholeViews:
+    """A segmenter (any shape) that sees the photo's red patch: as grey mush with solid pixels
+    scattered over it in a whole view, where the patch is a small part of the frame, and solid in a square
+    tile, where it fills a good part (with `tiles_find`=False: not at all)."""
+
+    size = 1024
+    fixed_shape = None
+
+    def __init__(self, tiles_find: bool = True):
+        self.tiles_find = tiles_find
+        self.seen: list[tuple[int, int]] = []
+
+    def input_shape(self, width: int, height: int) -> tuple[int, int]:
+        return ISNet().input_shape(width, height, self.size, keep_aspect=True)
+
+    def matte_held(self, image: Image.Image, scope: str = "") -> tuple[np.ndarray, bool]:
+        self.seen.append(image.size)
+        pixels = np.asarray(image.convert("RGB"), np.int16)
+        red = (pixels[..., 0] > 200) & (pixels[..., 1] < 60)
+        matte = np.zeros(red.shape, np.float32)
+        if red.mean() > 0.01:
+            if self.tiles_find:
+                matte[red] = 1.0
+        elif red.any():
+            matte[red] = 0.3
+            sure = np.zeros_like(red)
+            sure[::3, ::3] = True  # single pixels, over 0.05 % of the frame in all
+            matte[red & sure] = 0.9
+        return matte, False
+
+
+def _red_patch_photo() -> bytes:
+    """1120x480 (21:9, over the edge work's one-to-one working size), a 60 px red patch near
+    its right side."""
+    pixels = np.full((480, 1120, 3), (90, 120, 150), np.uint8)
+    pixels[300:360, 1000:1060] = (230, 20, 20)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_find_the_edge_work_would_leave_empty_is_looked_for_with_the_tiles():
+    segmenter = HesitantWholeViews()
+    alpha = alpha_of(Engine(segmenter).remove(_red_patch_photo(), ALPHA).data)
+    assert (alpha[305:355, 1005:1055] >= 128).mean() > 0.95  # the tiles found it whole
+    assert np.count_nonzero(alpha >= 128) < 1.2 * 60 * 60
+    whole = [(1024, 448), (1024, 1024)]
+    assert segmenter.seen[:4] == whole + whole  # looked at again, once
+    assert len(segmenter.seen) == 4 + 3  # and with the three tiles
+
+
+def test_the_tiles_look_once_and_an_empty_answer_stays_empty_when_they_find_nothing_either():
+    segmenter = HesitantWholeViews(tiles_find=False)
+    alpha = alpha_of(Engine(segmenter).remove(_red_patch_photo(), ALPHA).data)
+    assert not (alpha >= 128).any()
+    assert len(segmenter.seen) == 2 + 2 + 3
+
+
 def test_an_unknown_join_is_refused():
     with pytest.raises(ValueError):
         join_views(np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32), "mean")
