@@ -92,11 +92,12 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0
 
     "max": per pixel, the larger. "max-open": the same, but where a view sees clear through the
     subject (a hole it encloses, clear_holes) the hole stays as that view has it: a gap under a
-    car's wing that one view fills must not be filled by the max. "components": the kept matte, plus each region of the second
-    that the kept one has no solid part of (a subject only the second view found), taken whole;
-    where both found the subject the kept view's edge stays (the squashed view's is resampled
-    unevenly, and its max fattened edges). With `sure`, such a region comes only when at least
-    that share of it is >= 0.9 (over a pile of texture the net finds grey mush).
+    car's wing that one view fills must not be filled by the max. "components": the kept matte,
+    plus each region of the second that the kept one has no solid part of (a subject only the
+    second view found), taken whole; where both found the subject the kept view's edge stays
+    (the squashed view's is resampled unevenly, and its max fattened edges). With `sure`, such a
+    region comes only when at least that share of it is >= 0.9 (over a pile of texture the net
+    finds grey mush).
     """
     if how == "max":
         return np.maximum(kept, second)
@@ -124,20 +125,28 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0
     return out
 
 
+def holes_of(solid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The regions outside `solid` (bool HxW), 4-connected (the dual of an 8-connected subject):
+    (their labels HxW, each label's area, which labels are holes: enclosed, not touching the
+    frame's border). Label 0 is `solid` itself, never a hole."""
+    count, labels = cv2.connectedComponents((~solid).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    area = np.bincount(labels.ravel(), minlength=count)
+    enclosed = np.ones(count, dtype=bool)
+    enclosed[0] = False
+    enclosed[np.concatenate((labels[0], labels[-1], labels[:, 0], labels[:, -1]))] = False
+    return labels, area, enclosed
+
+
 # A hole is clear when the view's mean matte over it is under this.
 _CLEAR_HOLE = 0.1
 
 
 def clear_holes(matte: np.ndarray) -> np.ndarray | None:
-    """Where the matte sees through the subject: regions under 0.5 enclosed by it (4-connected,
-    not touching the frame's border) whose mean matte is under _CLEAR_HOLE; None if there are none."""
-    count, holes = cv2.connectedComponents((matte < 0.5).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    if count <= 2:
-        return None
-    area = np.bincount(holes.ravel(), minlength=count)
-    clear = np.bincount(holes.ravel(), weights=matte.ravel(), minlength=count) < _CLEAR_HOLE * area
-    clear[0] = False
-    clear[np.concatenate((holes[0], holes[-1], holes[:, 0], holes[:, -1]))] = False
+    """Where the matte sees through the subject: its holes (holes_of its solid part, >= 0.5)
+    whose mean matte is under _CLEAR_HOLE; None if there are none."""
+    holes, area, clear = holes_of(matte >= 0.5)
+    if clear.any():
+        clear &= np.bincount(holes.ravel(), weights=matte.ravel(), minlength=area.size) < _CLEAR_HOLE * area
     return clear[holes] if clear.any() else None
 
 

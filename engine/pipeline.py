@@ -372,7 +372,9 @@ class Engine:
                 ran |= not held
                 found = cv2.resize(found, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
                 matte[y0:y1, x0:x1] = join_views(matte[y0:y1, x0:x1], found, join, sure)
-        return (drop_small_additions(kept, matte, self.added_at_least) if matte is not kept else matte), ran, wide and not other_reason
+        if matte is not kept:
+            matte = drop_small_additions(kept, matte, self.added_at_least)
+        return matte, ran, wide and not other_reason
 
     @staticmethod
     def _tiles(region: Rect, grid: tuple[int, int]) -> list[tuple[Rect, tuple[int, int, int, int]]]:

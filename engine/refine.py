@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from engine import kernels
+from engine.matte import holes_of
 
 # The guided filter's coefficients are computed on at most about this many pixels.
 WORK_PIXELS = 500_000
@@ -137,20 +138,14 @@ def clean_matte(
         out = out.copy()
         out[specks[blobs]] = 0.0
 
-    labels, holes = cv2.connectedComponents((~solid).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    holes_count = labels - 1  # 4-connected background, the dual of the 8-connected subject
-    if holes_count:
-        area = np.bincount(holes.ravel(), minlength=holes_count + 1)
-        small = area < hole_fraction * largest
-        if hole_fill_over > 0 and small[1:].any():  # the weighted count only where a hole is small enough
-            small &= np.bincount(holes.ravel(), weights=out.ravel(), minlength=holes_count + 1) >= hole_fill_over * area
-        small[0] = False
-        edge_labels = np.concatenate((holes[0], holes[-1], holes[:, 0], holes[:, -1]))
-        small[edge_labels] = False
-        if small.any():
-            if out is matte:
-                out = out.copy()
-            out[small[holes]] = 1.0
+    holes, area, small = holes_of(solid)
+    small &= area < hole_fraction * largest
+    if hole_fill_over > 0 and small.any():  # the weighted count only where a hole is small enough
+        small &= np.bincount(holes.ravel(), weights=out.ravel(), minlength=area.size) >= hole_fill_over * area
+    if small.any():
+        if out is matte:
+            out = out.copy()
+        out[small[holes]] = 1.0
     return out
 
 

@@ -311,9 +311,9 @@ def test_max_open_join_fills_a_hole_the_view_was_unsure_of_and_a_bay_open_to_the
 
 
 class HesitantWholeViews:
-    """A segmenter (any shape) that sees the photo's red patch: as grey mush with solid pixels
-    scattered over it in a whole view, where the patch is a small part of the frame, and solid in a square
-    tile, where it fills a good part (with `tiles_find`=False: not at all)."""
+    """A segmenter (any shape) that sees the photo's red patch: in a whole view, where the patch
+    is a small part of the frame, as grey mush with solid pixels scattered over it; in a square
+    tile, where it fills a good part, solid (with `tiles_find`=False: not at all)."""
 
     size = 1024
     fixed_shape = None
