@@ -7,6 +7,8 @@ The matte is resampled in float32 straight from the net's resolution to the requ
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -104,9 +106,8 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0
     if how == "max-open":
         out = np.maximum(kept, second)
         for view in (kept, second):
-            holes = clear_holes(view)
-            if holes is not None:
-                out[holes] = view[holes]
+            for window, mine in clear_holes(view):
+                out[window][mine] = view[window][mine]
         return out
     if how != "components":
         raise ValueError(f"unknown join {how!r}")
@@ -125,29 +126,34 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0
     return out
 
 
-def holes_of(solid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The regions outside `solid` (bool HxW), 4-connected (the dual of an 8-connected subject):
-    (their labels HxW, each label's area, which labels are holes: enclosed, not touching the
-    frame's border). Label 0 is `solid` itself, never a hole."""
-    count, labels = cv2.connectedComponents((~solid).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    area = np.bincount(labels.ravel(), minlength=count)
-    enclosed = np.ones(count, dtype=bool)
-    enclosed[0] = False
-    enclosed[np.concatenate((labels[0], labels[-1], labels[:, 0], labels[:, -1]))] = False
-    return labels, area, enclosed
+Hole = tuple[tuple[slice, slice], np.ndarray]  # a window of the grid, and the hole's pixels in it
+
+
+def holes_of(solid: np.ndarray, smaller_than: float = math.inf) -> list[Hole]:
+    """The holes of `solid` (bool HxW): regions outside it, 4-connected (the dual of an
+    8-connected subject), enclosed (not touching the frame's border), with fewer than
+    `smaller_than` pixels. Each as its bounding window and its pixels there, so that a few holes
+    cost their own area, not passes over the grid."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (~solid).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    x, y, w, h, area = (stats[:, i] for i in range(5))
+    enclosed = (x > 0) & (y > 0) & (x + w < solid.shape[1]) & (y + h < solid.shape[0]) & (area < smaller_than)
+    enclosed[0] = False  # label 0 is `solid` itself
+    holes = []
+    for k in np.flatnonzero(enclosed):
+        window = (slice(y[k], y[k] + h[k]), slice(x[k], x[k] + w[k]))
+        holes.append((window, labels[window] == k))
+    return holes
 
 
 # A hole is clear when the view's mean matte over it is under this.
 _CLEAR_HOLE = 0.1
 
 
-def clear_holes(matte: np.ndarray) -> np.ndarray | None:
+def clear_holes(matte: np.ndarray) -> list[Hole]:
     """Where the matte sees through the subject: its holes (holes_of its solid part, >= 0.5)
-    whose mean matte is under _CLEAR_HOLE; None if there are none."""
-    holes, area, clear = holes_of(matte >= 0.5)
-    if clear.any():
-        clear &= np.bincount(holes.ravel(), weights=matte.ravel(), minlength=area.size) < _CLEAR_HOLE * area
-    return clear[holes] if clear.any() else None
+    whose mean matte is under _CLEAR_HOLE."""
+    return [(window, mine) for window, mine in holes_of(matte >= 0.5) if matte[window][mine].mean() < _CLEAR_HOLE]
 
 
 def views_agreement(kept: np.ndarray, second: np.ndarray) -> float:

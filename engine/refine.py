@@ -138,14 +138,12 @@ def clean_matte(
         out = out.copy()
         out[specks[blobs]] = 0.0
 
-    holes, area, small = holes_of(solid)
-    small &= area < hole_fraction * largest
-    if hole_fill_over > 0 and small.any():  # the weighted count only where a hole is small enough
-        small &= np.bincount(holes.ravel(), weights=out.ravel(), minlength=area.size) >= hole_fill_over * area
-    if small.any():
+    for window, mine in holes_of(solid, smaller_than=hole_fraction * largest):
+        if hole_fill_over > 0 and out[window][mine].mean() < hole_fill_over:
+            continue
         if out is matte:
             out = out.copy()
-        out[small[holes]] = 1.0
+        out[window][mine] = 1.0
     return out
 
 
