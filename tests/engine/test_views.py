@@ -309,22 +309,16 @@ def test_max_open_join_fills_a_hole_the_view_was_unsure_of_and_a_bay_open_to_the
     np.testing.assert_array_equal(join_views(bay, np.ones_like(bay), "max-open"), 1.0)
 
 
-class HesitantWholeViews:
-    """A segmenter (any shape) that sees the photo's red patch: in a whole view, where the patch
-    is a small part of the frame, as grey mush with solid pixels scattered over it; in a square
+class HesitantWholeViews(Recording):
+    """Recording's views, but it sees the photo's red patch: in a whole view, where the patch is
+    a small part of the frame, as grey mush with solid pixels scattered over it; in a square
     tile, where it fills a good part, solid (with `tiles_find`=False: not at all)."""
 
-    size = 1024
-    fixed_shape = None
-
     def __init__(self, tiles_find: bool = True):
+        super().__init__()
         self.tiles_find = tiles_find
-        self.seen: list[tuple[int, int]] = []
 
-    def input_shape(self, width: int, height: int) -> tuple[int, int]:
-        return ISNet().input_shape(width, height, self.size, keep_aspect=True)
-
-    def matte_held(self, image: Image.Image, scope: str = "") -> tuple[np.ndarray, bool]:
+    def matte(self, image: Image.Image) -> np.ndarray:
         self.seen.append(image.size)
         pixels = np.asarray(image.convert("RGB"), np.int16)
         red = (pixels[..., 0] > 200) & (pixels[..., 1] < 60)
@@ -337,7 +331,7 @@ class HesitantWholeViews:
             sure = np.zeros_like(red)
             sure[::3, ::3] = True  # single pixels, over 0.05 % of the frame in all
             matte[red & sure] = 0.9
-        return matte, False
+        return matte
 
 
 def _red_patch_photo() -> bytes:
