@@ -128,21 +128,39 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0
 
 Hole = tuple[tuple[slice, slice], np.ndarray]  # a window of the grid, and the hole's pixels in it
 
+# Up to this many holes each comes as its own window (a few holes cost their own area); beyond it,
+# all as one mask over the grid: a mesh (alphamatting's GT25: ~800 holes) or a speckled matte
+# would pay more in per-hole work than one pass over the grid costs.
+_WINDOWED = 256
 
-def holes_of(solid: np.ndarray, smaller_than: float = math.inf) -> list[Hole]:
+
+def holes_of(solid: np.ndarray, smaller_than: float = math.inf, values: np.ndarray | None = None,
+             mean_from: float = -math.inf, mean_under: float = math.inf) -> list[Hole]:
     """The holes of `solid` (bool HxW): regions outside it, 4-connected (the dual of an
     8-connected subject), enclosed (not touching the frame's border), with fewer than
-    `smaller_than` pixels. Each as its bounding window and its pixels there, so that a few holes
-    cost their own area, not passes over the grid."""
+    `smaller_than` pixels and, given `values` (HxW), a mean of them in [mean_from, mean_under).
+    Up to _WINDOWED of them each as its bounding window and its pixels there; more, as one window
+    over the grid holding all of them."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         (~solid).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
     x, y, w, h, area = (stats[:, i] for i in range(5))
     enclosed = (x > 0) & (y > 0) & (x + w < solid.shape[1]) & (y + h < solid.shape[0]) & (area < smaller_than)
     enclosed[0] = False  # label 0 is `solid` itself
+    ids = np.flatnonzero(enclosed)
+    if ids.size > _WINDOWED:
+        if values is not None:
+            means = np.bincount(labels.ravel(), weights=values.ravel(), minlength=count)[ids] / area[ids]
+            ids = ids[(means >= mean_from) & (means < mean_under)]
+        if ids.size > _WINDOWED:
+            chosen = np.zeros(count, dtype=bool)
+            chosen[ids] = True
+            return [((slice(None), slice(None)), chosen[labels])]
     holes = []
-    for k in np.flatnonzero(enclosed):
+    for k in ids:
         window = (slice(y[k], y[k] + h[k]), slice(x[k], x[k] + w[k]))
-        holes.append((window, labels[window] == k))
+        mine = labels[window] == k
+        if values is None or mean_from <= values[window][mine].mean() < mean_under:
+            holes.append((window, mine))
     return holes
 
 
@@ -153,7 +171,7 @@ _CLEAR_HOLE = 0.1
 def clear_holes(matte: np.ndarray) -> list[Hole]:
     """Where the matte sees through the subject: its holes (holes_of its solid part, >= 0.5)
     whose mean matte is under _CLEAR_HOLE."""
-    return [(window, mine) for window, mine in holes_of(matte >= 0.5) if matte[window][mine].mean() < _CLEAR_HOLE]
+    return holes_of(matte >= 0.5, values=matte, mean_under=_CLEAR_HOLE)
 
 
 def views_agreement(kept: np.ndarray, second: np.ndarray) -> float:

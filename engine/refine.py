@@ -138,9 +138,8 @@ def clean_matte(
         out = out.copy()
         out[specks[blobs]] = 0.0
 
-    for window, mine in holes_of(solid, smaller_than=hole_fraction * largest):
-        if hole_fill_over > 0 and out[window][mine].mean() < hole_fill_over:
-            continue
+    for window, mine in holes_of(solid, smaller_than=hole_fraction * largest,
+                                 values=out if hole_fill_over > 0 else None, mean_from=hole_fill_over):
         if out is matte:
             out = out.copy()
         out[window][mine] = 1.0
