@@ -209,3 +209,21 @@ def test_narrow_lift_pulls_a_hard_edge_in_and_leaves_hair_alone():
     # Measured: 2.54 -> 2.12 levels at the hard edge; the soft region moved 0.2 levels on average.
     assert hard_error(lifted) < 0.9 * hard_error(plain)
     assert np.abs(lifted[:, 60:220].astype(int) - plain[:, 60:220]).mean() < 1.0
+
+
+def test_clean_matte_decides_each_hole_the_same_when_there_are_many():
+    """Over matte._WINDOWED holes they are taken as one mask over the grid (per-hole work would
+    grow with their number): the same holes filled and left open as one at a time."""
+    from engine import matte as matte_module
+
+    matte = np.ones((400, 800), np.float32)
+    grey = (slice(20, 380, 6), slice(20, 390, 6))  # 60 x 62 one-pixel holes the net hesitated over
+    clear = (slice(20, 380, 6), slice(420, 780, 6))  # 60 x 60 it saw through
+    matte[grey] = 0.45
+    matte[clear] = 0.02
+    assert matte[grey].size + matte[clear].size > matte_module._WINDOWED
+    cleaned = refine.clean_matte(matte)
+    assert cleaned[grey].min() == 1.0 and cleaned[clear].max() == pytest.approx(0.02)
+    part = matte[:100, :60]  # 14 x 7 grey holes: each in its own window
+    assert np.count_nonzero(part < 0.5) <= matte_module._WINDOWED
+    np.testing.assert_array_equal(refine.clean_matte(part), cleaned[:100, :60])
