@@ -25,8 +25,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import os
 import pathlib
 import random
+import shutil
 from dataclasses import dataclass
 
 import cv2
@@ -284,6 +286,10 @@ def build(root: pathlib.Path, out: pathlib.Path | None = None, log=print) -> pat
     if (out / ".complete").is_file():
         return out
     log(f"generating {', '.join(SETS)} into {out} (seed {SEED})")
+    # Made beside it and renamed into place: a second run started meanwhile (the tuning sweep
+    # beside make bench-quality) never reads a half-written image.
+    staging = out.with_name(f"{out.name}.{os.getpid()}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
     photos = {name: real_photos(root, name) for name in datasets.SETS}
     scenery = [p for name in datasets.SETS for p in photos[name]  # backgrounds from either set
                if (name, p.sample.stem) not in NOT_BACKGROUNDS]
@@ -294,8 +300,16 @@ def build(root: pathlib.Path, out: pathlib.Path | None = None, log=print) -> pat
             items = make_composites(set_name, source, scenery, COUNTS[set_name], rng, TUNED_EXTRA.get(set_name, 0))
         else:
             items = make_crops(source, COUNTS[set_name], rng)
-        write_set(out / set_name, items)
-    (out / ".complete").write_text("")
+        write_set(staging / set_name, items)
+    (staging / ".complete").write_text("")
+    if out.is_dir() and not (out / ".complete").is_file():
+        shutil.rmtree(out, ignore_errors=True)  # a run that stopped part-way wrote there itself
+    try:
+        staging.rename(out)
+    except OSError:  # another run put its own (the same sets) there first
+        if not (out / ".complete").is_file():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

@@ -119,3 +119,26 @@ def test_tuned_extras_leave_every_earlier_image_as_it_was(quality, tmp_path, mon
         for stem, sample in before.items():
             assert sample.image.read_bytes() == after[stem].image.read_bytes()
             assert sample.mask.read_bytes() == after[stem].mask.read_bytes()
+
+
+def test_the_sets_land_whole_or_not_at_all(quality, tmp_path, monkeypatch):
+    monkeypatch.setattr(generated, "SETS", ("crops-grabcut",))  # one set: the cheapest to make
+    out = tmp_path / "stale"
+    (out / "crops-grabcut").mkdir(parents=True)
+    (out / "crops-grabcut" / "half.png").write_bytes(b"")  # a run that stopped part-way
+    assert generated.build(quality, out, log=lambda m: None) == out
+    assert (out / ".complete").is_file() and not (out / "crops-grabcut" / "half.png").exists()
+    assert len(datasets.load(out, "crops-grabcut")) > 0
+
+    other = tmp_path / "raced"
+    write_set = generated.write_set
+
+    def finished_first(base, items):  # another run renames its own sets into place meanwhile
+        write_set(base, items)
+        other.mkdir()
+        (other / ".complete").write_text("")
+
+    monkeypatch.setattr(generated, "write_set", finished_first)
+    assert generated.build(quality, other, log=lambda m: None) == other
+    assert [p.name for p in other.iterdir()] == [".complete"]  # theirs kept, not mixed with ours
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raced", "stale"]  # no staging left
