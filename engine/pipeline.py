@@ -65,6 +65,11 @@ DISAGREED_TILE_SURE = 0.1
 # What only the further views found is kept when its solid area is at least this share of the
 # frame (swept; 0: all of it).
 ADDED_AT_LEAST = 0.003
+# On a frame the squashed view also sees, when the edge work kept (alpha >= 128) under this share
+# of the area the whole views found (matte > 0.1), the tiles look too, once: a plant the net greyed
+# over at a 21:9 frame's side comes out with a few solid pixels, or none (always retried). Swept
+# like the others, but judged by issue 15's checks: 0, an empty answer only (README, Quality).
+RETRY_WHEN_KEPT_UNDER = 0.0
 # X-Type beside the rest of each request: more workers than the server runs requests at once
 # (CLEARBG_ENGINE_WORKERS, default 2), so none waits for another's classifier.
 _X_TYPE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="x-type")
@@ -141,6 +146,7 @@ class Engine:
         tiles_when_views_agree_under: float = TILES_WHEN_VIEWS_AGREE_UNDER,
         disagreed_tile_sure: float = DISAGREED_TILE_SURE,
         added_at_least: float = ADDED_AT_LEAST,
+        retry_when_kept_under: float = RETRY_WHEN_KEPT_UNDER,
         hole_fill_over: float = refine.HOLE_FILL_OVER,
         edge_style: refine.EdgeStyle = refine.STYLE,
     ):
@@ -152,6 +158,7 @@ class Engine:
         self.tiles_when_views_agree_under = tiles_when_views_agree_under
         self.disagreed_tile_sure = disagreed_tile_sure
         self.added_at_least = added_at_least
+        self.retry_when_kept_under = retry_when_kept_under
         self.hole_fill_over = hole_fill_over  # which small holes clean_matte fills (engine/refine)
         self.edge_style = edge_style  # engine/refine's settings (bench/quality/tune.py sweeps them)
         self.classify: Classifier = classify or classify_other
@@ -251,6 +258,9 @@ class Engine:
         view = self._net_view(image, region, to_image, self.segmenter.input_shape)
         matte, net_ran, could_tile = self._matte(image, region, to_image, view, options.cache_scope, force_tiles)
         found = could_tile and self.refine_edges and bool((matte >= 0.5).any())
+        # What the whole views found, in sized pixels: the edge work's answer is weighed against it.
+        found_area = (np.count_nonzero(matte > 0.1) / matte.size * (region[2] - region[0]) * (region[3] - region[1])
+                      if found else 0.0)
         if self.refine_edges:
             matte = refine.clean_matte(matte, hole_fill_over=self.hole_fill_over)
 
@@ -285,10 +295,10 @@ class Engine:
         guide = None  # the colour on the edge steps' working grid, made once for both
         if self.refine_edges:
             guide = self._refine(alpha, colour, seen, out, self.edge_style)
-            # The edge work can leave nothing half opaque of a find that is all hesitation (a
-            # plant against a 21:9 frame's side: the net grey over it, a few pixels solid). Rather
-            # than answer with nothing, the tiles look too (issue 15), once.
-            if found and alpha.max() < 128:  # a reduction: no 12 MP mask on every wide photo
+            # The edge work can leave little or nothing half opaque of a find that is all
+            # hesitation (a plant against a 21:9 frame's side: the net grey over it, a few pixels
+            # solid). Rather than answer with that, the tiles look too (issue 15), once.
+            if found and self._kept_little(alpha, scale, found_area):
                 return self._remove(data, options, force_tiles=True)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
@@ -313,6 +323,17 @@ class Engine:
         )
 
     # -- steps --------------------------------------------------------------------------------
+
+    def _kept_little(self, alpha: np.ndarray, scale: tuple[float, float], found_area: float) -> bool:
+        """Whether the answer's solid area (alpha >= 128, in sized pixels at `scale` output pixels
+        each) is under `retry_when_kept_under` of `found_area`; an answer with none always is."""
+        if alpha.max() < 128:
+            return True
+        if self.retry_when_kept_under <= 0:
+            return False
+        step = max(1, math.isqrt(alpha.size >> 20))  # counted on about a megapixel: a share, not a mask
+        kept = np.count_nonzero(alpha[::step, ::step] >= 128) * step * step / (scale[0] * scale[1])
+        return kept < self.retry_when_kept_under * found_area
 
     @staticmethod
     def _format_for_cap(options: RemovalOptions) -> str:

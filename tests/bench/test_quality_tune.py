@@ -95,3 +95,19 @@ def test_a_joint_sweep_breaks_ties_by_the_smaller_first_setting_then_the_second(
     assert chosen == (0.2, 0.1)
     lines = tune.share_table("agree under / sure", found, chosen)
     assert lines[2 + 1].startswith("| 0.2 / 0.1 **chosen** | 0.8500 |")
+
+
+def test_a_setting_judged_by_the_checks_takes_the_fewest_failing_then_the_least_shortfall_then_the_smaller(monkeypatch):
+    # The "engine" is the value itself; edge_objective is stood in by what each value would give.
+    judged = {0.0: (5, 1.50), 0.05: (5, 1.50), 0.1: (4, 2.00), 0.2: (4, 1.90)}
+    monkeypatch.setattr(tune, "cut", lambda value, photos: [{"IoU": value, "MAE": 0.1}] * len(photos))
+    monkeypatch.setattr(tune, "edge_objective", lambda scores, rembg, samples: judged[scores["a"][0]["IoU"]])
+    samples = {"a": [object()]}
+    chosen, found, checks = tune.sweep_by_checks(lambda value: value, tuple(judged), samples, "test", rembg={})
+    assert chosen == 0.2 and checks == judged
+    judged[0.2] = (5, 1.50)
+    judged[0.1] = (5, 1.50)
+    assert tune.sweep_by_checks(lambda value: value, tuple(judged), samples, "test", rembg={})[0] == 0.0  # a tie: the smaller
+    lines = tune.share_table("kept under", found, chosen, checks)
+    assert lines[0] == "| kept under | a IoU | mean IoU | mean MAE | failing | shortfall |"
+    assert lines[2 + 3] == "| 0.2 **chosen** | 0.2000 | 0.2000 | 0.10000 | 4 | 1.9000 |"

@@ -312,11 +312,13 @@ def test_max_open_join_fills_a_hole_the_view_was_unsure_of_and_a_bay_open_to_the
 class HesitantWholeViews(Recording):
     """Recording's views, but it sees the photo's red patch: in a whole view, where the patch is
     a small part of the frame, as grey mush with solid pixels scattered over it; in a square
-    tile, where it fills a good part, solid (with `tiles_find`=False: not at all)."""
+    tile, where it fills a good part, solid (with `tiles_find`=False: not at all). `core`: a
+    solid square of that side at the patch's corner in the whole views too."""
 
-    def __init__(self, tiles_find: bool = True):
+    def __init__(self, tiles_find: bool = True, core: int = 0):
         super().__init__()
         self.tiles_find = tiles_find
+        self.core = core
 
     def matte(self, image: Image.Image) -> np.ndarray:
         self.seen.append(image.size)
@@ -331,6 +333,8 @@ class HesitantWholeViews(Recording):
             sure = np.zeros_like(red)
             sure[::3, ::3] = True  # single pixels, over 0.05 % of the frame in all
             matte[red & sure] = 0.9
+            rows, cols = np.nonzero(red)
+            matte[rows[0] : rows[0] + self.core, cols[0] : cols[0] + self.core] = 1.0
         return matte
 
 
@@ -359,6 +363,20 @@ def test_the_tiles_look_once_and_an_empty_answer_stays_empty_when_they_find_noth
     alpha = alpha_of(Engine(segmenter).remove(_red_patch_photo(), ALPHA).data)
     assert not (alpha >= 128).any()
     assert len(segmenter.seen) == 2 + 2 + 3
+
+
+def test_a_find_the_edge_work_would_keep_little_of_is_looked_for_with_the_tiles():
+    """The whole views' find keeps a small solid corner through the edge work: not empty, but
+    under `retry_when_kept_under` of what they found."""
+    segmenter = HesitantWholeViews(core=12)
+    alpha = alpha_of(Engine(segmenter, retry_when_kept_under=0.2).remove(_red_patch_photo(), ALPHA).data)
+    assert (alpha[305:355, 1005:1055] >= 128).mean() > 0.95
+    assert len(segmenter.seen) == 2 + 2 + 3
+
+    segmenter = HesitantWholeViews(core=12)
+    alpha = alpha_of(Engine(segmenter, retry_when_kept_under=0.0).remove(_red_patch_photo(), ALPHA).data)
+    assert 0 < np.count_nonzero(alpha >= 128) < 0.2 * 60 * 60  # the corner alone
+    assert len(segmenter.seen) == 2  # 0: only an empty answer is looked at again
 
 
 def test_an_unknown_join_is_refused():
