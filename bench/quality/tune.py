@@ -161,12 +161,13 @@ def rembg_scores(samples: dict[str, list[datasets.Sample]]) -> dict[str, dict[st
     return found
 
 
-def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[str]) -> list[str]:
+def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[str],
+                rembg: dict | None = None) -> list[str]:
     """Coordinate descent over EDGE_GRID from engine/refine.STYLE, judged by edge_objective; the
-    report's lines."""
+    report's lines. `rembg`: rembg_scores of those sets, if the caller has them."""
     from engine import refine
 
-    rembg = rembg_scores({n: samples[n] for n in sets})
+    rembg = rembg if rembg is not None else rembg_scores({n: samples[n] for n in sets})
 
     def run(style) -> dict[str, list[dict[str, float]]]:
         engine.edge_style = style
@@ -325,11 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
                          tiles_when_under=when_under, **disagreed, added_at_least=least, hole_fill_over=f),
         HOLE_FILL_OVER, samples, "holes filled from")
+    rembg = rembg_scores(samples)  # rembg's cut-outs of the tuned part (cached): the checks' yardstick
     kept_under, retried, retry_checks = sweep_by_checks(
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
                          tiles_when_under=when_under, **disagreed, added_at_least=least, hole_fill_over=fill_over,
                          retry_when_kept_under=f),
-        KEPT_UNDER, samples, "retry when kept under")
+        KEPT_UNDER, samples, "retry when kept under", rembg)
     md = [
         "# Settings swept on the tuned part (bench/quality/tune.py)",
         "",
@@ -398,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.edges:
         md += sweep_edges(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
                                  tiles_when_under=when_under, **disagreed, added_at_least=least,
-                                 hole_fill_over=fill_over, retry_when_kept_under=kept_under), samples, sets)
+                                 hole_fill_over=fill_over, retry_when_kept_under=kept_under), samples, sets,
+                              rembg)
     text = "\n".join(md) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tune.md").write_text(text)
