@@ -258,9 +258,10 @@ class Engine:
         view = self._net_view(image, region, to_image, self.segmenter.input_shape)
         matte, net_ran, could_tile = self._matte(image, region, to_image, view, options.cache_scope, force_tiles)
         found = could_tile and self.refine_edges and bool((matte >= 0.5).any())
-        # What the whole views found, in sized pixels: the edge work's answer is weighed against it.
+        # What the whole views found, in sized pixels: the edge work's answer is weighed against it
+        # (counted only when the share is on: at 0 only an empty answer retries).
         found_area = (np.count_nonzero(matte > 0.1) / matte.size * (region[2] - region[0]) * (region[3] - region[1])
-                      if found else 0.0)
+                      if found and self.retry_when_kept_under > 0 else 0.0)
         if self.refine_edges:
             matte = refine.clean_matte(matte, hole_fill_over=self.hole_fill_over)
 
