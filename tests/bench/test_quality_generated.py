@@ -76,8 +76,15 @@ def test_centred_crop_has_the_aspect_and_holds_the_subject():
     assert alpha[y0:y1, x0:x1].sum() == alpha.sum()
 
 
-def test_sets_are_reproducible_sized_and_split_by_their_source(quality, tmp_path):
-    first = generated.build(quality, tmp_path / "a", log=lambda m: None)
+@pytest.fixture(scope="module")
+def built(quality, tmp_path_factory):
+    """The sets made once from the look-alikes, as build makes them by default (tuned extras
+    included); the tests that need another build make it beside."""
+    return generated.build(quality, tmp_path_factory.mktemp("generated") / "sets", log=lambda m: None)
+
+
+def test_sets_are_reproducible_sized_and_split_by_their_source(quality, built, tmp_path):
+    first = built
     second = generated.build(quality, tmp_path / "b", log=lambda m: None)
     for name in generated.SETS:
         samples = datasets.load(first, name)
@@ -107,8 +114,8 @@ def test_sets_are_reproducible_sized_and_split_by_their_source(quality, tmp_path
             assert (background in held) == (row["part"] == splits.HELD_OUT)  # backgrounds of its part too
 
 
-def test_tuned_extras_leave_every_earlier_image_as_it_was(quality, tmp_path, monkeypatch):
-    with_extra = generated.build(quality, tmp_path / "extra", log=lambda m: None)
+def test_tuned_extras_leave_every_earlier_image_as_it_was(quality, built, tmp_path, monkeypatch):
+    with_extra = built
     monkeypatch.setattr(generated, "TUNED_EXTRA", {})
     without = generated.build(quality, tmp_path / "none", log=lambda m: None)
     for name in ("composites-grabcut", "composites-alpha"):
