@@ -171,12 +171,14 @@ def spend_rate_limit(rest_url: str, key: str, units: int) -> None:
 
 
 def test_rate_limited_run_waits_out_retry_after_and_shows_no_429(sdk_stack, accounts, clearbg_bin, photos, tmp_path):
-    key = accounts.make("cli-limited", subscription=Decimal(100), rate_limit_per_minute=10)
+    # 30 a minute, one unit each 2 s: the run waits ~24 s (at 10 a minute it waited 72 s to show
+    # the same thing).
+    key = accounts.make("cli-limited", subscription=Decimal(100), rate_limit_per_minute=30)
     folder = photo_folder(tmp_path / "photos", photos[:15])
     env = sdk_env(sdk_stack, key, CLEARBG_LOG="debug")
-    # 3 of the 10 units left: the 4 workers' first requests already meet the limit, on any machine
+    # 3 of the 30 units left: the 4 workers' first requests already meet the limit, on any machine
     # (with a full bucket a slow machine served 15 photos without ever reaching it).
-    spend_rate_limit(sdk_stack.rest_url, key, 7)
+    spend_rate_limit(sdk_stack.rest_url, key, 27)
     started = time.monotonic()
     done = run([clearbg_bin, "remove", folder, "-o", tmp_path / "out", "--concurrency", "4", "--size", "small"], env, tmp_path)
     took = time.monotonic() - started
@@ -194,9 +196,9 @@ def test_rate_limited_run_waits_out_retry_after_and_shows_no_429(sdk_stack, acco
             events.append((datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp(), m.group(2), m.group(3)))
     refusals = [(i, t, key_, int(re.search(r"Retry-After (\d+)$", text).group(1)))
                 for i, (t, key_, text) in enumerate(events) if ": 429 rate_limit_exceeded" in text]
-    # 3 pass at once, then one each 6 s: the run had to wait, and did.
+    # 3 pass at once, then one each 2 s: the run had to wait, and did.
     assert refusals, "the limit was never reached"
-    assert took >= 12 * 6 - 6, took
+    assert took >= 12 * 2 - 2, took
     for i, t, call, retry_after in refusals:
         assert 1 <= retry_after <= 60
         # That call's own wait is the Retry-After the server sent...
@@ -206,7 +208,7 @@ def test_rate_limited_run_waits_out_retry_after_and_shows_no_429(sdk_stack, acco
         for t_next, k, text in events[i + 1:]:
             if re.match(r"attempt \d+ of \d+$", text):
                 assert t_next >= t + retry_after - 0.005, (k, text, t_next - t, retry_after)
-    print(f"\n15 photos at 10/min: {len(refusals)} answers 429 absorbed, {took:.1f} s")
+    print(f"\n15 photos at 30/min: {len(refusals)} answers 429 absorbed, {took:.1f} s")
 
 
 def readme_examples(readme: pathlib.Path) -> dict[str, str]:
