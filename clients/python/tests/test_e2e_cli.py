@@ -129,11 +129,13 @@ def test_credits_running_out_mid_way_keep_the_paid_results_and_report_402(stack,
 
 
 def test_a_rate_limited_run_finishes_every_photo_waiting_out_each_retry_after(stack, make_photos, tmp_path):
-    account_id, key = stack.account("100", rate_limit=10)
+    # 30 a minute, one unit each 2 s: the run waits ~24 s (at 10 a minute it waited 72 s to show
+    # the same thing).
+    account_id, key = stack.account("100", rate_limit=30)
     make_photos(tmp_path / "photos", 15)
-    # 3 of the 10 units left: the 4 workers' first requests already meet the limit, on any machine
+    # 3 of the 30 units left: the 4 workers' first requests already meet the limit, on any machine
     # (with a full bucket a slow machine served 15 photos without ever reaching it).
-    stack.spend_rate_limit(key, 7)
+    stack.spend_rate_limit(key, 27)
     proxy = RecordingProxy(stack.rest_url)
     try:
         run = run_cli("remove", str(tmp_path / "photos"), "--concurrency", "4", "--size", "small",
