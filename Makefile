@@ -23,10 +23,15 @@ FUZZ_SECONDS ?= 300
 fuzz: deps
 	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS) --keep $(BUILD)/fuzz
 
-# The slowest tests are printed on every run: CI's log then shows where the suite's time goes on
-# each CPU (an AVX2-only one takes 21 min of pytest against 15 on VNNI).
+# The suite runs on TEST_WORKERS processes (pytest-xdist, each test file on one of them): most of
+# its time is spent waiting on servers, browsers and subprocesses, so more workers than cores pay
+# (README, "Tests"). Then the tests marked serial, alone. The slowest are printed on every run:
+# CI's log then shows where the suite's time goes on each CPU.
+TEST_WORKERS ?= 4
 test: deps lint-proto test-node test-ruby test-php test-dotnet browser-deps stubs
-	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not serial" --durations=15 $(PYTEST_ARGS)
+	@# Exit status 5: PYTEST_ARGS chose no serial test.
+	$(PY) -m pytest -m serial --durations=5 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(MAKE) test-sdk-python
 
 # The Python SDK (clients/python) installed as a user installs it, into a venv of its own, and

@@ -31,7 +31,8 @@ import requests
 from test_accounts import Deployment, credits_total, is_overloaded, post, two_server_deployment
 from tests.conftest_services import REDIS_START
 
-pytestmark = pytest.mark.e2e
+# serial: they stop the PostgreSQL and Redis every other test uses (pyproject.toml's markers).
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 REDIS_URL = os.environ.get("CLEARBG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_CLUSTER = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main"

@@ -27,7 +27,9 @@ from PIL import Image
 
 from api_calls import account_maker, balance
 
-pytestmark = pytest.mark.e2e
+# serial: the load is sized from a service time measured first, which other tests' work beside
+# it would change between the measuring and the load.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 BOUND_S = 3.0  # this stack's CLEARBG_MAX_QUEUE_WAIT_S: small, so a few dozen clients overload it
 WORKERS = 2
