@@ -262,6 +262,61 @@ def test_watch_processes_photos_dropped_in_until_interrupted(fake_server, tmp_pa
     assert len(fake_server.seen) == 3
 
 
+def interrupted_run(fake_server, folder, until, *args):
+    """The command on `folder` as a user runs it, Ctrl-C once `until(fake_server.seen)` holds:
+    (exit status, stdout, stderr, requests seen before the Ctrl-C, seconds it took to end)."""
+    process = subprocess.Popen([CLEARBG, "remove", str(folder), *args, "--api-key", "k", "--base-url", fake_server.url],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not until(fake_server.seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert until(fake_server.seen), f"never came to the point of the Ctrl-C: {len(fake_server.seen)} requests"
+        time.sleep(0.2)
+        tried = len(fake_server.seen)
+        interrupted_at = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=90)
+        return process.returncode, out, err, tried, time.monotonic() - interrupted_at
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.mark.parametrize("mode", [[], ["--watch"]], ids=["folder", "watch"])
+@pytest.mark.parametrize("refusal", [
+    error_reply(503, "overloaded"),  # no Retry-After: the call's own backoff, 0.5 s then doubling
+    error_reply(429, "rate_limit_exceeded", **{"Retry-After": "60"}),  # the workers' shared pause
+], ids=["backoff", "retry-after"])
+def test_ctrl_c_ends_a_wait_to_try_again_at_once_and_sends_nothing_more(fake_server, tmp_path, refusal, mode):
+    """With the default 10 retries a refused photo's attempts are a minute and more apart in all:
+    Ctrl-C does not sit that out. The refused photo was not charged and stays for the next run."""
+    photos(tmp_path, "p.jpg")
+    fake_server.default = refusal
+    attempts = 2 if refusal.status == 503 else 1
+    code, out, err, tried, took = interrupted_run(fake_server, tmp_path, lambda seen: len(seen) >= attempts, *mode)
+    assert code == (0 if mode else 130), (code, err)
+    assert len(fake_server.seen) == tried  # no attempt after the Ctrl-C
+    assert out == "done 0, failed 0, skipped 0, credits charged 0\n", (out, err)
+    assert not (tmp_path / "p-clearbg.png").exists()
+    # The next attempt was due 1 s (backoff) or 60 s (Retry-After) later, the last ~50 s later:
+    # it ended long before.
+    assert took < 10, took
+
+
+@pytest.mark.parametrize("mode", [[], ["--watch"]], ids=["folder", "watch"])
+def test_ctrl_c_keeps_an_answer_on_its_way(fake_server, tmp_path, mode):
+    """The server is still working on the photo at the Ctrl-C: its answer (charged) is waited
+    for and written; the photos not started are left."""
+    photos(tmp_path, "a.jpg", "b.jpg")
+    fake_server.default = Reply(200, b"png", {"Content-Type": "image/png", "X-Credits-Charged": "1"}, delay_s=2.0)
+    code, out, err, tried, _ = interrupted_run(fake_server, tmp_path, lambda seen: len(seen) >= 1, "--concurrency", "1", *mode)
+    assert code == (0 if mode else 130), (code, err)
+    assert tried == len(fake_server.seen) == 1
+    assert out == "done 1, failed 0, skipped 0, credits charged 1\n", (out, err)
+    assert len(list(tmp_path.glob("*-clearbg.png"))) == 1
+
+
 def test_a_file_still_growing_is_taken_once_its_size_holds(tmp_path):
     folder = tmp_path / "inbox"
     (old,) = photos(folder, "old.jpg")

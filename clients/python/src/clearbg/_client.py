@@ -166,8 +166,10 @@ class ClearBG:
                     if gate is not None:
                         gate.answered(ticket, through)
                 delay = delay_or_raise(error, number, retries, rewindable)
-                if gate is None or getattr(error, "retry_after", None) is None:
-                    time.sleep(delay)  # else the gate waits out the Retry-After
+                if gate is None:
+                    time.sleep(delay)
+                elif getattr(error, "retry_after", None) is None:
+                    gate.pause(delay)  # else the gate waits out the Retry-After
                 number += 1
         finally:
             if gate is not None:

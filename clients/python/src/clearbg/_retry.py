@@ -76,14 +76,21 @@ def delay_or_raise(error: ClearBGError, number: int, retries: int, rewindable: b
     return delay
 
 
+class Stopped(Exception):
+    """The gate was stopped (the CLI's Ctrl-C) while a call waited to try again: it gives up
+    without another attempt. A call only waits after an attempt that was not charged."""
+
+
 class Gate:
     """One pause shared by threads (the CLI's workers): a Retry-After seen by one holds them all
     until it has passed, so they do not keep knocking at a limit they all share. Then calls go one
     at a time, oldest first, until one gets through, so a call the limit refused is not overtaken
-    again and again by newer ones (a batch would starve one photo)."""
+    again and again by newer ones (a batch would starve one photo). stop() ends every wait at
+    once: a Ctrl-C does not sit out a minute of Retry-After or backoff."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
+        self._stopped = False
         self._open_at = 0.0
         self._limited = False  # a Retry-After was met and no call has got through since
         self._passing: Optional[int] = None  # the one call let through while limited
@@ -124,9 +131,25 @@ class Gate:
                 self._limited = False
             self._changed.notify_all()
 
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+
+    def pause(self, seconds: float) -> None:
+        """A call's own backoff (no Retry-After to share), cut short by stop()."""
+        until = time.monotonic() + seconds
+        with self._changed:
+            while not self._stopped and time.monotonic() < until:
+                self._changed.wait(until - time.monotonic())
+            if self._stopped:
+                raise Stopped()
+
     def wait(self, ticket: int) -> None:
         with self._changed:
             while True:
+                if self._stopped:
+                    raise Stopped()
                 left = self._open_at - time.monotonic()
                 if left > 0:
                     self._changed.wait(left)

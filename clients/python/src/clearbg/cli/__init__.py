@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from clearbg._client import ClearBG
-from clearbg._retry import Gate
+from clearbg._retry import Gate, Stopped
 from clearbg._version import __version__
 from clearbg.cli._files import (
     FORMAT_EXTENSIONS,
@@ -249,7 +249,10 @@ class Run:
         if self.bar is not None:
             self.bar.start()
         try:
-            result = self.client.remove_background(job.source, **self.params)
+            try:
+                result = self.client.remove_background(job.source, **self.params)
+            except Stopped:  # Ctrl-C while it waited to try again: left, like photos not started
+                return
             with self.lock:  # charged as soon as the answer came, even if writing fails below
                 self.charged += result.credits_charged
             record.update(credits_charged=_number(result.credits_charged), credits_remaining=_number(result.credits_remaining))
@@ -300,18 +303,17 @@ class Run:
                     time.sleep(0.2)
             for _ in workers:
                 self.queue.put(None)
-            for thread in workers:
-                while thread.is_alive():
-                    thread.join(0.2)
+            _wait_for(workers)
         except KeyboardInterrupt:
             interrupted = True
-            self.stopping.set()  # photos not started stay for the next run; those in flight finish
+            # Photos not started stay for the next run, and so do those waiting to try again (a
+            # Retry-After or a backoff: nothing was charged); answers on their way are kept.
+            self.stopping.set()
+            self.client._gate.stop()
             for _ in workers:
                 self.queue.put(None)
             try:
-                for thread in workers:
-                    while thread.is_alive():
-                        thread.join(0.2)
+                _wait_for(workers)
             except KeyboardInterrupt:
                 pass  # a second Ctrl-C: leave at once
         finally:
@@ -332,6 +334,14 @@ class Run:
         else:
             self.stdout.write(f"done {c.done}, failed {c.failed}, skipped {c.skipped}, credits charged {_text(self.charged)}\n")
             self.stdout.flush()
+
+
+def _wait_for(threads: List[threading.Thread]) -> None:
+    """Until every thread has ended, interruptible by Ctrl-C. Not Thread.join: a KeyboardInterrupt
+    inside join can leave a thread that is still running reported as ended (CPython 3.11), and
+    the run then left with answers on their way unwritten."""
+    while any(thread.is_alive() for thread in threads):
+        time.sleep(0.1)
 
 
 def _main_thread() -> bool:
