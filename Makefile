@@ -25,8 +25,8 @@ fuzz: deps
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist, each test file on one of them): most of
 # its time is spent waiting on servers, browsers and subprocesses, so more workers than cores pay
-# (README, "Tests"). Then the tests marked serial, alone. The slowest are printed on every run:
-# CI's log then shows where the suite's time goes on each CPU.
+# (README's table). Then the tests marked serial, alone, and the Python SDK's own suite. The
+# slowest are printed on every run: CI's log then shows where the suite's time goes on each CPU.
 TEST_WORKERS ?= 4
 test: deps lint-proto test-node test-ruby test-php test-dotnet browser-deps stubs
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not serial" --durations=15 $(PYTEST_ARGS)

@@ -5,9 +5,10 @@ initial one minus exactly the 200s (one credit each), no reservation is left uns
 call got a 500. Each test prints its figures (calls, 200s, errors by kind, balances, unsettled
 reservations); run with -s to see them.
 
-These tests stop shared servers on purpose, each for seconds, and always start them again (in
-a `finally`): Redis via redis-cli/redis-server, PostgreSQL via pg_ctlcluster. They run in file
-order: the kill test leaves one server dead, so it comes last.
+The Redis and PostgreSQL tests stop shared servers on purpose, each for seconds, and always
+start them again (in a `finally`): Redis via redis-cli/redis-server, PostgreSQL via pg_ctlcluster.
+`make test` runs those two alone (marked serial), after the rest. In file order the kill test
+comes last: it leaves one server of the pair dead.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ import requests
 from test_accounts import Deployment, credits_total, is_overloaded, post, two_server_deployment
 from tests.conftest_services import REDIS_START
 
-# serial: they stop the PostgreSQL and Redis every other test uses (pyproject.toml's markers).
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = pytest.mark.e2e
 
 REDIS_URL = os.environ.get("CLEARBG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_CLUSTER = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main"
@@ -172,6 +172,8 @@ def redis_up() -> bool:
 # -- Redis --------------------------------------------------------------------------------------
 
 
+# serial (pyproject.toml's markers): it stops the Redis that other tests use.
+@pytest.mark.serial
 def test_redis_stopped_limits_fail_open_and_the_service_keeps_answering(faults_pair, photo):
     account_id, key = faults_pair.account_with_key(payg=Decimal(100), rate_limit_per_minute=200)
     first = post(faults_pair, key, photo, size="small")
@@ -212,6 +214,8 @@ def test_redis_stopped_limits_fail_open_and_the_service_keeps_answering(faults_p
 # -- PostgreSQL -----------------------------------------------------------------------------------
 
 
+# serial: it stops the PostgreSQL that other tests use.
+@pytest.mark.serial
 def test_postgres_restarted_during_a_burst(faults_pair, photo):
     """Calls during the outage get 503 (database_unavailable) with Retry-After, never 500, and
     none is charged without its picture; the pools recover without a server restart."""

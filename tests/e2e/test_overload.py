@@ -27,9 +27,7 @@ from PIL import Image
 
 from api_calls import account_maker, balance
 
-# serial: the load is sized from a service time measured first, which other tests' work beside
-# it would change between the measuring and the load.
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = pytest.mark.e2e
 
 BOUND_S = 3.0  # this stack's CLEARBG_MAX_QUEUE_WAIT_S: small, so a few dozen clients overload it
 WORKERS = 2
@@ -84,6 +82,9 @@ def busy_stack(stack_factory):
         yield running
 
 
+# serial (pyproject.toml's markers): the load is sized from a service time measured first, which
+# other tests' work beside it would change between the measuring and the load.
+@pytest.mark.serial
 def test_overload_is_answered_in_time_and_charges_exactly_the_answers(busy_stack):
     """4x more concurrent clients than the server can hold within its bound, for a minute (or
     long enough for the workers to serve every client three times over, where a call takes long):
