@@ -216,6 +216,7 @@ async function remove({ values, paths }: { values: Values; paths: string[] }, st
   const json = Boolean(values.json);
   const counts: Counts = { done: 0, failed: 0, skipped: 0, total: 0 };
   let charged = 0;
+  const stopping = new AbortController(); // Ctrl-C: ends the waits to try again (see onSignal)
   const tty = !json && Boolean((streams.stderr as NodeJS.WriteStream).isTTY);
   const bar = tty ? new ProgressBar(streams.stderr as NodeJS.WriteStream, () => counts) : undefined;
   const report = (line: string) => (bar ? bar.print(line) : streams.stderr.write(`${line}\n`));
@@ -234,7 +235,7 @@ async function remove({ values, paths }: { values: Values; paths: string[] }, st
     }
     bar?.start();
     try {
-      const result = await api.removeBackground({ ...params, imageFile: job.source });
+      const result = await api.removeBackground({ ...params, imageFile: job.source }, { retrySignal: stopping.signal });
       // Charged as soon as the answer came: counted even if writing the file fails below.
       record.credits_charged = result.creditsCharged;
       record.credits_remaining = result.creditsRemaining;
@@ -244,6 +245,8 @@ async function remove({ values, paths }: { values: Values; paths: string[] }, st
       counts.done++;
       emit({ ...record, output, status: "done", width: result.width, height: result.height, type: result.type ?? null });
     } catch (error) {
+      // Ctrl-C while it waited to try again: nothing was charged; left, like the files not started.
+      if (stopping.signal.aborted && error === stopping.signal.reason) return;
       const { line, error: failure } = describe(error);
       counts.failed++;
       emit({ ...record, status: "failed", error: failure });
@@ -278,7 +281,10 @@ async function remove({ values, paths }: { values: Values; paths: string[] }, st
   const onSignal = () => {
     if (interrupted) process.exit(130); // a second Ctrl-C: leave at once
     interrupted = true;
-    queue.length = 0; // files not started stay for the next run; those in flight finish
+    // Files not started stay for the next run, and so do those waiting to try again (a
+    // Retry-After or a backoff: nothing was charged); answers on their way are kept.
+    queue.length = 0;
+    stopping.abort(new Error("interrupted"));
     if (watcher) clearInterval(watcher);
     close();
   };

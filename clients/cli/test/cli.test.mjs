@@ -266,6 +266,60 @@ test("--watch takes new photos once complete, and Ctrl-C ends with the summary",
   assert.equal(server.requests.length, 2, "its own output was not taken as a new photo");
 });
 
+/** `clearbg remove args...`, Ctrl-C once the server has seen `requests` requests (and 200 ms
+ * more); resolves to { status, stdout, stderr, tried: requests seen at the Ctrl-C, tookMs }. */
+async function interrupted(args, requests) {
+  let tried;
+  let at;
+  const result = await clearbg(args, {
+    env: { CLEARBG_WATCH_INTERVAL_MS: "100" },
+    onStart: (child) => {
+      const poll = setInterval(() => {
+        if (server.requests.length < requests) return;
+        clearInterval(poll);
+        setTimeout(() => {
+          tried = server.requests.length;
+          at = Date.now();
+          child.kill("SIGINT");
+        }, 200);
+      }, 20);
+    },
+  });
+  return { ...result, tried, tookMs: Date.now() - at };
+}
+
+for (const mode of [[], ["--watch"]]) {
+  const name = mode.length ? "--watch" : "a folder";
+  for (const [kind, refusal, requests] of [
+    ["a backoff", error(503, "overloaded"), 2],
+    ["a Retry-After of 60 s", error(429, "rate_limit_exceeded", { headers: { "retry-after": "60" } }), 1],
+  ]) {
+    test(`${name}: Ctrl-C ends ${kind} at once and sends nothing more`, async () => {
+      touch("p.jpg");
+      server.script([() => refusal]);
+      const { status, stdout, stderr, tried, tookMs } = await interrupted(["remove", ".", ...mode], requests);
+      assert.equal(status, mode.length ? 0 : 130, stderr);
+      assert.equal(server.requests.length, tried, "no attempt after the Ctrl-C");
+      // The refused photo was not charged and stays for the next run.
+      assert.equal(stdout, "done 0, failed 0, skipped 0, credits charged 0\n");
+      assert.ok(!fs.existsSync(path.join(dir, "p-clearbg.png")));
+      assert.ok(tookMs < 10000, `${tookMs} ms (10 retries wait a minute and more)`);
+    });
+  }
+
+  test(`${name}: Ctrl-C keeps an answer on its way`, async () => {
+    touch("a.jpg");
+    touch("b.jpg");
+    server.script([() => ({ ...ok(), delayMs: 2000 })]);
+    const { status, stdout, stderr, tried } = await interrupted(["remove", ".", "--concurrency", "1", ...mode], 1);
+    assert.equal(status, mode.length ? 0 : 130, stderr);
+    assert.equal(tried, 1);
+    assert.equal(server.requests.length, 1);
+    assert.equal(stdout, "done 1, failed 0, skipped 0, credits charged 1\n");
+    assert.equal(fs.readdirSync(dir).filter((f) => f.endsWith("-clearbg.png")).length, 1);
+  });
+}
+
 test("account: human-readable and --json", async () => {
   server.script([ACCOUNT]);
   const text = await clearbg(["account"]);

@@ -48,6 +48,12 @@ export interface RequestOptions {
   maxRetries?: number;
   /** Aborts the call, retries included. */
   signal?: AbortSignal;
+  /**
+   * Ends the call's waits to try again (a Retry-After, a backoff): it then fails with this
+   * signal's reason instead of another attempt. Unlike `signal`, an attempt on the wire is not
+   * cut, so an answer already charged is not lost (the CLI's Ctrl-C).
+   */
+  retrySignal?: AbortSignal;
 }
 
 // `(string & {})` keeps the editor's completion of the known values while accepting others.
@@ -370,10 +376,11 @@ export class ClearBG {
       "User-Agent": `clearbg-node/${VERSION}`,
       ...call.headers,
     };
+    const [waits, unhook] = either(options.signal, options.retrySignal);
     const ticket = this.#gate.join();
     try {
       for (let attempt = 0; ; attempt++) {
-        await this.#gate.wait(ticket, options.signal, this.#log, call.label);
+        await this.#gate.wait(ticket, waits, this.#log, call.label);
         this.#log(`${call.label} attempt ${attempt + 1} of ${maxRetries + 1}`);
         let failure: ClearBGError;
         let wait: number;
@@ -407,10 +414,11 @@ export class ClearBG {
           this.#gate.answered(ticket, through);
         }
         this.#log(`${call.label} retrying in ${(wait / 1000).toFixed(3)} s after ${failure.constructor.name}`);
-        await sleep(wait, options.signal);
+        await sleep(wait, waits);
       }
     } finally {
       this.#gate.leave(ticket);
+      unhook();
     }
   }
 
@@ -475,6 +483,22 @@ function abortable(promise: Promise<void>, signal: AbortSignal | undefined): Pro
       resolve();
     });
   });
+}
+
+/** A signal aborted when either is (AbortSignal.any needs Node 20.3), and what unhooks it. */
+function either(a: AbortSignal | undefined, b: AbortSignal | undefined): [AbortSignal | undefined, () => void] {
+  if (!a || !b) return [a ?? b, () => {}];
+  const both = new AbortController();
+  const fromA = () => both.abort(a.reason);
+  const fromB = () => both.abort(b.reason);
+  if (a.aborted) fromA();
+  else if (b.aborted) fromB();
+  a.addEventListener("abort", fromA, { once: true });
+  b.addEventListener("abort", fromB, { once: true });
+  return [both.signal, () => {
+    a.removeEventListener("abort", fromA);
+    b.removeEventListener("abort", fromB);
+  }];
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -182,6 +182,27 @@ test("an aborted signal stops the waits and is not retried", async () => {
   assert.equal(server.requests.length, 1);
 });
 
+test("retrySignal ends a Retry-After or a backoff wait: no more attempts", async () => {
+  for (const refusal of [error(429, "r", { headers: { "retry-after": "30" } }), error(503, "overloaded")]) {
+    const c = fresh([refusal], { maxRetries: 10 });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error("stop")), 200);
+    const started = Date.now();
+    await assert.rejects(c.removeBackground({ imageUrl: "https://example.com/a.jpg" }, { retrySignal: controller.signal }), /stop/);
+    assert.ok(Date.now() - started < 2000, `${Date.now() - started} ms`); // 10 retries wait a minute and more
+    assert.equal(server.requests.length, 1, `${refusal.status}: nothing sent after the abort`);
+  }
+});
+
+test("retrySignal does not cut an attempt on the wire: its answer is returned", async () => {
+  const c = fresh([{ ...ok(), delayMs: 600 }]);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new Error("stop")), 200);
+  const result = await c.removeBackground({ imageUrl: "https://example.com/a.jpg" }, { retrySignal: controller.signal });
+  assert.equal(result.width, 321);
+  assert.equal(server.requests.length, 1);
+});
+
 test("CLEARBG_LOG=debug-style log lines name each attempt, answer and wait", async () => {
   const lines = [];
   const c = fresh([error(429, "rate_limit_exceeded", { headers: { "retry-after": "0" } }), ok()], { log: (l) => lines.push(l) });
