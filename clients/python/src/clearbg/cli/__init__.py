@@ -202,7 +202,7 @@ class Run:
         if args.watch and not self.folders:
             raise UsageError("--watch needs a folder to watch")
         self.client = _client(args, max_retries=args.max_retries, timeout=args.timeout)
-        self.client._gate = Gate()
+        self.gate = self.client._gate = Gate()  # the workers' shared pause; stopped by Ctrl-C
         self.params = {key: getattr(args, name.replace("-", "_")) for name, key in PICTURE_OPTIONS}
         self.params.update({key: True for name, key in PICTURE_FLAGS if getattr(args, name.replace("-", "_"))})
         self.params = {key: value for key, value in self.params.items() if value is not None}
@@ -309,7 +309,7 @@ class Run:
             # Photos not started stay for the next run, and so do those waiting to try again (a
             # Retry-After or a backoff: nothing was charged); answers on their way are kept.
             self.stopping.set()
-            self.client._gate.stop()
+            self.gate.stop()
             for _ in workers:
                 self.queue.put(None)
             try:
