@@ -51,8 +51,11 @@ def _aux_inputs(photos: list[pathlib.Path]) -> tuple[list[dict], list[dict]]:
 
 def _still_valid(found: manifest.Manifest, source: dict, files: dict[str, pathlib.Path],
                  xtype_files: dict[str, pathlib.Path]) -> bool:
-    """A recorded manifest still describes what is on disk (same source, same variant files)."""
+    """A recorded manifest still describes what is on disk (same source, same variant files) and
+    was judged by the bounds in force."""
     if found.source.get("sha256") != source["sha256"]:
+        return False
+    if found.bound.get("mean_iou") != measure.BOUND_MEAN_IOU or found.bound.get("mae") != measure.BOUND_MAE:
         return False
     recorded = {c.file for c in found.candidates}
     if recorded != set(files.values()) or any(c.file.stat().st_size != c.size for c in found.candidates):
@@ -78,7 +81,8 @@ def table(found: manifest.Manifest) -> str:
         )
     lines.append("")
     torch_bound = f" ({measure.TORCH_BOUND_MEAN_IOU} for torch candidates)" if any(c.kind == "torch" for c in found.candidates) else ""
-    lines.append(f"bound: mean IoU >= {found.bound['mean_iou']}{torch_bound} against {measure.REFERENCE} on "
+    mae_bound = f", MAE <= {found.bound['mae']}" if "mae" in found.bound else ""
+    lines.append(f"bound: mean IoU >= {found.bound['mean_iou']}{torch_bound}{mae_bound} against {measure.REFERENCE} on "
                  f"{found.bound['photos']} held-out photos x {len(shapes)} shapes")
     for name, model in sorted(found.xtype.items()):
         tried = "; ".join(
@@ -133,7 +137,7 @@ def prepare(checkpoint: str, model_path: pathlib.Path | None, family_name: str |
                                                      top_class=True, openvino_cache=openvino_cache)
     found = manifest.Manifest(
         model=model, family=family_name, source=source, machine=identity,
-        bound={"mean_iou": measure.BOUND_MEAN_IOU, "photos": len(photos)},
+        bound={"mean_iou": measure.BOUND_MEAN_IOU, "mae": measure.BOUND_MAE, "photos": len(photos)},
         candidates=tuple(candidates), chosen=chosen.name,
         xtype={"detector": detector, "classifier": classifier},
         xtype_measured={"detector": detector_rows, "classifier": classifier_rows}, openvino_cache=openvino_cache,

@@ -6,7 +6,7 @@ computes 11 side outputs nobody reads. onnxruntime's CPU provider has no fp16 co
 x86, so it runs every fp16 node as fp32 between inserted casts: about 2x slower than the same
 network stored in fp32. `clean()` fixes all three; the cleaned fp32 file is the fallback that
 works everywhere. On top of it `quantise()` makes a static int8 (QDQ: u8 activations, s8
-per-channel weights) variant calibrated with 99.99-percentile histograms over varied public
+per-channel weights on 7 bits) variant calibrated with 99.99-percentile histograms over varied public
 photos; min-max calibration is what broke masks before (one outlier pixel stretches a range).
 
 Variants live in <cache>/variants/<source sha256>/<kind>-r<RECIPE>.onnx beside a JSON record
@@ -37,14 +37,15 @@ from modelprep.fetch import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
-RECIPE = 7
+RECIPE = 8
 """Bump when clean() or quantise() change: old cached variants are then ignored, not reused.
 2: any input shape (flexible_input_size), int8 calibrated on the shapes the engine feeds.
 3: the output's upsampling and sigmoid left to the reader (drop_output_upsample).
 4: int8 concatenations quantised on one scale (share_concat_scales).
 5: int8 Resize targets read their partner's shape from the quantised tensor (shapes_read_quantised).
 6: int8 max pools and upsamplings run on the quantised tensors (withdrawn: see 7).
-7: int8 upsamplings run on the quantised tensors (upsample_quantised); max pools as quantised."""
+7: int8 upsamplings run on the quantised tensors (upsample_quantised); max pools as quantised.
+8: int8 weights on 7 bits (reduce_range): no int16 saturation on CPUs without VNNI."""
 
 KINDS = ("fp32", "int8")
 CALIBRATION_PERCENTILE = 99.99
@@ -392,6 +393,9 @@ def quantise(fp32_path: pathlib.Path, target: pathlib.Path, family_name: str, ph
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
+                # Without VNNI (AVX2 only) both ORT and OpenVINO multiply u8 x s8 with VPMADDUBSW,
+                # whose int16 pair sums saturate on 8-bit weights and left mattes grey there.
+                reduce_range=True,
                 calibrate_method=CalibrationMethod.Percentile,
                 extra_options={
                     "CalibPercentile": CALIBRATION_PERCENTILE,

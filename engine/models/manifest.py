@@ -192,7 +192,7 @@ class Manifest:
     family: str
     source: dict  # path, sha256, size, mtime of the file the variants were made from
     machine: dict
-    bound: dict  # {"mean_iou": 0.97}: what "passes" means
+    bound: dict  # {"mean_iou": 0.97, "mae": 0.005, "photos": 4}: what "passes" means
     candidates: tuple[Candidate, ...]
     chosen: str
     xtype: dict[str, AuxModel] = field(default_factory=dict)

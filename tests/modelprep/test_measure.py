@@ -33,13 +33,17 @@ class _FakeSession:
         x = feeds["input"]
         self.clock[0] += self.cost
         matte = (x[:, :1] > 0).astype(np.float32)  # the "net": bright pixels are the subject
-        if self.broken:
+        if self.broken == "grey":  # the same masks at 0.5, the subject 0.6 but one pixel (the stretch keeps it)
+            top = matte.argmax()
+            matte = 0.6 * matte
+            matte.flat[top] = 1.0
+        elif self.broken:
             matte = 1.0 - matte
         return [matte]
 
 
 def _fake_machine(monkeypatch, table: dict[str, tuple[float, bool]]):
-    """`table`: candidate name -> (milliseconds a run, breaks the masks)."""
+    """`table`: candidate name -> (milliseconds a run, breaks the masks: True, or "grey")."""
     clock = [0.0]
     by_options = {}
 
@@ -107,6 +111,19 @@ def test_a_faster_candidate_whose_masks_disagree_is_not_chosen(monkeypatch, file
     by_name = {c.name: c for c in found}
     assert not by_name["fp32-openvino-bf16"].passes and by_name["fp32-openvino-bf16"].mean_iou < 0.5
     assert first_passing(found).name == "int8-openvino"  # AVX2-only CPU of issue 14: int8 wins
+
+
+def test_a_faster_candidate_whose_matte_goes_grey_is_not_chosen_though_its_masks_agree(monkeypatch, files):
+    """int8 with 8-bit weights on an AVX2-only CPU: masks at 0.5 nearly the fp32 ones, the matte
+    grey over the subject. The MAE bound sees what the IoU bound cannot."""
+    clock = _fake_machine(monkeypatch, {"fp32-cpu": (900, False), "int8-cpu": (400, "grey")})
+    found = measure.measure(measure.candidate_specs(files, [providers.CPU]), ISNet(), _inputs(), clock=clock)
+    by_name = {c.name: c for c in found}
+    assert by_name["int8-cpu"].mean_iou == 1.0
+    assert by_name["int8-cpu"].mae > measure.BOUND_MAE and not by_name["int8-cpu"].passes
+    from engine.models.manifest import first_passing
+
+    assert first_passing(found).name == "fp32-cpu"
 
 
 def test_a_candidate_that_does_not_open_is_left_out(monkeypatch, files):

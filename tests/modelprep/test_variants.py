@@ -129,6 +129,64 @@ def test_int8_is_the_same_net_at_every_optimisation_level_of_the_cpu_provider(in
     assert ((plain > 0) == (fused > 0)).mean() > 0.99
 
 
+def test_int8_weights_fit_seven_bits(int8_path):
+    """Without VNNI, u8 x s8 products are summed pairwise in int16 (VPMADDUBSW): 255 x 127 x 2
+    overflows it, 255 x 64 x 2 does not. Every quantised weight must lie in [-64, 64]."""
+    model = onnx.load(str(int8_path))
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if i.data_type == TensorProto.INT8}
+    read = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    quantised = [w for name, w in weights.items() if name in read and w.size > 1]
+    assert len(quantised) > 50  # the net's convolutions, not a stray constant
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in quantised) <= 64
+
+
+_AVX2_MATTES = """
+import json, sys
+import numpy as np
+from PIL import Image
+from engine.models import providers
+from engine.models.families import family, matte_output
+fam = family("isnet")
+fp32, int8, *photos = sys.argv[1:]
+errors = []
+sessions = [providers.inference_session(fp32, providers.session_options(2), providers.provider_list(providers.CPU)),
+            providers.inference_session(int8, providers.session_options(2, True), providers.provider_list(providers.OPENVINO, 2))]
+for photo in photos:
+    x = fam.preprocess(Image.open(photo).convert("RGB"), (1024, 768))
+    mattes = []
+    for session in sessions:
+        name, coarse = matte_output(session, fam)
+        (out,) = session.run([name], {"input": x})
+        mattes.append(fam.postprocess(out, (1024, 768) if coarse else None))
+    errors.append(float(np.abs(mattes[0] - mattes[1]).mean()))
+print(json.dumps(errors))
+"""
+
+
+@pytest.mark.skipif(providers.OPENVINO not in providers.offered(), reason="OpenVINO is offered on x86 only")
+def test_int8_mattes_stay_close_to_fp32_on_avx2_kernels(fp32_path, int8_path):
+    """OpenVINO's int8 on an AVX2-only CPU, on any x86 CPU: oneDNN, which it runs on, takes
+    ONEDNN_MAX_CPU_ISA. With 8-bit weights the mattes went grey there (MAE against fp32 0.009 on
+    these photos, 0.023 on a composite); the matte bound of `make model` is the yardstick."""
+    import json
+    import subprocess
+    import sys
+
+    from modelprep import measure
+    from modelprep.calibration import ensure_photos
+
+    photos = ensure_photos(photos=CHECK_PHOTOS)
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    run = subprocess.run([sys.executable, "-c", _AVX2_MATTES, str(fp32_path), str(int8_path), *map(str, photos)],
+                         env=env, capture_output=True, text=True, timeout=300,
+                         cwd=pathlib.Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr[-2000:]
+    errors = json.loads(run.stdout.strip().splitlines()[-1])
+    print(f"int8 on OpenVINO's AVX2 kernels vs fp32, MAE per photo: {[round(e, 4) for e in errors]}")
+    assert len(errors) == len(CHECK_PHOTOS)
+    assert np.mean(errors) <= measure.BOUND_MAE
+
+
 def test_int8_record_names_its_calibration(source, int8_path):
     import json
 
