@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # the check photos at every measured shape. int8 measured 0.97-0.99 here and on an AVX2-only CPU.
 BOUND_MEAN_IOU = 0.97
 # And the mattes themselves, mean |difference| over the same photos: masks at 0.5 cannot see a
-# matte gone grey (int8 with 8-bit weights on an AVX2-only CPU: IoU 0.983 but MAE 0.009, and on a
+# matte gone grey (int8 with 8-bit weights on AVX2 kernels: IoU 0.983 but MAE 0.008, and on a
 # composite 20 % of the frame grey where fp32 leaves 7 %). int8 measured 0.002-0.003 elsewhere.
 BOUND_MAE = 0.005
 # The fp32 graph in fp16 or bf16 on a GPU is the same network, not an approximation of it: it is

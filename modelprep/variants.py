@@ -393,8 +393,8 @@ def quantise(fp32_path: pathlib.Path, target: pathlib.Path, family_name: str, ph
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
-                # Without VNNI (AVX2 only) both ORT and OpenVINO multiply u8 x s8 with VPMADDUBSW,
-                # whose int16 pair sums saturate on 8-bit weights and left mattes grey there.
+                # Without VNNI, u8 x s8 goes through VPMADDUBSW, whose int16 pair sums saturate on
+                # 8-bit weights: OpenVINO's AVX2 kernels left mattes grey (README, The model).
                 reduce_range=True,
                 calibrate_method=CalibrationMethod.Percentile,
                 extra_options={

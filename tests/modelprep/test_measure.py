@@ -228,3 +228,24 @@ def test_a_gpu_candidate_is_held_to_the_tighter_bound(monkeypatch, files, tmp_pa
     from engine.models.manifest import first_passing
 
     assert first_passing(list(found.values())).name == "torch-cuda-fp16"
+
+
+def test_a_manifest_judged_by_other_bounds_is_measured_again(files):
+    """A manifest written before the matte bound chose without it: `make model` measures again
+    rather than keep a choice the bounds in force might refuse."""
+    from engine.models.manifest import Candidate, Manifest
+    from modelprep.__main__ import _still_valid
+
+    candidates = tuple(Candidate(name=f"{kind}-cpu", file=path, kind=kind, provider=providers.CPU, precision=None,
+                                 arena=kind == "int8", size=path.stat().st_size, latency_ms={"1024x768": 1.0},
+                                 mean_iou=1.0, min_iou=1.0, mae=0.0, passes=True) for kind, path in files.items())
+    source = {"sha256": "s", "size": 1, "mtime": 1}
+
+    def recorded(bound: dict) -> Manifest:
+        return Manifest(model="m", family="isnet", source=source, machine={}, bound=bound, candidates=candidates,
+                        chosen="int8-cpu")
+
+    now = {"mean_iou": measure.BOUND_MEAN_IOU, "mae": measure.BOUND_MAE, "photos": 4}
+    assert _still_valid(recorded(now), source, files, {})
+    assert not _still_valid(recorded({"mean_iou": measure.BOUND_MEAN_IOU, "photos": 4}), source, files, {})
+    assert not _still_valid(recorded({**now, "mae": 0.05}), source, files, {})
