@@ -88,7 +88,8 @@ def coarse_box(matte: np.ndarray, threshold: int = FOREGROUND_THRESHOLD) -> tupl
 _JOIN_LEVEL = 0.1
 
 
-def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0) -> np.ndarray:
+def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0,
+               clear_under: float | None = None) -> np.ndarray:
     """The aspect-kept view's matte joined with a further view's (the squashed square, a tile),
     both float32 HxW in [0, 1] on the same grid; returns a new array.
 
@@ -99,14 +100,14 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0
     second view found), taken whole; where both found the subject the kept view's edge stays
     (the squashed view's is resampled unevenly, and its max fattened edges). With `sure`, such a
     region comes only when at least that share of it is >= 0.9 (over a pile of texture the net
-    finds grey mush).
+    finds grey mush). `clear_under`: max-open's clear-hole level (CLEAR_HOLE by default).
     """
     if how == "max":
         return np.maximum(kept, second)
     if how == "max-open":
         out = np.maximum(kept, second)
         for view in (kept, second):
-            for window, mine in clear_holes(view):
+            for window, mine in clear_holes(view, CLEAR_HOLE if clear_under is None else clear_under):
                 out[window][mine] = view[window][mine]
         return out
     if how != "components":
@@ -164,14 +165,15 @@ def holes_of(solid: np.ndarray, smaller_than: float = math.inf, values: np.ndarr
     return holes
 
 
-# A hole is clear when the view's mean matte over it is under this.
-_CLEAR_HOLE = 0.1
+# A hole is clear when the view's mean matte over it is under this. Swept on the tuned part
+# (bench/quality/tune.py, Engine(clear_hole_under=...)).
+CLEAR_HOLE = 0.2
 
 
-def clear_holes(matte: np.ndarray) -> list[Hole]:
+def clear_holes(matte: np.ndarray, under: float = CLEAR_HOLE) -> list[Hole]:
     """Where the matte sees through the subject: its holes (holes_of its solid part, >= 0.5)
-    whose mean matte is under _CLEAR_HOLE."""
-    return holes_of(matte >= 0.5, values=matte, mean_under=_CLEAR_HOLE)
+    whose mean matte is under `under`."""
+    return holes_of(matte >= 0.5, values=matte, mean_under=under)
 
 
 def views_agreement(kept: np.ndarray, second: np.ndarray) -> float:

@@ -24,7 +24,8 @@ from PIL import Image
 
 from engine import compose, encode, foreground, refine
 from engine.decode import DEFAULT_MAX_PIXELS, decode, pixels_of, probe
-from engine.matte import coarse_box, drop_small_additions, foreground_box, join_views, upsample, views_agreement
+from engine.matte import (CLEAR_HOLE, coarse_box, drop_small_additions, foreground_box, join_views, upsample,
+                          views_agreement)
 from engine.config import EngineConfig
 from engine.models import manifest, providers
 from engine.models.families import Segmenter
@@ -148,6 +149,7 @@ class Engine:
         added_at_least: float = ADDED_AT_LEAST,
         retry_when_kept_under: float = RETRY_WHEN_KEPT_UNDER,
         hole_fill_over: float = refine.HOLE_FILL_OVER,
+        clear_hole_under: float = CLEAR_HOLE,
         edge_style: refine.EdgeStyle = refine.STYLE,
     ):
         self.segmenter = segmenter
@@ -160,6 +162,7 @@ class Engine:
         self.added_at_least = added_at_least
         self.retry_when_kept_under = retry_when_kept_under
         self.hole_fill_over = hole_fill_over  # which small holes clean_matte fills (engine/refine)
+        self.clear_hole_under = clear_hole_under  # which holes max-open keeps open (engine/matte)
         self.edge_style = edge_style  # engine/refine's settings (bench/quality/tune.py sweeps them)
         self.classify: Classifier = classify or classify_other
         self.estimate_foreground = estimate_foreground
@@ -378,7 +381,7 @@ class Engine:
             # Measured only while the rule is on (0 turns it off, and then nothing pays for it).
             disagree = self.tiles_when_views_agree_under > 0 and (
                 views_agreement(matte, squashed) < self.tiles_when_views_agree_under)
-            matte = join_views(matte, squashed, self.view_join)
+            matte = join_views(matte, squashed, self.view_join, clear_under=self.clear_hole_under)
         # The solid area is counted only on frames where the found-nothing tiles may run.
         wide = aspect >= self.square_view_from
         other_reason = aspect >= self.tile_views_from or (wide and force_tiles) or (
@@ -393,7 +396,7 @@ class Engine:
                 found, held = self.segmenter.matte_held(tile_view, scope)
                 ran |= not held
                 found = cv2.resize(found, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
-                matte[y0:y1, x0:x1] = join_views(matte[y0:y1, x0:x1], found, join, sure)
+                matte[y0:y1, x0:x1] = join_views(matte[y0:y1, x0:x1], found, join, sure, self.clear_hole_under)
         if matte is not kept:
             matte = drop_small_additions(kept, matte, self.added_at_least)
         return matte, ran, wide and not other_reason

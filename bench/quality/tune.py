@@ -17,6 +17,9 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
   (Engine(disagreed_tile_sure=...)): chosen the same way.
 - which small holes in the subject engine/refine.clean_matte fills: from which mean of the net's
   matte over the hole (Engine(hole_fill_over=...)): chosen the same way.
+- which holes max-open keeps open where the views disagree: under which mean matte a view's hole
+  counts as seen clear through (Engine(clear_hole_under=...), engine/matte.clear_holes): chosen
+  the same way.
 - on frames the squashed view sees, under which share of what the whole views found the answer keeps
   (alpha >= 128) so that the tiles look too, once (Engine(retry_when_kept_under=...); an empty
   answer always is): judged by issue 15's checks on the tuned part, as the edges below.
@@ -63,6 +66,8 @@ SURE = (0.0, 0.1, 0.2, 0.3)
 # The net's mean over a small hole from which engine/refine.clean_matte fills it
 # (Engine(hole_fill_over=...)): 0 fills every small hole; 0.5 none (a hole is where the matte is under 0.5).
 HOLE_FILL_OVER = (0.0, 0.15, 0.3, 0.4, 0.5)
+# The view's mean matte over a hole under which max-open keeps the hole open (Engine(clear_hole_under=...)).
+CLEAR_UNDER = (0.05, 0.1, 0.2, 0.3)
 # The share of the whole views' find (matte > 0.1) under which the answer counts as having kept too
 # little of it (Engine(retry_when_kept_under=...)); 0: only an empty answer.
 KEPT_UNDER = (0.0, 0.05, 0.1, 0.2)
@@ -276,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.pipeline import (ADDED_AT_LEAST, RETRY_WHEN_KEPT_UNDER, SQUARE_VIEW_FROM, TILE_VIEWS_FROM,
                                  TILES_WHEN_UNDER, TILES_WHEN_VIEWS_AGREE_UNDER, DISAGREED_TILE_SURE, VIEW_JOIN,
                                  Engine)
+    from engine.matte import CLEAR_HOLE
     from engine.refine import HOLE_FILL_OVER as HOLE_FILL_OVER_NOW
     from service.config import Settings
 
@@ -326,10 +332,16 @@ def main(argv: list[str] | None = None) -> int:
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
                          tiles_when_under=when_under, **disagreed, added_at_least=least, hole_fill_over=f),
         HOLE_FILL_OVER, samples, "holes filled from")
+    clear_under, cleared = sweep_shares(
+        lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
+                         tiles_when_under=when_under, **disagreed, added_at_least=least, hole_fill_over=fill_over,
+                         clear_hole_under=f),
+        CLEAR_UNDER, samples, "clear holes under")
+    settled = dict(hole_fill_over=fill_over, clear_hole_under=clear_under)
     rembg = rembg_scores(samples)  # rembg's cut-outs of the tuned part (cached): the checks' yardstick
     kept_under, retried, retry_checks = sweep_by_checks(
         lambda f: Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                         tiles_when_under=when_under, **disagreed, added_at_least=least, hole_fill_over=fill_over,
+                         tiles_when_under=when_under, **disagreed, added_at_least=least, **settled,
                          retry_when_kept_under=f),
         KEPT_UNDER, samples, "retry when kept under", rembg)
     md = [
@@ -388,6 +400,13 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *share_table("filled from", holes, fill_over),
         "",
+        "## Holes one view sees clear through: under which mean of that view's matte max-open keeps one open",
+        "",
+        f"With everything chosen above; chosen the same way (best mean IoU, ties to the lower MAE, then the "
+        f"lower level): {clear_under:g}; engine/matte.py CLEAR_HOLE is {CLEAR_HOLE:g}.",
+        "",
+        *share_table("clear under", cleared, clear_under),
+        "",
         "## An answer that kept little of the whole views' find: under which share of it the tiles look too",
         "",
         f"With everything chosen above. Judged by issue 15's checks against rembg's cut-outs of the tuned part "
@@ -399,8 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.edges:
         md += sweep_edges(Engine(segmenter, square_view_from=chosen, view_join=join, tile_views_from=tiles_from,
-                                 tiles_when_under=when_under, **disagreed, added_at_least=least,
-                                 hole_fill_over=fill_over, retry_when_kept_under=kept_under), samples, sets,
+                                 tiles_when_under=when_under, **disagreed, added_at_least=least, **settled,
+                                 retry_when_kept_under=kept_under), samples, sets,
                               rembg)
     text = "\n".join(md) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)

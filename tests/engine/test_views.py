@@ -296,9 +296,13 @@ def test_max_open_join_keeps_a_hole_one_view_sees_clear_through():
 def test_max_open_join_fills_a_hole_the_view_was_unsure_of_and_a_bay_open_to_the_border():
     filled = _blob((60, 100), 10, 10, 60, 50)
     unsure = filled.copy()
-    unsure[20:30, 25:45] = 0.3  # mean over 0.1: not clear, the max fills it
+    unsure[20:30, 25:45] = 0.3  # mean over the clear level (CLEAR_HOLE): not clear, the max fills it
     np.testing.assert_array_equal(join_views(filled, unsure, "max-open"), filled)
     assert clear_holes(unsure) == []
+    faint = filled.copy()
+    faint[20:30, 25:45] = 0.15  # clear or not by the level asked for (the sweep's values)
+    np.testing.assert_array_equal(join_views(filled, faint, "max-open", clear_under=0.1), filled)
+    assert join_views(filled, faint, "max-open", clear_under=0.2)[25, 35] == np.float32(0.15)
     bay = np.ones((60, 100), np.float32)
     bay[0:30, 25:45] = 0.0  # open to the top border: background, not a hole
     assert clear_holes(bay) == []
