@@ -86,10 +86,13 @@ def coarse_box(matte: np.ndarray, threshold: int = FOREGROUND_THRESHOLD) -> tupl
 
 # A region of a view's matte above this level is one candidate subject (as clean_matte's blobs).
 _JOIN_LEVEL = 0.1
+# A hole is clear when the view's mean matte over it is under this. Swept on the tuned part
+# (bench/quality/tune.py, Engine(clear_hole_under=...)).
+CLEAR_HOLE = 0.2
 
 
 def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0,
-               clear_under: float | None = None) -> np.ndarray:
+               clear_under: float = CLEAR_HOLE) -> np.ndarray:
     """The aspect-kept view's matte joined with a further view's (the squashed square, a tile),
     both float32 HxW in [0, 1] on the same grid; returns a new array.
 
@@ -100,14 +103,14 @@ def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0
     second view found), taken whole; where both found the subject the kept view's edge stays
     (the squashed view's is resampled unevenly, and its max fattened edges). With `sure`, such a
     region comes only when at least that share of it is >= 0.9 (over a pile of texture the net
-    finds grey mush). `clear_under`: max-open's clear-hole level (CLEAR_HOLE by default).
+    finds grey mush). `clear_under`: max-open's clear-hole level (clear_holes).
     """
     if how == "max":
         return np.maximum(kept, second)
     if how == "max-open":
         out = np.maximum(kept, second)
         for view in (kept, second):
-            for window, mine in clear_holes(view, CLEAR_HOLE if clear_under is None else clear_under):
+            for window, mine in clear_holes(view, clear_under):
                 out[window][mine] = view[window][mine]
         return out
     if how != "components":
@@ -163,11 +166,6 @@ def holes_of(solid: np.ndarray, smaller_than: float = math.inf, values: np.ndarr
         if values is None or mean_from <= values[window][mine].mean() < mean_under:
             holes.append((window, mine))
     return holes
-
-
-# A hole is clear when the view's mean matte over it is under this. Swept on the tuned part
-# (bench/quality/tune.py, Engine(clear_hole_under=...)).
-CLEAR_HOLE = 0.2
 
 
 def clear_holes(matte: np.ndarray, under: float = CLEAR_HOLE) -> list[Hole]:
