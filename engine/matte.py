@@ -88,7 +88,7 @@ def coarse_box(matte: np.ndarray, threshold: int = FOREGROUND_THRESHOLD) -> tupl
 _JOIN_LEVEL = 0.1
 # A hole is clear when the view's mean matte over it is under this. Swept on the tuned part
 # (bench/quality/tune.py, Engine(clear_hole_under=...)).
-CLEAR_HOLE = 0.2
+CLEAR_HOLE = 0.1
 
 
 def join_views(kept: np.ndarray, second: np.ndarray, how: str, sure: float = 0.0,

@@ -58,14 +58,14 @@ TILES_WHEN_UNDER = 0.0005
 # The tiles run too when the two whole views disagree on where the subject is: the IoU of their
 # solid areas under this (one found a mountain, the other a plant at the frame's side, or
 # nothing). Swept like the others; 0: never.
-TILES_WHEN_VIEWS_AGREE_UNDER = 0.2
+TILES_WHEN_VIEWS_AGREE_UNDER = 0.4
 # Tiles that look for that reason alone add only what no whole view found (the "components"
 # join), and only where at least this share of it is sure (>= 0.9): over a pile of roses a tile
 # finds grey mush, a subject the whole views missed comes solid. Swept with it.
 DISAGREED_TILE_SURE = 0.1
 # What only the further views found is kept when its solid area is at least this share of the
 # frame (swept; 0: all of it).
-ADDED_AT_LEAST = 0.003
+ADDED_AT_LEAST = 0.0
 # On a frame the squashed view also sees, when the edge work kept (alpha >= 128) under this share
 # of the area the whole views found (matte > 0.1), the tiles look too, once: a plant the net greyed
 # over at a 21:9 frame's side comes out with a few solid pixels, or none (always retried). Swept
