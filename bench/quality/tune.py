@@ -1,4 +1,4 @@
-"""python -m bench.quality.tune [--sets ...] [--limit N] [--edges]
+"""python -m bench.quality.tune [--sets ...] [--limit N] [--edges | --edges-only]
 
 Sweeps the engine's data-chosen settings on the TUNED part of every set only (splits.py), so that
 `make bench-quality`'s held-out part judges them on photos they were not chosen on (issue 15):
@@ -25,7 +25,9 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
   answer always is): judged by issue 15's checks on the tuned part, as the edges below.
 - with --edges, engine/refine's edge settings (the contrast curve, both guided filters, the blend),
   one at a time from the current ones (EDGE_GRID), on every set: judged by issue 15's checks
-  against rembg's cut-outs of the tuned part (fewest failing, then the least shortfall).
+  against rembg's cut-outs of the tuned part (fewest failing, then the least shortfall). With
+  --edges-only, those alone from the engine's committed view settings: tune.md's edges section is
+  replaced, the rest kept.
 
 The net's matte of each view is computed once (the engine's matte cache, sized to hold them all)
 and reused by every setting. Writes bench-results/tune.md and prints it.
@@ -74,7 +76,7 @@ KEPT_UNDER = (0.0, 0.05, 0.1, 0.2)
 # engine/refine.EdgeStyle's fields and the values tried for each, one field at a time from the
 # current settings (coordinate descent, in this order, each step keeping the best so far).
 EDGE_GRID = {
-    "low": (0.0, 0.02, 0.04, 0.08), "high": (0.75, 0.85, 0.95), "small": (1, 2, 3),
+    "passes": (1, 2, 3), "low": (0.0, 0.02, 0.04, 0.08), "high": (0.75, 0.85, 0.95), "small": (1, 2, 3),
     "eps": (2e-5, 5e-5, 1e-4, 2e-4), "wide": (26, 34, 42), "reach": (5, 7, 9), "wide_at": (0.3, 0.5, 0.8),
     "narrow_lift": (0.0, 0.04, 0.08, 0.17), "narrow_under": (0.3, 0.4, 0.5), "wide_over": (0.6, 0.8, 0.9, 1.0),
 }
@@ -270,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     all_sets = (*datasets.SETS, *generated.SETS)
     parser.add_argument("--sets", default=",".join(all_sets), help=f"comma-separated, from {', '.join(all_sets)}")
     parser.add_argument("--limit", type=int, default=None, help="first N photos of each set's tuned part")
-    parser.add_argument("--edges", action="store_true", help="also sweep the wide guided filter on the soft sets")
+    parser.add_argument("--edges", action="store_true", help="also sweep engine/refine's edge settings")
+    parser.add_argument("--edges-only", action="store_true",
+                        help="sweep the edge settings alone, from the engine's committed view settings")
     parser.add_argument("--quality-dir", type=pathlib.Path, default=None)
     parser.add_argument("--out", type=pathlib.Path, default=datasets.REPO / "bench-results")
     parser.add_argument("--threads", type=int, default=None)
@@ -293,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     segmenter = Engine.from_config(config).segmenter
     samples = {name: datasets.load(root if name in datasets.SETS else generated.build(root, log=log), name,
                                    args.limit, (splits.TUNED,)) for name in sets}
+
+    if args.edges_only:
+        return edges_only(Engine(segmenter), samples, sets, args.out, argv)
 
     # The views are swept first as they are, without the tiles' look where they found nothing (below).
     views = dict(tiles_when_under=0.0)
@@ -424,6 +431,28 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(md) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tune.md").write_text(text)
+    print(text)
+    return 0
+
+
+EDGES_HEADER = "## Edges:"
+
+
+def edges_only(engine, samples: dict[str, list[datasets.Sample]], sets: list[str], out: pathlib.Path,
+               argv: list[str] | None) -> int:
+    """sweep_edges from `engine`'s settings; its section replaces tune.md's edges section."""
+    lines = sweep_edges(engine, samples, sets)
+    command = f"python -m bench.quality.tune {' '.join(argv if argv is not None else sys.argv[1:])}"
+    lines.insert(3, f"From `{command}`, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+                    f"`{engine.segmenter.model_path}`, the view settings as committed; photos (tuned part only): "
+                    + ", ".join(f"{n} {len(samples[n])}" for n in sets) + ".")
+    lines.insert(4, "")
+    path = out / "tune.md"
+    kept = path.read_text() if path.is_file() else "# Settings swept on the tuned part (bench/quality/tune.py)\n"
+    kept = kept[: kept.index(EDGES_HEADER)] if EDGES_HEADER in kept else kept
+    text = kept.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
     print(text)
     return 0
 
