@@ -111,3 +111,21 @@ def test_a_setting_judged_by_the_checks_takes_the_fewest_failing_then_the_least_
     lines = tune.share_table("kept under", found, chosen, checks)
     assert lines[0] == "| kept under | a IoU | mean IoU | mean MAE | failing | shortfall |"
     assert lines[2 + 3] == "| 0.2 **chosen** | 0.2000 | 0.2000 | 0.10000 | 4 | 1.9000 |"
+
+
+def test_edges_only_replaces_the_edges_section_and_keeps_the_views_sections(monkeypatch, tmp_path):
+    import types
+
+    monkeypatch.setattr(tune, "sweep_edges", lambda engine, samples, sets: [
+        "", "## Edges: new sweep", "", "Objective: ...", "", "| step | new |"])
+    engine = types.SimpleNamespace(segmenter=types.SimpleNamespace(model_path="/m/int8.onnx"))
+    samples = {"a": [object()] * 3}
+    (tmp_path / "tune.md").write_text("# Settings\n\n## Geometry\n\n| views |\n\n## Edges: old sweep\n\n| step | old |\n")
+    assert tune.edges_only(engine, samples, ["a"], tmp_path, ["--edges-only"]) == 0
+    text = (tmp_path / "tune.md").read_text()
+    assert text.startswith("# Settings\n\n## Geometry\n\n| views |\n\n## Edges: new sweep\n")
+    assert "old" not in text and text.endswith("| step | new |\n")
+    assert "`python -m bench.quality.tune --edges-only`" in text and "a 3" in text and "/m/int8.onnx" in text
+    fresh = tmp_path / "fresh"
+    tune.edges_only(engine, samples, ["a"], fresh, [])
+    assert (fresh / "tune.md").read_text().count("## Edges: new sweep") == 1
