@@ -474,7 +474,7 @@ class Engine:
             # that the box found here is the one a whole render reports.
             image, to_image = refined
             scale = refine.work_scale(round(image.width / to_image[0]), round(image.height / to_image[1]))
-            reach += math.ceil(refine.edge_reach(style) * max(1.0, *per_px)) + math.ceil(refine.context(style) * scale * max(per_px))
+            reach += math.ceil(refine.REACH * max(1.0, *per_px)) + math.ceil(refine.context(style) * scale * max(per_px))
         mx0, my0 = max(0, rough[0] - reach), max(0, rough[1] - reach)
         mx1, my1 = min(net_w, rough[2] + reach), min(net_h, rough[3] + reach)
         # The same area in sized pixels, on whole pixels, inside the region.

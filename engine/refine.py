@@ -59,10 +59,6 @@ class EdgeStyle:
     edge (a pasted subject, a product) does not. Narrow: under `narrow_under` of the
     neighbourhood (`reach`) mid-grey (curved alpha 0.1-0.9); over `wide_over`, the curve as is;
     linear between.
-
-    passes: how many times the filters run, each later pass on the one before's output without
-    the curve: one pass keeps part of the net's blur wherever its whole window was blurred, a
-    second pulls strands and fur further onto the photo's colour edges.
     """
 
     low: float
@@ -75,7 +71,6 @@ class EdgeStyle:
     narrow_lift: float = 0.0
     narrow_under: float = 0.4
     wide_over: float = 0.8
-    passes: int = 1
 
 
 # One style for every subject, so the edge work need not wait for X-Type; swept on the tuned half
@@ -85,15 +80,10 @@ STYLE = EdgeStyle(low=0.08, high=0.75, small=2, eps=2e-4, wide=42, reach=5, wide
 
 # How far (working pixels) a refined value depends on the colour and alpha around it: the wide
 # filter's window twice (its coefficients are averaged over a window again) and the blend's
-# reach, per pass. A part refined with this much around it matches the whole picture refined
-# there (the pipeline finds a crop's subject box that way).
+# reach. A part refined with this much around it matches the whole picture refined there
+# (the pipeline finds a crop's subject box that way).
 def context(style: EdgeStyle) -> int:
-    return style.passes * (2 * style.wide + style.reach)
-
-
-def edge_reach(style: EdgeStyle) -> int:
-    """REACH for every pass: each one can move the edge out by that much again."""
-    return style.passes * REACH
+    return 2 * style.wide + style.reach
 
 
 CONTEXT = context(STYLE)
@@ -352,23 +342,12 @@ def refine_alpha(
     array). `guide`: working_colour(pixels), if the caller has it.
 
     The contrast curve first (a lookup on every pixel), then the guided filters on the band,
-    which soften the curved edge again where the photo's colours say so; `style.passes` times.
+    which soften the curved edge again where the photo's colours say so.
     """
     out = cv2.LUT(alpha, curve_lut(style.low, style.high))
     height, width = alpha.shape
     scale = work_scale(width, height)
     guide = working_colour(pixels) if guide is None else guide
-    lift = alpha if style.narrow_lift else None
-    for _ in range(style.passes):
-        _filter_band(pixels, out, lift, guide, scale, style)
-        lift = None  # the curve (and its lift) is the first pass's only
-    return out
-
-
-def _filter_band(pixels: np.ndarray, out: np.ndarray, lift: np.ndarray | None, guide: np.ndarray, scale: int,
-                 style: EdgeStyle) -> None:
-    """One pass of the guided filters over `out`'s band, in place; `lift`: the alpha before the
-    curve, to raise its low end where the net's edge is narrow (None: no lift)."""
     source = box_reduce(out, scale)
     # Beyond this the result barely differs from the curved alpha: both filters' windows and the
     # blend's, in full-resolution pixels (on a large photo the net's edge is already several
@@ -376,7 +355,7 @@ def _filter_band(pixels: np.ndarray, out: np.ndarray, lift: np.ndarray | None, g
     reach = max(2 * style.small + 1, style.reach)
     band = band_of(source, max(1, math.ceil(reach / scale)))
     if not band.any():
-        return
+        return out
     rows = np.flatnonzero(band.any(axis=1))
     cols = np.flatnonzero(band.any(axis=0))
     pad = 2 * style.wide + 1
@@ -389,7 +368,8 @@ def _filter_band(pixels: np.ndarray, out: np.ndarray, lift: np.ndarray | None, g
     part = source[r0:r1, c0:c1]
     # Only the band's values depend on the curve's low end (elsewhere both curves give 0 or 1),
     # and the filters overwrite the band: the lift is needed on the working grid only.
-    if lift is not None:
-        part = _lifted_where_narrow(lift, part, scale, r0, c0, style)
+    if style.narrow_lift:
+        part = _lifted_where_narrow(alpha, part, scale, r0, c0, style)
     coefficients = _blended_coefficients(guide[r0:r1, c0:c1], part, style, wanted)
     kernels.apply_coefficients(out, pixels, coefficients, band[r0:r1, c0:c1], scale, r0 * scale, c0 * scale)
+    return out
