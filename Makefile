@@ -153,7 +153,7 @@ bench-quality: $(VENV)/.installed model
 	nice -n 10 $(PY) -m bench.quality $(BENCH_ARGS)
 
 # The engine's data-chosen settings swept on the tuned part only (issue 15): bench-results/tune.md.
-# BENCH_ARGS="--edges" sweeps the wide guided filter too.
+# BENCH_ARGS="--edges" sweeps the edge settings too; "--edges-only" those alone, from the committed view settings.
 bench-tune: $(VENV)/.installed model
 	nice -n 10 $(PY) -m bench.quality.tune $(BENCH_ARGS)
 
