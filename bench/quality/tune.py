@@ -272,9 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     all_sets = (*datasets.SETS, *generated.SETS)
     parser.add_argument("--sets", default=",".join(all_sets), help=f"comma-separated, from {', '.join(all_sets)}")
     parser.add_argument("--limit", type=int, default=None, help="first N photos of each set's tuned part")
-    parser.add_argument("--edges", action="store_true", help="also sweep engine/refine's edge settings")
-    parser.add_argument("--edges-only", action="store_true",
-                        help="sweep the edge settings alone, from the engine's committed view settings")
+    edges = parser.add_mutually_exclusive_group()
+    edges.add_argument("--edges", action="store_true", help="also sweep engine/refine's edge settings")
+    edges.add_argument("--edges-only", action="store_true",
+                       help="sweep the edge settings alone, from the engine's committed view settings")
     parser.add_argument("--quality-dir", type=pathlib.Path, default=None)
     parser.add_argument("--out", type=pathlib.Path, default=datasets.REPO / "bench-results")
     parser.add_argument("--threads", type=int, default=None)
@@ -443,10 +444,10 @@ def edges_only(engine, samples: dict[str, list[datasets.Sample]], sets: list[str
     """sweep_edges from `engine`'s settings; its section replaces tune.md's edges section."""
     lines = sweep_edges(engine, samples, sets)
     command = f"python -m bench.quality.tune {' '.join(argv if argv is not None else sys.argv[1:])}"
-    lines.insert(3, f"From `{command}`, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
-                    f"`{engine.segmenter.model_path}`, the view settings as committed; photos (tuned part only): "
-                    + ", ".join(f"{n} {len(samples[n])}" for n in sets) + ".")
-    lines.insert(4, "")
+    below = next(i for i, line in enumerate(lines) if line.startswith(EDGES_HEADER)) + 2  # the header, a blank
+    lines[below:below] = [f"From `{command}`, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+                          f"`{engine.segmenter.model_path}`, the view settings as committed; photos (tuned part "
+                          "only): " + ", ".join(f"{n} {len(samples[n])}" for n in sets) + ".", ""]
     path = out / "tune.md"
     kept = path.read_text() if path.is_file() else "# Settings swept on the tuned part (bench/quality/tune.py)\n"
     kept = kept[: kept.index(EDGES_HEADER)] if EDGES_HEADER in kept else kept

@@ -123,9 +123,12 @@ def test_edges_only_replaces_the_edges_section_and_keeps_the_views_sections(monk
     (tmp_path / "tune.md").write_text("# Settings\n\n## Geometry\n\n| views |\n\n## Edges: old sweep\n\n| step | old |\n")
     assert tune.edges_only(engine, samples, ["a"], tmp_path, ["--edges-only"]) == 0
     text = (tmp_path / "tune.md").read_text()
-    assert text.startswith("# Settings\n\n## Geometry\n\n| views |\n\n## Edges: new sweep\n")
+    assert text.startswith("# Settings\n\n## Geometry\n\n| views |\n\n## Edges: new sweep\n\nFrom `")
+    assert "UTC, `/m/int8.onnx`" in text and ".\n\nObjective: ..." in text
     assert "old" not in text and text.endswith("| step | new |\n")
     assert "`python -m bench.quality.tune --edges-only`" in text and "a 3" in text and "/m/int8.onnx" in text
     fresh = tmp_path / "fresh"
     tune.edges_only(engine, samples, ["a"], fresh, [])
     assert (fresh / "tune.md").read_text().count("## Edges: new sweep") == 1
+    with pytest.raises(SystemExit):  # one or the other
+        tune.main(["--edges", "--edges-only"])
