@@ -7,16 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway_backend import SERVING, Backend, Gateway, Seen, free_port, wait_for_status
-from service.launcher import Child, check_descriptor, envoy_command, find_envoy, render_envoy_config
-
-
-def start_envoy(grpc_port: int, tmp_path_factory) -> tuple[Child, str]:
-    http_port = free_port()
-    config = tmp_path_factory.mktemp("envoy") / "envoy.yaml"
-    config.write_text(render_envoy_config(http_port, grpc_port, descriptor=check_descriptor()))
-    child = Child.start("envoy", envoy_command(find_envoy(), config, "error"), {}, None)
-    return child, f"http://127.0.0.1:{http_port}"
+from gateway_backend import SERVING, Backend, Gateway, Seen, free_port, start_envoy, wait_for_status
 
 
 @pytest.fixture(scope="module")

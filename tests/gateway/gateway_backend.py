@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from clearbg.v1 import account_pb2_grpc, removebg_pb2, removebg_pb2_grpc
+from service.launcher import Child, check_descriptor, envoy_command, find_envoy, render_envoy_config
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -94,10 +95,21 @@ class Backend:
         self.run(self.health.set("", status))
 
     def stop(self) -> None:
+        if not self.thread.is_alive():  # stopped already, or never started
+            return
         if self.server is not None:
             self.run(self.server.stop(0))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+
+
+def start_envoy(grpc_port: int, tmp_path_factory) -> tuple[Child, str]:
+    """The real Envoy on gateway/envoy.yaml, rendered for a free HTTP port and `grpc_port`."""
+    http_port = free_port()
+    config = tmp_path_factory.mktemp("envoy") / "envoy.yaml"
+    config.write_text(render_envoy_config(http_port, grpc_port, descriptor=check_descriptor()))
+    child = Child.start("envoy", envoy_command(find_envoy(), config, "error"), {}, None)
+    return child, f"http://127.0.0.1:{http_port}"
 
 
 def wait_for_status(url: str, status: int, timeout: float = 15.0) -> None:
