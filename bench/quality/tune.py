@@ -86,6 +86,15 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def command_of(argv: list[str] | None) -> str:
+    """The command line that made a report (argv as main() got it, or the process's)."""
+    return f"python -m bench.quality.tune {' '.join(argv if argv is not None else sys.argv[1:])}"
+
+
+def now() -> str:
+    return f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}"
+
+
 def aspect(path: pathlib.Path) -> float:
     with Image.open(path) as image:
         return max(image.size) / min(image.size)
@@ -355,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     md = [
         "# Settings swept on the tuned part (bench/quality/tune.py)",
         "",
-        f"- command: `python -m bench.quality.tune {' '.join(argv if argv is not None else sys.argv[1:])}`; "
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; `{segmenter.model_path}`",
+        f"- command: `{command_of(argv)}`; {now()} UTC; `{segmenter.model_path}`",
         f"- photos (tuned part only): " + ", ".join(f"{n} {len(samples[n])}" for n in sets),
         "",
         "## Geometry: from which aspect ratio the squashed square view joins the aspect-kept one, and how",
@@ -443,9 +451,8 @@ def edges_only(engine, samples: dict[str, list[datasets.Sample]], sets: list[str
                argv: list[str] | None) -> int:
     """sweep_edges from `engine`'s settings; its section replaces tune.md's edges section."""
     lines = sweep_edges(engine, samples, sets)
-    command = f"python -m bench.quality.tune {' '.join(argv if argv is not None else sys.argv[1:])}"
     below = next(i for i, line in enumerate(lines) if line.startswith(EDGES_HEADER)) + 2  # the header, a blank
-    lines[below:below] = [f"From `{command}`, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+    lines[below:below] = [f"From `{command_of(argv)}`, {now()} UTC, "
                           f"`{engine.segmenter.model_path}`, the view settings as committed; photos (tuned part "
                           "only): " + ", ".join(f"{n} {len(samples[n])}" for n in sets) + ".", ""]
     path = out / "tune.md"
