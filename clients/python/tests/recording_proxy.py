@@ -22,7 +22,7 @@ class Exchange:
     idempotency_key: Optional[str]
     status: int
     retry_after: Optional[str]
-    answered: float  # when the answer went back to the client
+    answered: float  # when the answer began to go back to the client
     path: str = ""
     sent: Dict[str, str] = field(default_factory=dict)  # the request's headers, lower-case names
     headers: Dict[str, str] = field(default_factory=dict)  # the answer's headers, lower-case names
@@ -66,6 +66,15 @@ class RecordingProxy:
                     upstream_conn.request(self.command, self.path, body=body, headers=headers)
                     answer = upstream_conn.getresponse()
                     content = answer.read()
+                    # Recorded before the answer goes out: once the client holds an answer, its
+                    # exchange is in the list (a client that exits at once raced the append).
+                    with lock:
+                        proxy.exchanges.append(Exchange(
+                            self._began, self.headers.get("Idempotency-Key"), answer.status,
+                            answer.getheader("Retry-After"), time.monotonic(), self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            {k.lower(): v for k, v in answer.getheaders()},
+                        ))
                     self.send_response(answer.status, answer.reason)
                     for name, value in answer.getheaders():
                         if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
@@ -76,13 +85,6 @@ class RecordingProxy:
                     self.wfile.flush()
                 finally:
                     upstream_conn.close()
-                with lock:
-                    proxy.exchanges.append(Exchange(
-                        self._began, self.headers.get("Idempotency-Key"), answer.status,
-                        answer.getheader("Retry-After"), time.monotonic(), self.path,
-                        {k.lower(): v for k, v in self.headers.items()},
-                        {k.lower(): v for k, v in answer.getheaders()},
-                    ))
 
             do_GET = do_POST = _forward
 
