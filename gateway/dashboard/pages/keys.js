@@ -102,9 +102,11 @@ export async function keysPage(main) {
       const created = await call("POST", "keys", { name: name.value });
       fresh.replaceChildren(newKeyPanel(created.key.name, created.api_key));
       name.value = "";
-      await reload();
-      announce("Key created. Copy it now: it will not be shown again.");
+      // Focus goes to "Copy key" as the panel appears, not after the list reloads: a key press
+      // in between would land in the emptied name field and submit it again.
       fresh.querySelector("button").focus();
+      announce("Key created. Copy it now: it will not be shown again.");
+      await reload();
     } catch (failure) {
       error.textContent = failure.message;
     }
