@@ -32,6 +32,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from fake_server import FakeServer  # noqa: E402
 
+# A suite started in the background by a non-interactive shell (`make test &`) inherits SIGINT
+# ignored, and so would the CLIs it starts, which then sit out the tests' Ctrl-C. A handler here
+# (reset to the default on exec) gives them the default a terminal gives.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 REPO = pathlib.Path(__file__).resolve().parents[3]
 QUALITY = REPO.parent / "shared" / "quality"
 # A woman in a black dress, full body, 321x481 (under size=small's 0.25 MP: no rescaling).
