@@ -26,3 +26,6 @@ class EngineConfig:
     # 0: off, every call runs the net (as benchmarks of the net must).
     matte_cache_mb: int = 0
     xtype: bool = True  # X-Type from the detector + classifier (else the engine's fallback)
+    # Each view's matte averaged with the net's answer for its mirror image (Segmenter.mirror):
+    # chosen on the tuned half (bench/quality/tune.py); off halves the net's time.
+    mirror: bool = True
