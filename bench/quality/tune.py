@@ -1,4 +1,4 @@
-"""python -m bench.quality.tune [--sets ...] [--limit N] [--edges | --edges-only]
+"""python -m bench.quality.tune [--sets ...] [--limit N] [--edges | --edges-only | --mirror-only]
 
 Sweeps the engine's data-chosen settings on the TUNED part of every set only (splits.py), so that
 `make bench-quality`'s held-out part judges them on photos they were not chosen on (issue 15):
@@ -28,6 +28,8 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
   against rembg's cut-outs of the tuned part (fewest failing, then the least shortfall). With
   --edges-only, those alone from the engine's committed view settings: tune.md's edges section is
   replaced, the rest kept.
+- with --mirror-only, whether the net also sees each view mirrored (EngineConfig.mirror), the other
+  settings as committed: judged by the checks as the edges, ties to off; its section replaced.
 
 The net's matte of each view is computed once (the engine's matte cache, sized to hold them all)
 and reused by every setting. Writes bench-results/tune.md and prints it.
@@ -285,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     edges.add_argument("--edges", action="store_true", help="also sweep engine/refine's edge settings")
     edges.add_argument("--edges-only", action="store_true",
                        help="sweep the edge settings alone, from the engine's committed view settings")
+    edges.add_argument("--mirror-only", action="store_true",
+                       help="judge the mirrored view (on or off) alone, with the other settings as committed")
     parser.add_argument("--quality-dir", type=pathlib.Path, default=None)
     parser.add_argument("--out", type=pathlib.Path, default=datasets.REPO / "bench-results")
     parser.add_argument("--threads", type=int, default=None)
@@ -310,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.edges_only:
         return edges_only(Engine(segmenter), samples, sets, args.out, argv)
+    if args.mirror_only:
+        other = Engine.from_config(dataclasses.replace(config, mirror=not config.mirror)).segmenter
+        segmenters = {config.mirror: segmenter, not config.mirror: other}
+        return mirror_only(lambda mirror: Engine(segmenters[mirror]), samples, sets, args.out, argv, config.mirror)
 
     # The views are swept first as they are, without the tiles' look where they found nothing (below).
     views = dict(tiles_when_under=0.0)
@@ -447,21 +455,53 @@ def main(argv: list[str] | None = None) -> int:
 EDGES_HEADER = "## Edges:"
 
 
+MIRROR_HEADER = "## Mirror:"
+
+
+def replace_section(out: pathlib.Path, header: str, lines: list[str]) -> str:
+    """tune.md with its section under `header` (to the next "## " heading) replaced by `lines` (a
+    blank, the header, ...), or those appended where it has none; the rest kept. Written and returned."""
+    path = out / "tune.md"
+    text = path.read_text() if path.is_file() else "# Settings swept on the tuned part (bench/quality/tune.py)\n"
+    before, after = text, ""
+    if header in text:
+        start = text.index(header)
+        end = text.find("\n## ", start)
+        before, after = text[:start], (text[end + 1:] if end >= 0 else "")
+    text = before.rstrip("\n") + "\n" + "\n".join(lines) + "\n" + ("\n" + after if after else "")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text
+
+
+def from_line(argv: list[str] | None, model_path: str, what: str, samples: dict[str, list], sets: list[str]) -> str:
+    return (f"From `{command_of(argv)}`, {now()} UTC, `{model_path}`, {what}; photos (tuned part only): "
+            + ", ".join(f"{n} {len(samples[n])}" for n in sets) + ".")
+
+
 def edges_only(engine, samples: dict[str, list[datasets.Sample]], sets: list[str], out: pathlib.Path,
                argv: list[str] | None) -> int:
     """sweep_edges from `engine`'s settings; its section replaces tune.md's edges section."""
     lines = sweep_edges(engine, samples, sets)
     below = next(i for i, line in enumerate(lines) if line.startswith(EDGES_HEADER)) + 2  # the header, a blank
-    lines[below:below] = [f"From `{command_of(argv)}`, {now()} UTC, "
-                          f"`{engine.segmenter.model_path}`, the view settings as committed; photos (tuned part "
-                          "only): " + ", ".join(f"{n} {len(samples[n])}" for n in sets) + ".", ""]
-    path = out / "tune.md"
-    kept = path.read_text() if path.is_file() else "# Settings swept on the tuned part (bench/quality/tune.py)\n"
-    kept = kept[: kept.index(EDGES_HEADER)] if EDGES_HEADER in kept else kept
-    text = kept.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(text)
+    lines[below:below] = [from_line(argv, engine.segmenter.model_path, "the view settings as committed", samples, sets), ""]
+    print(replace_section(out, EDGES_HEADER, lines))
+    return 0
+
+
+def mirror_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: list[str], out: pathlib.Path,
+                argv: list[str] | None, now_on: bool) -> int:
+    """Whether the net also sees each view mirrored (make_engine(mirror)), judged by issue 15's
+    checks on the tuned part, ties to off (half the net's time); its section replaces tune.md's."""
+    chosen, found, judged = sweep_by_checks(make_engine, (False, True), samples, "mirror")
+    lines = ["", f"{MIRROR_HEADER} whether the net also sees each view mirrored, the two answers averaged", "",
+             from_line(argv, make_engine(True).segmenter.model_path, "the other settings as committed", samples, sets),
+             "",
+             "Judged by issue 15's checks against rembg's cut-outs of the tuned part (fewest failing, then the least "
+             f"shortfall, then off: half the net's time). Chosen: {'on' if chosen else 'off'} (1 on, 0 off); "
+             f"engine/config.py EngineConfig.mirror is {'on' if now_on else 'off'}.",
+             "", *share_table("mirrored", found, chosen, judged)]
+    print(replace_section(out, MIRROR_HEADER, lines))
     return 0
 
 

@@ -132,3 +132,27 @@ def test_edges_only_replaces_the_edges_section_and_keeps_the_views_sections(monk
     assert (fresh / "tune.md").read_text().count("## Edges: new sweep") == 1
     with pytest.raises(SystemExit):  # one or the other
         tune.main(["--edges", "--edges-only"])
+
+
+def test_mirror_only_judges_off_and_on_by_the_checks_and_replaces_only_its_section(monkeypatch, tmp_path):
+    import types
+
+    judged = {False: (5, 1.08), True: (4, 1.36)}
+    engines = {m: types.SimpleNamespace(mirror=m, segmenter=types.SimpleNamespace(model_path="/m/int8.onnx"))
+               for m in judged}
+    monkeypatch.setattr(tune, "cut", lambda engine, photos: [{"IoU": 0.5 + engine.mirror * 0.1, "MAE": 0.1}] * len(photos))
+    monkeypatch.setattr(tune, "edge_objective", lambda scores, rembg, samples: judged[scores["a"][0]["IoU"] > 0.55])
+    monkeypatch.setattr(tune, "rembg_scores", lambda samples: {})
+    samples = {"a": [object()] * 3}
+    (tmp_path / "tune.md").write_text("# Settings\n\n## Mirror: old\n\n| old |\n\n## Edges: kept\n\n| step | kept |\n")
+    assert tune.mirror_only(engines.__getitem__, samples, ["a"], tmp_path, ["--mirror-only"], True) == 0
+    text = (tmp_path / "tune.md").read_text()
+    assert "old" not in text and text.count("## Mirror:") == 1
+    assert text.endswith("\n\n## Edges: kept\n\n| step | kept |\n")  # the section after it kept
+    assert "Chosen: on (1 on, 0 off); engine/config.py EngineConfig.mirror is on." in text
+    assert "| 1 **chosen** | 0.6000 | 0.6000 | 0.10000 | 4 | 1.3600 |" in text
+    assert "`python -m bench.quality.tune --mirror-only`" in text and "a 3" in text
+    judged[True] = (5, 1.08)  # a tie: off, which costs half the net's time
+    tune.mirror_only(engines.__getitem__, samples, ["a"], tmp_path, [], True)
+    text = (tmp_path / "tune.md").read_text()
+    assert "Chosen: off" in text and text.count("## Mirror:") == 1 and text.count("## Edges: kept") == 1
