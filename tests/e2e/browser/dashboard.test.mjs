@@ -433,6 +433,9 @@ async function main() {
     madeKeys.push(devKey);
     await devPage.keyboard.press("Enter");
     await devPage.getByText("Copied.").waitFor();
+    // The slow reload answered (the new key's row is listed) before the route goes: a handler
+    // still waiting when it went would continue a route already handled.
+    await keyRow(devPage, "keyboard-key").waitFor();
     await devPage.unroute("**/dashboard/api/keys", slowList);
     const paid = await removebg(devKey);
     assert.equal(paid.status, 200);
