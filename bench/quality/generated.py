@@ -245,6 +245,12 @@ def make_composites(set_name: str, photos: list[Photo], scenery: list[Photo], co
     return items
 
 
+def source_stem(set_name: str, stem: str) -> str:
+    """The real photo a set's image shows: for a generated image, the stem its own stem names
+    (f"{part}{i}-{photo}-{frame}", as make_composites and make_crops write it); else the stem itself."""
+    return stem.split("-", 1)[1].rsplit("-", 1)[0] if set_name in SETS else stem
+
+
 def make_crops(photos: list[Photo], count: int, rng: random.Random) -> list[Item]:
     """`count` crops per part, alternately 16:9 and 9:16, of photos drawn from `photos`."""
     items: list[Item] = []
