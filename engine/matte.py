@@ -201,3 +201,14 @@ def drop_small_additions(kept: np.ndarray, joined: np.ndarray, fraction: float) 
     out = joined.copy()
     out[where] = kept[where]
     return out
+
+
+def stretch_faint(matte: np.ndarray, faint: float = _JOIN_LEVEL) -> np.ndarray:
+    """When no pixel reaches 0.5 but some reach `faint` (the net found something and hesitated
+    over all of it), the matte scaled from its minimum to its maximum, as IS-Net's own postprocess
+    (and rembg's) does for every matte: else the answer would be empty. Otherwise `matte` itself."""
+    top = float(matte.max())
+    if top >= 0.5 or top < faint:
+        return matte
+    low = float(matte.min())
+    return (matte - low) * np.float32(1.0 / (top - low))

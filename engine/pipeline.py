@@ -24,8 +24,8 @@ from PIL import Image
 
 from engine import compose, encode, foreground, refine
 from engine.decode import DEFAULT_MAX_PIXELS, decode, pixels_of, probe
-from engine.matte import (CLEAR_HOLE, coarse_box, drop_small_additions, foreground_box, join_views, upsample,
-                          views_agreement)
+from engine.matte import (CLEAR_HOLE, coarse_box, drop_small_additions, foreground_box, join_views, stretch_faint,
+                          upsample, views_agreement)
 from engine.config import EngineConfig
 from engine.models import manifest, providers
 from engine.models.families import Segmenter
@@ -266,7 +266,7 @@ class Engine:
         found_area = (np.count_nonzero(matte > 0.1) / matte.size * (region[2] - region[0]) * (region[3] - region[1])
                       if found and self.retry_when_kept_under > 0 else 0.0)
         if self.refine_edges:
-            matte = refine.clean_matte(matte, hole_fill_over=self.hole_fill_over)
+            matte = refine.clean_matte(stretch_faint(matte), hole_fill_over=self.hole_fill_over)
 
         # canvas: the picture's frame (sized pixels); source: the sized-pixel rectangle drawn
         # into it (the same, unless scale/position move the subject within the frame).

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from engine import compose, encode
-from engine.matte import FOREGROUND_THRESHOLD, coarse_box, foreground_box, upsample
+from engine.matte import FOREGROUND_THRESHOLD, coarse_box, foreground_box, stretch_faint, upsample
 from engine.types import Box
 
 
@@ -43,6 +43,20 @@ def test_foreground_box_uses_threshold():
     assert foreground_box(alpha) == Box(top=10, left=30, width=15, height=10)
     assert foreground_box(np.zeros((5, 5), np.uint8)) == Box(0, 0, 0, 0)
 
+
+
+def test_a_find_all_hesitation_is_stretched_to_full_and_anything_else_is_left_as_is():
+    faint = np.full((40, 60), 0.01, np.float32)
+    faint[10:30, 20:40] = 0.3  # the net found a subject and is unsure of all of it
+    stretched = stretch_faint(faint)
+    assert stretched[10:30, 20:40].min() == pytest.approx(1.0) and stretched[0, 0] == pytest.approx(0.0)
+    assert faint.max() == pytest.approx(0.3)  # the net's own matte (a cached one) is not written to
+    sure = faint.copy()
+    sure[15, 25] = 0.6  # some of it solid: the answer is not empty
+    assert stretch_faint(sure) is sure
+    noise = np.full((40, 60), 0.01, np.float32)
+    noise[0:3, 0:3] = 0.05  # what IS-Net answers on a blank wall: not a find
+    assert stretch_faint(noise) is noise
 
 def test_coarse_box_contains_the_fine_box():
     matte = smooth_matte()

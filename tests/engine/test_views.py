@@ -392,6 +392,28 @@ def test_a_find_the_edge_work_would_keep_little_of_is_looked_for_with_the_tiles(
     assert len(segmenter.seen) == 2  # 0: only an empty answer is looked at again
 
 
+
+class FaintEverywhere(Recording):
+    """Sees the photo's red patch at 0.3 in every view, nothing solid anywhere."""
+
+    def matte(self, image: Image.Image) -> np.ndarray:
+        self.seen.append(image.size)
+        pixels = np.asarray(image.convert("RGB"), np.int16)
+        matte = np.full(pixels.shape[:2], 0.01, np.float32)
+        matte[(pixels[..., 0] > 200) & (pixels[..., 1] < 60)] = 0.3
+        return matte
+
+
+@pytest.mark.parametrize("size", [(800, 600), (1120, 480)])
+def test_a_find_the_net_hesitated_over_everywhere_comes_out_rather_than_an_empty_answer(size):
+    pixels = np.full((size[1], size[0], 3), (90, 120, 150), np.uint8)
+    pixels[200:300, 300:420] = (230, 20, 20)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    alpha = alpha_of(Engine(FaintEverywhere()).remove(out.getvalue(), ALPHA).data)
+    assert (alpha[210:290, 310:410] >= 128).all()
+    assert (alpha[:150] == 0).all()
+
 def test_an_unknown_join_is_refused():
     with pytest.raises(ValueError):
         join_views(np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32), "mean")
