@@ -203,12 +203,16 @@ def drop_small_additions(kept: np.ndarray, joined: np.ndarray, fraction: float) 
     return out
 
 
-def stretch_faint(matte: np.ndarray, faint: float = _JOIN_LEVEL) -> np.ndarray:
-    """When no pixel reaches 0.5 but some reach `faint` (the net found something and hesitated
-    over all of it), the matte scaled from its minimum to its maximum, as IS-Net's own postprocess
-    (and rembg's) does for every matte: else the answer would be empty. Otherwise `matte` itself."""
+# The net found something when some of its matte reaches this (as a candidate subject above).
+FOUND_LEVEL = _JOIN_LEVEL
+
+
+def stretch_found(matte: np.ndarray) -> np.ndarray:
+    """The matte scaled from its minimum to its maximum, as IS-Net's own postprocess (and rembg's)
+    does for every matte; `matte` itself when nothing in it reaches FOUND_LEVEL (noise over a
+    background, not a find). For an answer that would otherwise be empty."""
     top = float(matte.max())
-    if top >= 0.5 or top < faint:
+    if top < FOUND_LEVEL:
         return matte
     low = float(matte.min())
     return (matte - low) * np.float32(1.0 / (top - low))

@@ -24,8 +24,8 @@ from PIL import Image
 
 from engine import compose, encode, foreground, refine
 from engine.decode import DEFAULT_MAX_PIXELS, decode, pixels_of, probe
-from engine.matte import (CLEAR_HOLE, coarse_box, drop_small_additions, foreground_box, join_views, stretch_faint,
-                          upsample, views_agreement)
+from engine.matte import (CLEAR_HOLE, FOUND_LEVEL, coarse_box, drop_small_additions, foreground_box, join_views,
+                          stretch_found, upsample, views_agreement)
 from engine.config import EngineConfig
 from engine.models import manifest, providers
 from engine.models.families import Segmenter
@@ -234,8 +234,10 @@ class Engine:
     def remove(self, data: bytes, options: RemovalOptions) -> RemovalResult:
         return self._remove(data, options)
 
-    def _remove(self, data: bytes, options: RemovalOptions, force_tiles: bool = False) -> RemovalResult:
-        """remove(); `force_tiles`: the square tiles look too, wherever the squashed view would."""
+    def _remove(self, data: bytes, options: RemovalOptions, force_tiles: bool = False,
+                stretch: bool = False) -> RemovalResult:
+        """remove(); `force_tiles`: the square tiles look too, wherever the squashed view would;
+        `stretch`: the views' matte scaled to full before the edge work (matte.stretch_found)."""
         info = self.probe(data)
         width, height = info.width, info.height
 
@@ -265,8 +267,9 @@ class Engine:
         # (counted only when the share is on: at 0 only an empty answer retries).
         found_area = (np.count_nonzero(matte > 0.1) / matte.size * (region[2] - region[0]) * (region[3] - region[1])
                       if found and self.retry_when_kept_under > 0 else 0.0)
+        found_any = float(matte.max()) >= FOUND_LEVEL
         if self.refine_edges:
-            matte = refine.clean_matte(stretch_faint(matte), hole_fill_over=self.hole_fill_over)
+            matte = refine.clean_matte(stretch_found(matte) if stretch else matte, hole_fill_over=self.hole_fill_over)
 
         # canvas: the picture's frame (sized pixels); source: the sized-pixel rectangle drawn
         # into it (the same, unless scale/position move the subject within the frame).
@@ -304,6 +307,10 @@ class Engine:
             # solid). Rather than answer with that, the tiles look too (issue 15), once.
             if found and self._kept_little(alpha, scale, found_area):
                 return self._remove(data, options, force_tiles=True)
+            # Still nothing half opaque where the net found something (it hesitated over all of
+            # it, a few pixels at most solid): its find, stretched, rather than an empty answer.
+            if not stretch and found_any and alpha.max() < 128:
+                return self._remove(data, options, force_tiles=force_tiles, stretch=True)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
         box = foreground_box(alpha)

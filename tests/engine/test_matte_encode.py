@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from engine import compose, encode
-from engine.matte import FOREGROUND_THRESHOLD, coarse_box, foreground_box, stretch_faint, upsample
+from engine.matte import FOREGROUND_THRESHOLD, coarse_box, foreground_box, stretch_found, upsample
 from engine.types import Box
 
 
@@ -45,37 +45,17 @@ def test_foreground_box_uses_threshold():
 
 
 
-def test_a_find_all_hesitation_is_stretched_to_full_and_anything_else_is_left_as_is():
+def test_a_find_is_stretched_to_full_and_noise_is_left_as_is():
     faint = np.full((40, 60), 0.01, np.float32)
     faint[10:30, 20:40] = 0.3  # the net found a subject and is unsure of all of it
-    stretched = stretch_faint(faint)
-    assert stretched[10:30, 20:40].min() == pytest.approx(1.0) and stretched[0, 0] == pytest.approx(0.0)
-    assert faint.max() == pytest.approx(0.3)  # the net's own matte (a cached one) is not written to
-    sure = faint.copy()
-    sure[15, 25] = 0.6  # some of it solid: the answer is not empty
-    assert stretch_faint(sure) is sure
+    faint[12, 22] = 0.55  # a few pixels solid
+    stretched = stretch_found(faint)
+    assert stretched[12, 22] == pytest.approx(1.0) and stretched[0, 0] == pytest.approx(0.0)
+    assert stretched[20, 30] == pytest.approx((0.3 - 0.01) / (0.55 - 0.01))
+    assert faint.max() == pytest.approx(0.55)  # the net's own matte (a cached one) is not written to
     noise = np.full((40, 60), 0.01, np.float32)
     noise[0:3, 0:3] = 0.05  # what IS-Net answers on a blank wall: not a find
-    assert stretch_faint(noise) is noise
-
-def test_coarse_box_contains_the_fine_box():
-    matte = smooth_matte()
-    x0, y0, x1, y1 = coarse_box(matte)
-    fine = foreground_box(upsample(matte, (64, 64)))
-    assert x0 <= fine.left and y0 <= fine.top
-    assert fine.left + fine.width <= x1 and fine.top + fine.height <= y1
-    assert coarse_box(np.zeros((8, 8), np.float32)) is None
-
-
-@pytest.mark.parametrize(
-    ("size", "max_pixels", "max_side"),
-    [((4000, 3000), 10_000_000, 1e9), ((4000, 3000), 250_000, 1e9), ((30000, 1000), 50_000_000, 16383), ((7, 5), 1e9, 1e9)],
-)
-def test_fit_keeps_aspect_and_caps(size, max_pixels, max_side):
-    width, height = encode.fit(size, max_pixels, max_side)
-    assert width * height <= max_pixels and max(width, height) <= max_side
-    assert width <= size[0] and height <= size[1]
-    assert abs(width / height - size[0] / size[1]) < 0.01 * size[0] / size[1] + 1 / height
+    assert stretch_found(noise) is noise
 
 
 def photo_and_alpha():
