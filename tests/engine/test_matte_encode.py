@@ -44,6 +44,25 @@ def test_foreground_box_uses_threshold():
     assert foreground_box(np.zeros((5, 5), np.uint8)) == Box(0, 0, 0, 0)
 
 
+def test_coarse_box_contains_the_fine_box():
+    matte = smooth_matte()
+    x0, y0, x1, y1 = coarse_box(matte)
+    fine = foreground_box(upsample(matte, (64, 64)))
+    assert x0 <= fine.left and y0 <= fine.top
+    assert fine.left + fine.width <= x1 and fine.top + fine.height <= y1
+    assert coarse_box(np.zeros((8, 8), np.float32)) is None
+
+
+@pytest.mark.parametrize(
+    ("size", "max_pixels", "max_side"),
+    [((4000, 3000), 10_000_000, 1e9), ((4000, 3000), 250_000, 1e9), ((30000, 1000), 50_000_000, 16383), ((7, 5), 1e9, 1e9)],
+)
+def test_fit_keeps_aspect_and_caps(size, max_pixels, max_side):
+    width, height = encode.fit(size, max_pixels, max_side)
+    assert width * height <= max_pixels and max(width, height) <= max_side
+    assert width <= size[0] and height <= size[1]
+    assert abs(width / height - size[0] / size[1]) < 0.01 * size[0] / size[1] + 1 / height
+
 
 def test_a_find_is_stretched_to_full_and_noise_is_left_as_is():
     faint = np.full((40, 60), 0.01, np.float32)

@@ -395,7 +395,6 @@ def test_a_find_the_edge_work_would_keep_little_of_is_looked_for_with_the_tiles(
     assert len(segmenter.seen) == 2  # 0: only an empty answer is looked at again
 
 
-
 class FaintEverywhere(Recording):
     """Sees the photo's red patch at 0.3 in every view (`core`: a few pixels of it at 0.55), as
     the net answers a plant it is unsure of."""
