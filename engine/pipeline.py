@@ -267,7 +267,7 @@ class Engine:
         # (counted only when the share is on: at 0 only an empty answer retries).
         found_area = (np.count_nonzero(matte > 0.1) / matte.size * (region[2] - region[0]) * (region[3] - region[1])
                       if found and self.retry_when_kept_under > 0 else 0.0)
-        found_any = float(matte.max()) >= FOUND_LEVEL
+        views = matte  # as the views found it, for the empty-answer check below
         if self.refine_edges:
             matte = refine.clean_matte(stretch_found(matte) if stretch else matte, hole_fill_over=self.hole_fill_over)
 
@@ -309,7 +309,7 @@ class Engine:
                 return self._remove(data, options, force_tiles=True)
             # Still nothing half opaque where the net found something (it hesitated over all of
             # it, a few pixels at most solid): its find, stretched, rather than an empty answer.
-            if not stretch and found_any and alpha.max() < 128:
+            if not stretch and alpha.max() < 128 and float(views.max()) >= FOUND_LEVEL:
                 return self._remove(data, options, force_tiles=force_tiles, stretch=True)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)

@@ -24,7 +24,6 @@ from tests.conftest_services import require_service
 # the service, not the matte's last points; tests/engine/test_mirror.py runs the mirror itself and
 # bench/quality judges quality with it. CLEARBG_MIRROR=1 make test runs the whole suite with it.
 os.environ.setdefault("CLEARBG_MIRROR", "0")
-MIRROR = os.environ["CLEARBG_MIRROR"] == "1"
 
 # The machine's PostgreSQL: trust authentication, database `test`.
 POSTGRES_URL = os.environ.get("CLEARBG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -79,8 +78,9 @@ def engine_config():
     CLEARBG_MIRROR says: above)."""
     from engine.config import EngineConfig
     from modelprep.fetch import cache_dir
+    from service.config import Settings
 
-    return EngineConfig(cache_dir=cache_dir(), threads=2, mirror=MIRROR)
+    return EngineConfig(cache_dir=cache_dir(), threads=2, mirror=Settings.from_environ().mirror)
 
 
 @pytest.fixture(scope="session")
