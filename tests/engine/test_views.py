@@ -345,10 +345,12 @@ class HesitantWholeViews(Recording):
 
 
 # The retry's own rule, apart from the swept one that sends the tiles where the whole views
-# disagree (its value would change how many views these tests count), and with an edge style the
-# grey mush above is made for: the swept edges may later keep more of it solid (low 0 does).
+# disagree (its value would change how many views these tests count), and with the whole edge
+# style the grey mush above is made for: swept edges may keep more of it solid (low 0, high 0.75 do).
 RETRY_ALONE = {"tiles_when_views_agree_under": 0.0,
-               "edge_style": dataclasses.replace(refine.STYLE, low=0.08, narrow_lift=0.04)}
+               "edge_style": refine.EdgeStyle(low=0.08, high=0.85, small=1, eps=5e-5, wide=34, reach=5,
+                                              wide_at=0.3, narrow_lift=0.04, narrow_under=0.5,
+                                              wide_over=1.0)}
 
 
 def _red_patch_photo() -> bytes:
