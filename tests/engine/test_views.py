@@ -8,7 +8,6 @@ composites.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 
