@@ -201,12 +201,9 @@ def choose_aux(file: pathlib.Path, inputs: Sequence[dict[str, np.ndarray]], offe
     it) whose first output stays within AUX_TOLERANCE of the CPU provider's (and, with
     `top_class`, names the same top class per row), timed interleaved like the segmentation
     candidates. Returns the choice and the rows measured."""
-    import onnxruntime as ort
-
     sessions = {}
     for provider, precision in aux_specs(offered):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 1, 1, 3
+        opts = providers.session_options(1)
         try:
             chain = providers.provider_list(provider, 1, precision, openvino_cache)
             sessions[(provider, precision)] = providers.inference_session(file, opts, chain)

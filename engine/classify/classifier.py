@@ -85,11 +85,7 @@ class Prediction:
 def _session(model: AuxModel, threads: int, openvino_cache: pathlib.Path | None) -> ort.InferenceSession:
     """On the provider and precision `make model` measured fastest for it (bench/xtype.py gives
     the same labels in bf16 as in f32); the CPU provider if that one fails to open."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.enable_cpu_mem_arena = False
-    opts.log_severity_level = 3
+    opts = providers.session_options(threads)
     if model.provider != providers.CPU:
         try:
             chain = providers.provider_list(model.provider, threads, model.precision, openvino_cache)

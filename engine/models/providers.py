@@ -8,7 +8,9 @@ Session options that matter for speed on CPU (measured on IS-Net, 1024², bench/
 threads = the cores this process may use (1 thread is ~1.9x slower), ORT_ENABLE_ALL (anything
 less loses the NCHWc layout: ~1.5x slower). The arena and memory-pattern planner stay off for
 fp32: they keep every run's peak allocation for good (2.1 GB vs 0.9 GB resident) for a few % of
-speed.
+speed. The intra-op threads sleep between parallel sections instead of spinning: a lone run is as
+fast, and runs side by side (the engine's lanes, several servers on one machine) are not slowed by
+threads burning the cores others wait for (bench/spinning.py, README "Speed").
 """
 
 from __future__ import annotations
@@ -55,12 +57,13 @@ def offered() -> list[str]:
     return ort.get_available_providers()
 
 
-def session_options(threads: int | None = None, arena: bool = False):
-    """The SessionOptions every segmentation session should use (see the module docstring).
+def session_options(threads: int | None = None, arena: bool = False, spin: bool = False):
+    """The SessionOptions every session should use (see the module docstring).
 
     `arena`: keep ORT's CPU arena. Without it each run maps ~400 MB of fresh pages (~100k page
     faults, a third of an int8 run's time: 0.38 s vs 0.24 s at 1024², 2 threads); with it the
     int8 session's peak RSS grew by only ~15 MB (463 vs 449 MB), where fp32's doubles.
+    `spin`: ORT's default, for bench/spinning.py to compare against.
     """
     import onnxruntime as ort
 
@@ -72,6 +75,7 @@ def session_options(threads: int | None = None, arena: bool = False):
     options.enable_cpu_mem_arena = arena
     options.enable_mem_pattern = False
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return options
 
 
