@@ -21,7 +21,6 @@ import datetime
 import multiprocessing
 import os
 import pathlib
-import platform
 import sys
 import threading
 import time
@@ -92,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = manifest.load(cache_dir(), DEFAULT_CHECKPOINT)
     cores = providers.default_threads()
+    machine = manifest.machine_identity()
     wanted = args.variants.split(",") if args.variants else None
     candidates = [c for c in model.candidates if c.provider == providers.CPU and (wanted is None or c.name in wanted)]
     if not candidates:
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Intra-op spinning, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
-        f"`python -m bench.spinning --runs {args.runs}`; {platform.processor() or platform.machine()}, {cores} cores, "
+        f"`python -m bench.spinning --runs {args.runs}`; {machine['cpu']} ({', '.join(machine['flags'])}), {cores} cores, "
         f"load average before {' '.join(f'{x:.2f}' for x in os.getloadavg())}; the net at {SHAPE[3]}x{SHAPE[2]}, "
         f"{args.runs} runs per session.",
         "",
