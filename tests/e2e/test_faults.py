@@ -222,7 +222,7 @@ def test_postgres_restarted_during_a_burst(faults_pair, photo):
     initial = Decimal(200)
     account_id, key = faults_pair.account_with_key(payg=initial)
     pids = [child.process.pid for child in faults_pair.stack.children]
-    burst = Burst(faults_pair, key, photo, calls=40, workers=4)
+    burst = Burst(faults_pair, key, photo, calls=24, workers=4)
     outage = []
     try:
         burst.wait_for(lambda: burst.ok() >= 4)
@@ -286,7 +286,7 @@ def test_kill_9_of_a_server_during_a_burst_loses_no_credit(faults_pair, photo):
     account_id, key = faults_pair.account_with_key(payg=initial)
     victim = next(child for child in faults_pair.stack.children if child.name == "server-2")
     retries_before = envoy_counter(faults_pair, "upstream_rq_retry")
-    burst = Burst(faults_pair, key, photo, calls=40, workers=6)
+    burst = Burst(faults_pair, key, photo, calls=24, workers=6)
     try:
         burst.wait_for(lambda: burst.ok() >= 4)
         # Killed while it holds credits: its callers get an error, its reservations an owner gone.

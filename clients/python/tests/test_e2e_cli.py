@@ -3,9 +3,9 @@
 - a folder of 30 photos with --concurrency 4 on a terminal (a pseudo-terminal): 30 results, the
   progress bar with count, rate and ETA, the summary; a second run with --skip-existing charges
   nothing;
-- credits running out mid-way (20 credits, 30 photos): the 20 paid results saved, the other 10
+- credits running out mid-way (8 credits, 12 photos): the 8 paid results saved, the other 4
   reported as 402 insufficient_credits, exit status 1, nothing charged twice;
-- a key limited to 10 megapixel-images a minute and 15 photos: every photo done, no 429 shown,
+- a key limited to 30 megapixel-images a minute with 3 units left, 9 photos: every photo done, no 429 shown,
   and (seen by a recording proxy) every worker waiting out each Retry-After.
 """
 
@@ -103,36 +103,36 @@ def test_a_folder_of_30_photos_on_a_terminal_then_skip_existing_charges_nothing(
 
 
 def test_credits_running_out_mid_way_keep_the_paid_results_and_report_402(stack, make_photos, tmp_path):
-    account_id, key = stack.account("20")
-    make_photos(tmp_path / "photos", 30)
+    account_id, key = stack.account("8")
+    make_photos(tmp_path / "photos", 12)
     outdir = tmp_path / "out"
     run = run_cli("remove", str(tmp_path / "photos"), "-o", str(outdir), "--concurrency", "4", "--size", "small",
                   "--json", key=key, url=stack.rest_url)
     assert run.returncode == 1, run.stderr
     files, summary = records(run.stdout)
-    assert summary == {"done": 20, "failed": 10, "skipped": 0, "credits_charged": 20}
+    assert summary == {"done": 8, "failed": 4, "skipped": 0, "credits_charged": 8}
     done = [f for f in files if f["status"] == "done"]
     failed = [f for f in files if f["status"] == "failed"]
-    assert len(done) == 20 and len(failed) == 10 and len({f["file"] for f in files}) == 30
+    assert len(done) == 8 and len(failed) == 4 and len({f["file"] for f in files}) == 12
     assert all(f["error"]["status"] == 402 and f["error"]["code"] == "insufficient_credits" for f in failed)
     assert all(f["output"] is None and f["credits_charged"] == 0 for f in failed)
     assert sorted(p.name for p in outdir.glob("*.png")) == sorted(pathlib.Path(f["output"]).name for f in done)
     assert all(pathlib.Path(f["output"]).stat().st_size > 0 and f["credits_charged"] == 1 for f in done)
-    assert stack.charges(account_id) == 20 and stack.balance(account_id) == 0  # each paid once
+    assert stack.charges(account_id) == 8 and stack.balance(account_id) == 0  # each paid once
 
     again = run_cli("remove", str(tmp_path / "photos"), "-o", str(outdir), "--size", "small", "--skip-existing",
                     key=key, url=stack.rest_url)
     assert again.returncode == 1
-    assert again.stdout == "done 0, failed 10, skipped 20, credits charged 0\n"
-    assert again.stderr.count("402 insufficient_credits") == 10
-    assert stack.charges(account_id) == 20
+    assert again.stdout == "done 0, failed 4, skipped 8, credits charged 0\n"
+    assert again.stderr.count("402 insufficient_credits") == 4
+    assert stack.charges(account_id) == 8
 
 
 def test_a_rate_limited_run_finishes_every_photo_waiting_out_each_retry_after(stack, make_photos, tmp_path):
-    # 30 a minute, one unit each 2 s: the run waits ~24 s (at 10 a minute it waited 72 s to show
-    # the same thing).
+    # 30 a minute, one unit each 2 s: the run waits ~12 s (at 10 a minute and 15 photos it waited
+    # 72 s to show the same thing; 9 photos show it with 6 fewer inferences).
     account_id, key = stack.account("100", rate_limit=30)
-    make_photos(tmp_path / "photos", 15)
+    make_photos(tmp_path / "photos", 9)
     # 3 of the 30 units left: the 4 workers' first requests already meet the limit, on any machine
     # (with a full bucket a slow machine served 15 photos without ever reaching it).
     stack.spend_rate_limit(key, 27)
@@ -143,9 +143,9 @@ def test_a_rate_limited_run_finishes_every_photo_waiting_out_each_retry_after(st
     finally:
         proxy.close()
     assert run.returncode == 0, run.stderr
-    assert run.stdout == "done 15, failed 0, skipped 0, credits charged 15\n"
+    assert run.stdout == "done 9, failed 0, skipped 0, credits charged 9\n"
     assert "429" not in run.stderr and "rate_limit" not in run.stderr and run.stderr == ""
-    assert len(list((tmp_path / "photos").glob("*-clearbg.png"))) == 15
+    assert len(list((tmp_path / "photos").glob("*-clearbg.png"))) == 9
     exchanges = sorted(proxy.exchanges, key=lambda e: e.began)
     limited = [e for e in exchanges if e.status == 429]
     assert limited, "the run was never limited: the test proves nothing"
@@ -160,4 +160,4 @@ def test_a_rate_limited_run_finishes_every_photo_waiting_out_each_retry_after(st
         # already on their way when the 429 came back.
         early = [e.began - refusal.answered for e in exchanges if refusal.answered + 0.5 < e.began < refusal.answered + wait - 0.05]
         assert early == [], (early, wait)
-    assert stack.charges(account_id) == 15
+    assert stack.charges(account_id) == 9
