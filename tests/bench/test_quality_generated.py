@@ -76,6 +76,16 @@ def test_centred_crop_has_the_aspect_and_holds_the_subject():
     assert alpha[y0:y1, x0:x1].sum() == alpha.sum()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _fewer_composites():
+    """A fifth of the composites (each set's properties hold image by image; three builds of the
+    full counts took ~100 s of a loaded suite)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(generated, "COUNTS", {**generated.COUNTS, "composites-grabcut": 6, "composites-alpha": 4})
+        patch.setattr(generated, "TUNED_EXTRA", {"composites-grabcut": 6, "composites-alpha": 4})
+        yield
+
+
 @pytest.fixture(scope="module")
 def built(quality, tmp_path_factory):
     """The sets made once from the look-alikes, as build makes them by default (tuned extras
