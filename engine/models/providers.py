@@ -8,9 +8,9 @@ Session options that matter for speed on CPU (measured on IS-Net, 1024², bench/
 threads = the cores this process may use (1 thread is ~1.9x slower), ORT_ENABLE_ALL (anything
 less loses the NCHWc layout: ~1.5x slower). The arena and memory-pattern planner stay off for
 fp32: they keep every run's peak allocation for good (2.1 GB vs 0.9 GB resident) for a few % of
-speed. The intra-op threads sleep between parallel sections instead of spinning: a lone run is as
-fast, and runs side by side (the engine's lanes, several servers on one machine) are not slowed by
-threads burning the cores others wait for (bench/spinning.py, README "Speed").
+speed. The intra-op threads sleep between parallel sections instead of spinning: runs side by side
+(the engine's lanes, several servers on one machine) are then not slowed by threads burning the
+cores others wait for, at a few % on a lone run (bench/spinning.py, README "Speed").
 """
 
 from __future__ import annotations
