@@ -305,11 +305,12 @@ class Engine:
             # The edge work can leave little or nothing half opaque of a find that is all
             # hesitation (a plant against a 21:9 frame's side: the net grey over it, a few pixels
             # solid). Rather than answer with that, the tiles look too (issue 15), once.
-            if found and self._kept_little(alpha, scale, found_area):
+            empty = int(alpha.max()) < 128  # nothing half opaque (one pass over the answer, for both checks)
+            if found and (empty or self._kept_little(alpha, scale, found_area)):
                 return self._remove(data, options, force_tiles=True)
             # Still nothing half opaque where the net found something (it hesitated over all of
             # it, a few pixels at most solid): its find, stretched, rather than an empty answer.
-            if not stretch and alpha.max() < 128 and float(views.max()) >= FOUND_LEVEL:
+            if empty and not stretch and float(views.max()) >= FOUND_LEVEL:
                 return self._remove(data, options, force_tiles=force_tiles, stretch=True)
         if source_alpha is not None:  # the upload's own transparency stays transparent
             alpha = ((alpha.astype(np.uint16) * source_alpha + 127) // 255).astype(np.uint8)
@@ -337,9 +338,8 @@ class Engine:
 
     def _kept_little(self, alpha: np.ndarray, scale: tuple[float, float], found_area: float) -> bool:
         """Whether the answer's solid area (alpha >= 128, in sized pixels at `scale` output pixels
-        each) is under `retry_when_kept_under` of `found_area`; an answer with none always is."""
-        if alpha.max() < 128:
-            return True
+        each) is under `retry_when_kept_under` of `found_area` (an answer with none the caller
+        has already sent to the tiles)."""
         if self.retry_when_kept_under <= 0:
             return False
         step = max(1, math.isqrt(alpha.size >> 20))  # counted on about a megapixel: a share, not a mask
