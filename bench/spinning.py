@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "| variant | layout | spinning: wall s | ms / inference | sleeping: wall s | ms / inference | off / on |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
+    print("\n".join(lines), flush=True)  # then each row as it is measured
     for candidate in candidates:
         for name, sessions, run in layouts:
             walls = {}
@@ -125,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
             print(lines[-1], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "spinning.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
     return 0
 
 
