@@ -287,6 +287,11 @@ class Stack:
         return path.read_text().strip() or None
 
     def start(self) -> None:
+        servers = 1 + len(self.more_grpc_ports)
+        self.metrics_ports = tuple(
+            self.metrics_port + number if self.metrics_port else free_port() for number in range(servers)
+        )
+        check_distinct_ports(self.http_port, self.grpc_port, self.more_grpc_ports, self.admin_port, self.metrics_ports)
         envoy = find_envoy()
         descriptor = check_descriptor()
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="clearbg-envoy-"))
@@ -302,10 +307,6 @@ class Stack:
         env["CLEARBG_GRPC_PORT"] = str(self.grpc_port)
         env["CLEARBG_HTTP_PORT"] = str(self.http_port)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        servers = 1 + len(self.more_grpc_ports)
-        self.metrics_ports = tuple(
-            self.metrics_port + number if self.metrics_port else free_port() for number in range(servers)
-        )
         self.children.append(
             Child.start("server", [sys.executable, "-m", "service"],
                         {**env, "CLEARBG_METRICS_PORT": str(self.metrics_ports[0])}, self.out)
@@ -373,11 +374,37 @@ class Stack:
             self.workdir = None
 
 
+# Ports free_port has handed out in this process: the kernel may give a just-closed port again
+# (seen: a stack's REST and gRPC ports the same), and the caller binds it only later.
+_given_ports: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on now (the server binds it a moment later)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on now (the server binds it a moment later), never one
+    this process was given before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
+
+
+def check_distinct_ports(
+    http_port: int, grpc_port: int, more_grpc_ports: tuple[int, ...], admin_port: int, metrics_ports: tuple[int, ...]
+) -> None:
+    """Every listener its own port (0: the kernel picks one); two on one port would not both fail
+    to start, they would split its connections."""
+    named = [("CLEARBG_HTTP_PORT", http_port), ("CLEARBG_GRPC_PORT", grpc_port),
+             *((f"gRPC port of server {n}", p) for n, p in enumerate(more_grpc_ports, start=2)),
+             ("CLEARBG_ENVOY_ADMIN_PORT", admin_port),
+             *((f"metrics port of server {n}", p) for n, p in enumerate(metrics_ports, start=1))]
+    seen: dict[int, str] = {}
+    for name, port in named:
+        if port and port in seen:
+            raise LaunchError(f"{seen[port]} and {name} are both {port}: each needs a port of its own")
+        seen.setdefault(port, name)
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:

@@ -92,6 +92,10 @@ def default_engine(settings: Settings) -> EngineLike:
     return Engine.from_config(settings.engine_config())
 
 
+class PortUnavailable(RuntimeError):
+    """The gRPC port cannot be bound (another process holds it, or it is not permitted)."""
+
+
 class Server:
     """Construct it inside the running event loop: grpc.aio objects belong to that loop."""
 
@@ -117,6 +121,9 @@ class Server:
             options=[
                 ("grpc.max_receive_message_length", max_message),
                 ("grpc.max_send_message_length", max_message),
+                # A port another process holds is an error at start, not a port whose connections
+                # the two share (gRPC sets SO_REUSEPORT by default).
+                ("grpc.so_reuseport", 0),
             ]
         )
         removebg_pb2_grpc.add_RemoveBgServiceServicer_to_server(RemoveBgServicer(self.removal), self.grpc)
@@ -144,9 +151,13 @@ class Server:
         # Alive before the first call can hold a reservation; then beats and sweeps in the background.
         self.removal.reservations.beat()
         self._sweeper = asyncio.create_task(self.removal.reservations.run())
-        self.port = self.grpc.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}")
+        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        try:
+            self.port = self.grpc.add_insecure_port(address)
+        except RuntimeError:  # grpc's message points at its debug logs, not at the port
+            self.port = 0
         if self.port == 0:
-            raise RuntimeError(f"cannot listen on {self.settings.grpc_host}:{self.settings.grpc_port}")
+            raise PortUnavailable(f"cannot listen on {address}: the port is in use or not permitted")
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.grpc.start()
         log.info("listening", host=self.settings.grpc_host, port=self.port)
@@ -207,7 +218,12 @@ class Server:
 
 async def serve(settings: Settings) -> None:
     server = Server(settings)
-    await server.start()
+    try:
+        await server.start()
+    except PortUnavailable as exc:
+        log.error("grpc_port_unavailable", host=settings.grpc_host, port=settings.grpc_port, error=str(exc))
+        await server.stop(0)
+        raise SystemExit(1) from None
     try:
         stop_metrics, metrics_port = metrics.serve(settings.metrics_host, settings.metrics_port)
     except OSError as exc:

@@ -8,7 +8,6 @@ fail with the error convention of service/errors.py), so what is tested is Envoy
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -21,16 +20,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from clearbg.v1 import account_pb2_grpc, removebg_pb2, removebg_pb2_grpc
-from service.launcher import Child, check_descriptor, envoy_command, find_envoy, render_envoy_config
+from service.launcher import Child, check_descriptor, envoy_command, find_envoy, free_port, render_envoy_config
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 Handler = Callable[[object, grpc.aio.ServicerContext], Awaitable[object]]

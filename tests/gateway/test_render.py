@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 
 import pytest
@@ -71,3 +72,73 @@ def test_retries_only_what_never_reached_a_server():
     assert [p["name"] for p in policy["retry_host_predicate"]] == ["envoy.retry_host_predicates.previous_hosts"]
     routes = [r for r in host["routes"] if "route" in r]
     assert routes and not [r for r in routes if "retry_policy" in r["route"]]  # no route widens it
+
+
+def test_free_port_never_hands_out_a_port_twice(monkeypatch):
+    """The kernel may give a just-closed port again; a stack whose REST and gRPC ports came out
+    the same started with Envoy and the server sharing one."""
+    from service import launcher
+
+    given = iter([41001, 41001, 41002])
+
+    class Socket:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def bind(self, address):
+            self.port = next(given)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(launcher, "_given_ports", set())
+    monkeypatch.setattr(launcher.socket, "socket", Socket)
+    assert [launcher.free_port(), launcher.free_port()] == [41001, 41002]
+
+
+@pytest.mark.parametrize(
+    ("ports", "message"),
+    [
+        (dict(http_port=18080, grpc_port=18080), "CLEARBG_HTTP_PORT and CLEARBG_GRPC_PORT are both 18080"),
+        (dict(http_port=18080, grpc_port=18051, more_grpc_ports=(18051,)),
+         "CLEARBG_GRPC_PORT and gRPC port of server 2 are both 18051"),
+        (dict(http_port=18080, grpc_port=18051, metrics_port=18080),
+         "CLEARBG_HTTP_PORT and metrics port of server 1 are both 18080"),
+        (dict(http_port=18080, grpc_port=18051, admin_port=18051),
+         "CLEARBG_GRPC_PORT and CLEARBG_ENVOY_ADMIN_PORT are both 18051"),
+    ],
+)
+def test_two_listeners_on_one_port_do_not_start(ports, message):
+    from service.launcher import Stack
+
+    stack = Stack(env={}, out=None, **ports)
+    with pytest.raises(LaunchError, match=message):
+        stack.start()
+    assert stack.children == [] and stack.workdir is None
+
+
+def test_envoy_will_not_share_a_port_another_process_holds(tmp_path):
+    """Envoy sets SO_REUSEPORT by default: it would start and split the port's connections."""
+    import socket
+
+    from service.launcher import Child, envoy_command, free_port
+
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = tmp_path / "envoy.yaml"
+        config.write_text(render_envoy_config(port, free_port(), descriptor=check_descriptor()))
+        out = io.StringIO()
+        envoy = Child.start("envoy", envoy_command(find_envoy(), config, "error"), {}, out)
+        try:
+            code = envoy.process.wait(60)
+            envoy.pump.join(10)
+        finally:
+            envoy.kill()
+    assert code != 0
+    assert "Address already in use" in out.getvalue()

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from decimal import Decimal
 
@@ -380,3 +382,37 @@ def test_a_server_heartbeats_from_its_start_and_retires_on_stop(settings, storag
         return alive, left
 
     assert asyncio.run(lifecycle()) == (1, 0)
+
+
+def test_a_port_another_process_holds_is_an_error_at_start(settings, storage, engine, tmp_path):
+    """Not a port whose connections two processes share: a stack whose REST and gRPC ports came
+    out the same once ran with Envoy answering half of the server's calls."""
+    from dataclasses import replace
+
+    from service.server import Server
+
+    with socket.socket() as holder:  # as Envoy and gRPC bind by default: SO_REUSEPORT
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        async def start() -> None:
+            server = Server(replace(settings, grpc_host="127.0.0.1", grpc_port=port), storage=storage,
+                            engine_factory=lambda: engine)
+            try:
+                await server.start(out=io.StringIO())
+            finally:
+                await server.stop(0)
+
+        with pytest.raises(RuntimeError, match=f"cannot listen on 127.0.0.1:{port}: the port is in use"):
+            asyncio.run(start())
+
+        # `python -m service` says so in its log and exits 1, without a traceback.
+        env = dict(os.environ, CLEARBG_GRPC_PORT=str(port), CLEARBG_METRICS_PORT="0",
+                   CLEARBG_DATABASE_URL=f"sqlite:///{tmp_path / 'port.db'}")
+        run = subprocess.run([sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=120)
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output
+    assert "grpc_port_unavailable" in output and f"cannot listen on 127.0.0.1:{port}" in output
+    assert "Traceback" not in output
