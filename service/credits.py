@@ -106,6 +106,19 @@ def _refund_after(done: asyncio.Future, reservations: Reservations, request_id: 
         asyncio.ensure_future(asyncio.to_thread(reservations.refund, done.result().reservation, request_id))
 
 
+def refuse_unpayable(account: Account, size: str) -> None:
+    """The 402 `paid_call` would give, raised before the call waits for the engine, where the
+    balance read when the caller was authenticated already says it cannot pay: a caller with
+    nothing left learns so at once, and takes no place in the queue from callers who can pay.
+    The reservation after admission still decides (under the account's lock)."""
+    if size != "preview" and account.total >= PRICE:
+        return
+    if size not in ("preview", "auto"):
+        raise no_credits(account)
+    if account.free_calls_left() <= 0:  # size=auto falls back to a free preview first
+        raise no_free_calls()
+
+
 def no_credits(account: Account) -> ApiError:
     return ApiError(
         402,

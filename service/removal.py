@@ -22,7 +22,7 @@ from engine.types import EngineError, ImageInfo, RemovalOptions, RemovalResult
 from service import params
 from service.admission import Admission
 from service.config import Settings
-from service.credits import format_credits, paid_call
+from service.credits import format_credits, paid_call, refuse_unpayable
 from service.errors import ApiError, bad_request, database_unavailable
 from service.fetching.remote_images import RemoteImages
 from service.idempotency import Idempotency, IdempotencyRefused
@@ -182,9 +182,10 @@ class RemovalService:
     ) -> Delivery:
         # Queued first (503 at once when it could not start in time), then paid for (402 when the
         # account cannot pay, leaving the queue): a call the admission refuses never touches the
-        # ledger. The credit is given back if anything fails before the result is delivered, the
-        # caller going away included (service/credits.py): a call cancelled while it waits never
-        # reaches the engine.
+        # ledger. One the balance already rules out is refused before it queues. The credit is
+        # given back if anything fails before the result is delivered, the caller going away
+        # included (service/credits.py): a call cancelled while it waits never reaches the engine.
+        refuse_unpayable(caller.account, request.size)
         self._check_ready()
         megapixels = info.width * info.height / 1e6
         async with self.admission.admit(megapixels) as ticket, \

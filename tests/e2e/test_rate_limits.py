@@ -114,14 +114,12 @@ def redis_client():
 
 @pytest.fixture(scope="module")
 def redis_pair(tmp_path_factory, postgres_schema, free_port, redis_client) -> Iterator[Deployment]:
-    """Two servers sharing one PostgreSQL schema and one Redis, behind one Envoy. Admission's bound
-    is wide: these calls are answered 402 or 429 at once, but each is counted at the service time
-    the server expects (its warm-up's, on a loaded slow machine seconds), and 20 of them at once
-    were refused as `overloaded` there, leaving promised places that refused the next tests' calls
-    too (tests/e2e/test_overload.py tests admission)."""
+    """Two servers sharing one PostgreSQL schema and one Redis, behind one Envoy. Most calls here
+    are answered 429 or 402 before they queue (service/credits.refuse_unpayable): a burst of them
+    does not fill admission's queue."""
     workdir = tmp_path_factory.mktemp("e2e-redis")
     with two_server_deployment(
-        "redis", workdir, postgres_schema(), free_port, CLEARBG_REDIS_URL=REDIS_URL, CLEARBG_MAX_QUEUE_WAIT_S="120"
+        "redis", workdir, postgres_schema(), free_port, CLEARBG_REDIS_URL=REDIS_URL
     ) as deployment:
         yield deployment
 

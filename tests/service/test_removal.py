@@ -302,3 +302,37 @@ def test_a_call_the_admission_refuses_never_touches_the_ledger(storage, settings
     assert (error.status, error.code) == (503, "overloaded")
     assert [e.kind for e in storage.ledger(account[0].id)] == ["charge", "charge"]
     service.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("size", "free_calls", "code"),
+    [("full", 50, "insufficient_credits"), ("hd", 0, "insufficient_credits"),
+     ("preview", 0, "insufficient_free_calls"), ("auto", 0, "insufficient_free_calls")],
+)
+def test_a_call_the_balance_rules_out_is_refused_before_it_queues(storage, settings, account, size, free_calls, code):
+    """The engine busy and its one queued place taken: a caller who cannot pay gets its 402 at
+    once, not a 503 `overloaded` (or, with a free place, a wait) for a call it could never pay."""
+    import dataclasses
+    import threading
+
+    broke = storage.create_account("broke", payg=Decimal("0.5"), free_calls=free_calls)
+    storage.add_api_key(broke.id, "cbg_broke")
+    release = threading.Event()
+    service = RemovalService(storage, HeldEngine(release), dataclasses.replace(settings, engine_workers=1, max_queue=1))
+
+    async def scenario():
+        fields = {"image_file": png_bytes(8, 8), "size": "preview"}
+        running = [asyncio.ensure_future(service.remove(DEV_KEY, name, fields)) for name in ("a", "b")]
+        await asyncio.sleep(0.3)  # one runs, one waits: the queue is full
+        try:
+            with pytest.raises(ApiError) as caught:
+                await service.remove("cbg_broke", "c", {"image_file": png_bytes(8, 8), "size": size})
+        finally:
+            release.set()
+            await asyncio.gather(*running)
+        return caught.value
+
+    error = run(scenario())
+    service.shutdown()
+    assert (error.status, error.code) == (402, code)
+    assert storage.ledger(broke.id) == []
