@@ -32,9 +32,9 @@ class Packages:
     cli: pathlib.Path  # clearbg-cli-<version>.tgz
 
 
-def photo_folder(folder: pathlib.Path, photos: list[pathlib.Path]) -> pathlib.Path:
-    """A folder of links to the shared photos (never copies)."""
+def photo_folder(folder: pathlib.Path, photos: list[pathlib.Path], names: list[str] | None = None) -> pathlib.Path:
+    """A folder of links to the shared photos (never copies), under their own names or `names`."""
     folder.mkdir(parents=True)
-    for photo in photos:
-        (folder / photo.name).symlink_to(photo)
+    for photo, name in zip(photos, names or [photo.name for photo in photos], strict=True):
+        (folder / name).symlink_to(photo)
     return folder

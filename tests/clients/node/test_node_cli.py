@@ -93,11 +93,9 @@ def test_30_photos_in_a_terminal_then_skip_existing_charges_nothing(sdk_stack, a
     # Six photos, each five times under a name of its own: what is tested is the CLI's batch, and
     # the server's matte cache answers the repeats (the net runs 6 times, not 30: 167 s of a
     # loaded suite on the AVX2 EPYC).
-    names = [f"{n:02d}-{photos[n % 6].name}" for n in range(30)]
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for n, name in enumerate(names):
-        (folder / name).symlink_to(photos[n % 6])
+    chosen = [photos[n % 6] for n in range(30)]
+    names = [f"{n:02d}-{photo.name}" for n, photo in enumerate(chosen)]
+    folder = photo_folder(tmp_path / "photos", chosen, names)
     env = sdk_env(sdk_stack, key)
     status, output = run_in_terminal(
         [clearbg_bin, "remove", folder, "-o", tmp_path / "out", "--concurrency", "4", "--size", "small"], env, tmp_path
