@@ -147,10 +147,8 @@ class Server:
 
     async def start(self, out: TextIO = sys.stdout) -> int:
         """Binds and starts serving (NOT_SERVING), then loads the engine; returns the port."""
-        ensure_dev_account(self.storage, self.settings.dev_api_key, out)
-        # Alive before the first call can hold a reservation; then beats and sweeps in the background.
-        self.removal.reservations.beat()
-        self._sweeper = asyncio.create_task(self.removal.reservations.run())
+        # The port first (bound, not yet serving): a held one stops the start before the
+        # database sees a development account or a heartbeat.
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
         try:
             self.port = self.grpc.add_insecure_port(address)
@@ -158,6 +156,10 @@ class Server:
             self.port = 0
         if self.port == 0:
             raise PortUnavailable(f"cannot listen on {address}: the port is in use or not permitted")
+        ensure_dev_account(self.storage, self.settings.dev_api_key, out)
+        # Alive before the first call can hold a reservation; then beats and sweeps in the background.
+        self.removal.reservations.beat()
+        self._sweeper = asyncio.create_task(self.removal.reservations.run())
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.grpc.start()
         log.info("listening", host=self.settings.grpc_host, port=self.port)
