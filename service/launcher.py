@@ -14,7 +14,6 @@ CLEARBG_METRICS_PORT (9464: the server's /metrics; a further server process gets
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import pathlib
@@ -133,23 +132,18 @@ def envoy_command(
     return command
 
 
-_PR_SET_PDEATHSIG = 1
+def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
+    """The child gets SIGTERM when the launcher dies, even by SIGKILL (Linux's parent-death
+    signal), so a killed launcher never leaves a server or an Envoy holding the ports.
 
-
-def _die_with_parent(parent: int):
-    """For Popen's preexec_fn: the child gets SIGTERM when the launcher dies, even by SIGKILL
-    (Linux's parent-death signal), so a killed launcher never leaves a server or an Envoy
-    holding the ports. Elsewhere a no-op."""
-
-    def arm() -> None:
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        except (OSError, AttributeError):
-            return
-        if os.getppid() != parent:  # the launcher died before the signal was armed
-            os._exit(1)
-
-    return arm
+    util-linux's setpriv arms it in the child rather than a Popen preexec_fn: that makes Python
+    fork() (not vfork) a process that runs gRPC, and gRPC's fork handlers crashed the child
+    (SIGSEGV, SIGABRT) whenever other threads were in a call. Without setpriv, or off Linux,
+    no death signal."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if setpriv is None:
+        return list(argv)
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv]
 
 
 def _pump(stream, prefix: str, out: TextIO) -> None:
@@ -171,7 +165,7 @@ class Child:
     @classmethod
     def start(cls, name: str, argv: Sequence[str], env: Mapping[str, str], out: TextIO | None) -> "Child":
         process = subprocess.Popen(
-            list(argv),
+            _with_parent_death_signal(argv),
             cwd=ROOT,
             env=dict(env),
             stdout=subprocess.PIPE if out is not None else subprocess.DEVNULL,
@@ -179,7 +173,6 @@ class Child:
             stdin=subprocess.DEVNULL,
             # Ctrl-C reaches the launcher only; it stops the children in order.
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()) if sys.platform.startswith("linux") else None,
         )
         pump = None
         if out is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 
 import pytest
@@ -142,3 +143,43 @@ def test_envoy_will_not_share_a_port_another_process_holds(tmp_path):
             envoy.kill()
     assert code != 0
     assert "Address already in use" in out.getvalue()
+
+
+def test_children_start_cleanly_while_grpc_calls_run_in_the_launcher():
+    """The tests start stacks from processes that run gRPC; a child forked by Python from such
+    a process (a Popen preexec_fn) crashed in gRPC's fork handlers when another thread was in a
+    call: 1823 of 2000 such starts here. Every start must reach its program."""
+    import threading
+    from concurrent import futures
+
+    import grpc
+
+    from service.launcher import Child
+
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    stop = threading.Event()
+
+    def call_in_a_loop() -> None:
+        while not stop.is_set():
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                try:
+                    channel.unary_unary("/clearbg.test.v1.Nothing/Call")(b"", timeout=0.2)
+                except grpc.RpcError:
+                    pass
+
+    callers = [threading.Thread(target=call_in_a_loop, daemon=True) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    try:
+        codes = []
+        for _ in range(100):
+            child = Child.start("true", ["sh", "-c", "exit 7"], os.environ, out=None)
+            codes.append(child.process.wait(10))
+    finally:
+        stop.set()
+        for caller in callers:
+            caller.join(5)
+        server.stop(None)
+    assert codes == [7] * 100
