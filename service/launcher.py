@@ -138,8 +138,9 @@ def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
 
     util-linux's setpriv arms it in the child rather than a Popen preexec_fn: that makes Python
     fork() (not vfork) a process that runs gRPC, and gRPC's fork handlers crashed the child
-    (SIGSEGV, SIGABRT) whenever other threads were in a call. Without setpriv, or off Linux,
-    no death signal."""
+    (SIGSEGV, SIGABRT) whenever other threads were in a call. A launcher killed in the moment
+    before setpriv arms the signal leaves that child running. Without setpriv, or off Linux, no
+    death signal."""
     setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
     if setpriv is None:
         return list(argv)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import threading
+from concurrent import futures
 
+import grpc
 import pytest
 
-from service.launcher import LaunchError, check_descriptor, find_envoy, render_envoy_config
+from service.launcher import Child, LaunchError, check_descriptor, find_envoy, render_envoy_config
 
 
 def test_render_fills_every_placeholder_and_envoy_accepts_it(tmp_path):
@@ -148,14 +151,7 @@ def test_envoy_will_not_share_a_port_another_process_holds(tmp_path):
 def test_children_start_cleanly_while_grpc_calls_run_in_the_launcher():
     """The tests start stacks from processes that run gRPC; a child forked by Python from such
     a process (a Popen preexec_fn) crashed in gRPC's fork handlers when another thread was in a
-    call: 1823 of 2000 such starts here. Every start must reach its program."""
-    import threading
-    from concurrent import futures
-
-    import grpc
-
-    from service.launcher import Child
-
+    call, most such starts. Every start must reach its program."""
     server = grpc.server(futures.ThreadPoolExecutor(4))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
