@@ -32,9 +32,15 @@ class Packages:
     cli: pathlib.Path  # clearbg-cli-<version>.tgz
 
 
-def photo_folder(folder: pathlib.Path, photos: list[pathlib.Path], names: list[str] | None = None) -> pathlib.Path:
-    """A folder of links to the shared photos (never copies), under their own names or `names`."""
+def photo_folder(folder: pathlib.Path, photos: list[pathlib.Path], count: int | None = None) -> pathlib.Path:
+    """A folder of links to the shared photos (never copies), under their own names; with
+    `count`, that many links cycling through `photos`, each under a name of its own: a batch of
+    files for the CLI whose repeats the server's matte cache answers, so the net runs once a photo."""
     folder.mkdir(parents=True)
-    for photo, name in zip(photos, names or [photo.name for photo in photos], strict=True):
+    if count is None:
+        links = [(photo, photo.name) for photo in photos]
+    else:
+        links = [(photos[n % len(photos)], f"{n:02d}-{photos[n % len(photos)].name}") for n in range(count)]
+    for photo, name in links:
         (folder / name).symlink_to(photo)
     return folder
