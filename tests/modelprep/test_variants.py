@@ -229,7 +229,7 @@ def test_a_new_variant_replaces_the_files_of_older_recipes(temp_cache):
 
 def test_corrupted_variant_is_detected_and_rebuilt(temp_cache, fp32_path):
     # The session's variant and its record, copied: only the rebuild is this test's (a build is
-    # 10-30 s of the suite, by CPU).
+    # the costliest step of this file).
     path = variants.variants_dir() / fp32_path.parent.name / fp32_path.name
     path.parent.mkdir(parents=True)
     for made in (fp32_path, fp32_path.with_suffix(".json")):

@@ -173,8 +173,8 @@ def spend_rate_limit(rest_url: str, key: str, units: int) -> None:
 
 
 def test_rate_limited_run_waits_out_retry_after_and_shows_no_429(sdk_stack, accounts, clearbg_bin, photos, tmp_path):
-    # 30 a minute, one unit each 2 s: the run waits ~12 s (at 10 a minute and 15 photos it waited
-    # 72 s to show the same thing; 9 photos show it with 6 fewer inferences).
+    # 30 a minute, one unit each 2 s: the run waits ~12 s. 9 files of 3 photos: the limit counts
+    # calls, and the matte cache answers the repeats.
     key = accounts.make("cli-limited", subscription=Decimal(100), rate_limit_per_minute=30)
     folder = photo_folder(tmp_path / "photos", photos[:3], count=9)
     env = sdk_env(sdk_stack, key, CLEARBG_LOG="debug")
