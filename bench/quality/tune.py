@@ -32,6 +32,10 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
   replaced, the rest kept.
 - with --mirror-only, whether the net also sees each view mirrored (EngineConfig.mirror), the other
   settings as committed: judged by the checks as the edges, ties to off; its section replaced.
+- with --scales-only, at which scales of each view the net also looks, the answers averaged
+  (EngineConfig.scales, SCALES), the other settings as committed: judged by the checks as the
+  edges, a set of scales taken over the one view only when it is no worse on either half of the
+  tuned part too, ties to fewer pixels for the net; its section replaced.
 
 The net's matte of each view is computed once (the engine's matte cache, sized to hold them all)
 and reused by every setting. Writes bench-results/tune.md and prints it.
@@ -86,6 +90,9 @@ EDGE_GRID = {
     "eps": (2e-5, 5e-5, 1e-4, 2e-4), "wide": (26, 34, 42), "reach": (5, 7, 9), "wide_at": (0.3, 0.5, 0.8),
     "narrow_lift": (0.0, 0.04, 0.08, 0.17), "narrow_under": (0.3, 0.4, 0.5), "wide_over": (0.6, 0.8, 0.9, 1.0),
 }
+# The scales each view is also run at (EngineConfig.scales), 1.0 the view as it is; each further
+# scale costs scale² of a view's inference. Alone, 0.75 and 1.25 lost on the soft sets' tuned half.
+SCALES = ((1.0,), (0.875, 1.0), (0.875, 0.9375, 1.0), (1.0, 1.125))
 
 
 def log(message: str) -> None:
@@ -336,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="sweep the edge settings alone, from the engine's committed view settings")
     edges.add_argument("--mirror-only", action="store_true",
                        help="judge the mirrored view (on or off) alone, with the other settings as committed")
+    edges.add_argument("--scales-only", action="store_true",
+                       help="judge the scales each view is also run at alone, with the other settings as committed")
     parser.add_argument("--quality-dir", type=pathlib.Path, default=None)
     parser.add_argument("--out", type=pathlib.Path, default=datasets.REPO / "bench-results")
     parser.add_argument("--threads", type=int, default=None)
@@ -361,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.edges_only:
         return edges_only(Engine(segmenter), samples, sets, args.out, argv)
+    if args.scales_only:
+        def with_scales(scales: tuple[float, ...]):
+            one = Engine.from_config(dataclasses.replace(config, scales=scales, xtype=False)).segmenter
+            return Engine(one)
+
+        return scales_only(with_scales, samples, sets, args.out, argv, config.scales)
     if args.mirror_only:
         other = Engine.from_config(dataclasses.replace(config, mirror=not config.mirror)).segmenter
         segmenters = {config.mirror: segmenter, not config.mirror: other}
@@ -505,6 +520,9 @@ EDGES_HEADER = "## Edges:"
 MIRROR_HEADER = "## Mirror:"
 
 
+SCALES_HEADER = "## Scales:"
+
+
 def replace_section(out: pathlib.Path, header: str, lines: list[str]) -> str:
     """tune.md with its section under `header` (to the next "## " heading) replaced by `lines` (a
     blank, the header, ...), or those appended where it has none; the rest kept. Written and returned."""
@@ -554,3 +572,40 @@ def mirror_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: li
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def scales_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: list[str], out: pathlib.Path,
+                argv: list[str] | None, now: tuple[float, ...], candidates: tuple = SCALES) -> int:
+    """At which scales the net also sees each view (make_engine(scales)), judged by issue 15's
+    checks on the tuned part (fewest failing, then the least shortfall, then the fewest pixels for
+    the net); a candidate is taken over the one view only when it is no worse on either half of
+    the tuned part (halves()). Its section replaces tune.md's."""
+    rembg = rembg_scores(samples)
+    parts = halves(samples)
+    found, judged, by_half = {}, {}, {}
+    for scales in candidates:
+        engine = make_engine(scales)
+        scores = {name: cut(engine, chosen) for name, chosen in samples.items()}
+        found[scales] = {name: set_means(s) for name, s in scores.items()}
+        judged[scales] = edge_objective(scores, rembg, samples)
+        by_half[scales] = half_objectives(scores, rembg, samples, parts)
+        log(f"scales {_label(scales)}: {judged[scales][0]} checks fail, shortfall {judged[scales][1]:.4f}, "
+            f"halves {by_half[scales]}")
+    one = candidates[0]
+    allowed = [c for c in candidates if c == one or all(
+        (h[0], round(h[1], 4)) <= (b[0], round(b[1], 4)) for h, b in zip(by_half[c], by_half[one]))]
+    chosen = min(allowed, key=lambda c: (judged[c][0], round(judged[c][1], 4), sum(v * v for v in c)))
+    rows = share_table("scales", found, chosen, judged)
+    rows[0] += " halves (failing, shortfall) |"
+    rows[1] += "---|"
+    rows[2:] = [row + " " + "; ".join(f"{f} / {s:.4f}" for f, s in by_half[c]) + " |" for row, c in zip(rows[2:], candidates)]
+    lines = ["", f"{SCALES_HEADER} at which scales of each view the net also looks, the answers averaged", "",
+             from_line(argv, make_engine(one).segmenter.model_path, "the other settings as committed", samples, sets),
+             "",
+             "Judged by issue 15's checks against rembg's cut-outs of the tuned part (fewest failing, then the least "
+             "shortfall, then the fewest pixels for the net), a candidate taken over the view alone only when it is no "
+             f"worse on either half of the tuned part. Chosen: {_label(chosen)}; engine/config.py EngineConfig.scales "
+             f"is {_label(now)}.",
+             "", *rows]
+    print(replace_section(out, SCALES_HEADER, lines))
+    return 0

@@ -191,6 +191,7 @@ class Segmenter:
         batch_wait_ms: float = 5.0,
         matte_cache_bytes: int = 0,
         mirror: bool = False,
+        scales: Sequence[float] = (1.0,),
     ):
         from engine.models.lanes import Lanes
 
@@ -227,6 +228,10 @@ class Segmenter:
         # The matte is the mean of the net's answers for the view and for its mirror image: what
         # one of them gets wrong the other often does not (twice the net's time; README, Quality).
         self.mirror = mirror
+        # ... and, on a net that takes any shape, of its answers for the view scaled by each of
+        # `scales` (each brought back to the view's shape): the net's misses change with the
+        # scale it sees a photo at, so fewer survive the mean (README, Quality).
+        self.scales = tuple(scales) if self.fixed_shape is None else (1.0,)
 
     def _session(self, candidate: Candidate, threads: int) -> object:
         if candidate.provider in providers.TORCH:  # imports torch: only when a torch candidate is tried
@@ -251,10 +256,18 @@ class Segmenter:
         """The (w, h) the net sees a width x height picture at (see Family.input_shape)."""
         return self.fixed_shape or self.family.input_shape(width, height, self.size, keep_aspect=True)
 
+    def scaled_shape(self, shape: Shape, scale: float) -> Shape:
+        """The (w, h) a view of `shape` is run at for one of `scales`: each side scaled, in
+        steps of STRIDE."""
+        if scale == 1.0:
+            return shape
+        return tuple(max(STRIDE, round(side * scale / STRIDE) * STRIDE) for side in shape)  # type: ignore[return-value]
+
     def warm_up(self, shapes: list[Shape], session: object | None = None) -> None:
-        """The session (default: the all-core one) runs once at each shape: a runtime's first
-        run of a shape sets it up (OpenVINO: ~50 ms more for a new shape, up to 2x the time on
-        the first run at all)."""
+        """The session (default: the all-core one) runs once at each shape (and each of its
+        scaled shapes): a runtime's first run of a shape sets it up (OpenVINO: ~50 ms more for a
+        new shape, up to 2x the time on the first run at all)."""
+        shapes = [self.scaled_shape(shape, scale) for shape in shapes for scale in self.scales]
         for width, height in shapes:
             tensor = np.zeros((1, 3, height, width), np.float32)
             (session or self.session).run([self.output_name], {self.input_name: tensor})
@@ -301,16 +314,25 @@ class Segmenter:
         shape = self.input_shape(*image.size)
         seen = image if image.size == shape else image.resize(shape, Image.Resampling.BILINEAR)
         if not self.cache.max_bytes:  # off: no digest of the pixels to take (~4 ms at 1024x768)
-            return self._run(seen, shape), False
-        return self.cache.get(MatteCache.key(scope, shape, seen.tobytes()), lambda: self._run(seen, shape))
+            return self._run(image, seen, shape), False
+        return self.cache.get(MatteCache.key(scope, shape, seen.tobytes()), lambda: self._run(image, seen, shape))
 
-    def _run(self, image: Image.Image, shape: Shape) -> np.ndarray:
-        tensor = self.family.preprocess(image, shape)
-        matte = self._infer(tensor, shape)
-        if self.mirror:
-            mirrored = self._infer(np.ascontiguousarray(tensor[..., ::-1]), shape)[:, ::-1]
-            matte = (matte + mirrored) * np.float32(0.5)
-        return matte
+    def _run(self, image: Image.Image, seen: Image.Image, shape: Shape) -> np.ndarray:
+        """The mean of the net's answers for `seen` (`image` at `shape`) at each of `scales`,
+        each also mirrored where `mirror` is on, at `shape`."""
+        total = None
+        for scale in self.scales:
+            size = self.scaled_shape(shape, scale)
+            view = seen if size == shape else image.resize(size, Image.Resampling.BILINEAR)
+            tensor = self.family.preprocess(view, size)
+            matte = self._infer(tensor, size)
+            if self.mirror:
+                mirrored = self._infer(np.ascontiguousarray(tensor[..., ::-1]), size)[:, ::-1]
+                matte = (matte + mirrored) * np.float32(0.5)
+            if size != shape:
+                matte = cv2.resize(matte, shape, interpolation=cv2.INTER_LINEAR)
+            total = matte if total is None else total + matte
+        return total if len(self.scales) == 1 else total * np.float32(1.0 / len(self.scales))
 
     def _infer(self, tensor: np.ndarray, shape: Shape) -> np.ndarray:
         if self.batcher is not None:
