@@ -570,10 +570,6 @@ def mirror_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: li
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def scales_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: list[str], out: pathlib.Path,
                 argv: list[str] | None, now: tuple[float, ...], candidates: tuple = SCALES) -> int:
     """At which scales the net also sees each view (make_engine(scales)), judged by issue 15's
@@ -583,8 +579,10 @@ def scales_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: li
     rembg = rembg_scores(samples)
     parts = halves(samples)
     found, judged, by_half = {}, {}, {}
+    model_path = "?"
     for scales in candidates:
         engine = make_engine(scales)
+        model_path = engine.segmenter.model_path
         scores = {name: cut(engine, chosen) for name, chosen in samples.items()}
         found[scales] = {name: set_means(s) for name, s in scores.items()}
         judged[scales] = edge_objective(scores, rembg, samples)
@@ -600,7 +598,7 @@ def scales_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: li
     rows[1] += "---|"
     rows[2:] = [row + " " + "; ".join(f"{f} / {s:.4f}" for f, s in by_half[c]) + " |" for row, c in zip(rows[2:], candidates)]
     lines = ["", f"{SCALES_HEADER} at which scales of each view the net also looks, the answers averaged", "",
-             from_line(argv, make_engine(one).segmenter.model_path, "the other settings as committed", samples, sets),
+             from_line(argv, model_path, "the other settings as committed", samples, sets),
              "",
              "Judged by issue 15's checks against rembg's cut-outs of the tuned part (fewest failing, then the least "
              "shortfall, then the fewest pixels for the net), a candidate taken over the view alone only when it is no "
@@ -609,3 +607,7 @@ def scales_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: li
              "", *rows]
     print(replace_section(out, SCALES_HEADER, lines))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
