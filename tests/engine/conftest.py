@@ -14,3 +14,14 @@ def engine(model_manifest, engine_config):
     from engine.pipeline import Engine
 
     return Engine.from_manifest(model_manifest, dataclasses.replace(engine_config, xtype=False))
+
+
+@pytest.fixture(scope="session")
+def person_photo(grabcut):
+    """One grabcut50 photo as RGB (a person against clutter): the averaged views' tests."""
+    import io
+
+    from PIL import Image
+
+    data, _, _ = grabcut("388016")
+    return Image.open(io.BytesIO(data)).convert("RGB")

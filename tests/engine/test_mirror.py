@@ -3,19 +3,11 @@ its answer for the mirror image, flipped back."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from engine.models.families import Segmenter
-
-
-@pytest.fixture(scope="module")
-def photo(grabcut) -> Image.Image:
-    data, _, _ = grabcut("388016")
-    return Image.open(io.BytesIO(data)).convert("RGB")
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +19,20 @@ def segmenters(model_manifest):
     return make(False), make(True)
 
 
-def test_the_matte_is_the_mean_of_the_view_and_its_mirror_image(segmenters, photo):
+def test_the_matte_is_the_mean_of_the_view_and_its_mirror_image(segmenters, person_photo):
     plain, mirrored = segmenters
-    flipped = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    expected = (plain.matte(photo) + plain.matte(flipped)[:, ::-1]) * np.float32(0.5)
-    np.testing.assert_allclose(mirrored.matte(photo), expected, atol=1e-6)
+    flipped = person_photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    expected = (plain.matte(person_photo) + plain.matte(flipped)[:, ::-1]) * np.float32(0.5)
+    np.testing.assert_allclose(mirrored.matte(person_photo), expected, atol=1e-6)
 
 
-def test_a_mirrored_photo_gets_the_mirrored_matte(segmenters, photo):
+def test_a_mirrored_photo_gets_the_mirrored_matte(segmenters, person_photo):
     plain, mirrored = segmenters
-    flipped = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    flipped = person_photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     # The net alone is not symmetric: what it answers for the mirror image differs ...
-    assert np.abs(plain.matte(flipped)[:, ::-1] - plain.matte(photo)).max() > 0.05
-    # ... and the mean of both answers is the same whichever way round the photo came.
-    np.testing.assert_allclose(mirrored.matte(flipped)[:, ::-1], mirrored.matte(photo), atol=1e-6)
+    assert np.abs(plain.matte(flipped)[:, ::-1] - plain.matte(person_photo)).max() > 0.05
+    # ... and the mean of both answers is the same whichever way round the person_photo came.
+    np.testing.assert_allclose(mirrored.matte(flipped)[:, ::-1], mirrored.matte(person_photo), atol=1e-6)
 
 
 def test_the_engine_mirrors_by_default_and_the_setting_turns_it_off():

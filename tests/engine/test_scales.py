@@ -3,19 +3,11 @@ for a view averaged with its answers for the view scaled, each brought back to t
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from engine.models.families import Segmenter
-
-
-@pytest.fixture(scope="module")
-def photo(grabcut) -> Image.Image:
-    data, _, _ = grabcut("388016")
-    return Image.open(io.BytesIO(data)).convert("RGB")
 
 
 @pytest.fixture(scope="module")
@@ -27,29 +19,29 @@ def segmenters(model_manifest):
     return {scales: make(scales) for scales in ((1.0,), (0.75,), (0.75, 1.0))}
 
 
-def test_a_scaled_view_runs_the_net_smaller_and_answers_at_the_view_shape(segmenters, photo):
+def test_a_scaled_view_runs_the_net_smaller_and_answers_at_the_view_shape(segmenters, person_photo):
     plain, scaled = segmenters[(1.0,)], segmenters[(0.75,)]
-    shape = plain.input_shape(*photo.size)
+    shape = plain.input_shape(*person_photo.size)
     assert scaled.scaled_shape(shape, 0.75) == tuple(round(side * 0.75 / 32) * 32 for side in shape)
     ran = []
     infer = scaled._infer
     scaled._infer = lambda tensor, size: ran.append(tensor.shape[-2:]) or infer(tensor, size)
     try:
-        matte = scaled.matte(photo)
+        matte = scaled.matte(person_photo)
     finally:
         del scaled._infer
     width, height = scaled.scaled_shape(shape, 0.75)
     assert ran == [(height, width)]
-    assert matte.shape == plain.matte(photo).shape == (shape[1], shape[0])
+    assert matte.shape == plain.matte(person_photo).shape == (shape[1], shape[0])
     # What the net answers at another scale differs (it is why the mean helps) ...
-    assert np.abs(matte - plain.matte(photo)).max() > 0.05
+    assert np.abs(matte - plain.matte(person_photo)).max() > 0.05
     # ... though it finds the same subject.
-    assert np.count_nonzero((matte >= 0.5) & (plain.matte(photo) >= 0.5)) > 0.8 * np.count_nonzero(plain.matte(photo) >= 0.5)
+    assert np.count_nonzero((matte >= 0.5) & (plain.matte(person_photo) >= 0.5)) > 0.8 * np.count_nonzero(plain.matte(person_photo) >= 0.5)
 
 
-def test_the_matte_is_the_mean_of_the_answers_at_each_scale(segmenters, photo):
-    expected = (segmenters[(0.75,)].matte(photo) + segmenters[(1.0,)].matte(photo)) * np.float32(0.5)
-    np.testing.assert_allclose(segmenters[(0.75, 1.0)].matte(photo), expected, atol=1e-6)
+def test_the_matte_is_the_mean_of_the_answers_at_each_scale(segmenters, person_photo):
+    expected = (segmenters[(0.75,)].matte(person_photo) + segmenters[(1.0,)].matte(person_photo)) * np.float32(0.5)
+    np.testing.assert_allclose(segmenters[(0.75, 1.0)].matte(person_photo), expected, atol=1e-6)
 
 
 def test_the_engine_runs_one_scale_by_default_and_the_setting_names_others():
