@@ -176,6 +176,16 @@ def edge_objective(ours: dict[str, list[dict[str, float]]], rembg: dict[str, dic
     return failed, short
 
 
+def objective_key(objective: tuple[int, float]) -> tuple[int, float]:
+    """An edge_objective as compared: failing checks, then the shortfall to 4 decimals."""
+    return objective[0], round(objective[1], 4)
+
+
+def no_worse_on_halves(by_half: list[tuple[int, float]], base: list[tuple[int, float]]) -> bool:
+    """Whether half_objectives `by_half` are no worse than `base`'s on every half."""
+    return all(objective_key(h) <= objective_key(b) for h, b in zip(by_half, base))
+
+
 def halves(samples: dict[str, list[datasets.Sample]]) -> list[dict[str, list[int]]]:
     """The tuned part in two halves, [{set: indices into samples[set]}] * 2, by the real photo each
     image shows (a composite goes with its subject's photo, in every set alike): each set's source
@@ -234,9 +244,6 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
         engine.edge_style = style
         return {n: cut(engine, samples[n]) for n in sets}
 
-    def key(objective: tuple[int, float]) -> tuple[int, float]:
-        return objective[0], round(objective[1], 4)
-
     parts = halves({n: samples[n] for n in sets})
     current = run(refine.STYLE)
     best_style, best_score = refine.STYLE, edge_objective(current, rembg, samples)
@@ -254,7 +261,7 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
             log(f"edges {field}={value:g}: {objective[0]} checks fail, shortfall {objective[1]:.4f}; halves "
                 + " / ".join(f"{h[0]} ({h[1]:.4f})" for h in by_half))
             # Better overall and worse on neither half: a step that a few photos carry is not taken.
-            if key(objective) < key(best_score) and all(key(h) <= key(b) for h, b in zip(by_half, best_halves)):
+            if objective_key(objective) < objective_key(best_score) and no_worse_on_halves(by_half, best_halves):
                 best_style, best_score, best_halves = style, objective, by_half
     fields = list(EDGE_GRID)
     lines = ["", "## Edges: engine/refine's settings, one at a time from the current ones, on every set's tuned part", "",
@@ -302,19 +309,27 @@ def sweep_shares(make_engine, shares: tuple, samples: dict[str, list[datasets.Sa
 
 
 def sweep_by_checks(make_engine, values: tuple, samples: dict[str, list[datasets.Sample]], what: str,
-                    rembg: dict | None = None) -> tuple:
+                    rembg: dict | None = None, parts: list | None = None, by_half: dict | None = None,
+                    cost=None) -> tuple:
     """Each value (an Engine made by make_engine(value)) on every set -> (the chosen value,
     {value: {set: means}}, {value: (failing, shortfall)}): judged by issue 15's checks against
-    rembg's cut-outs of the tuned part (edge_objective), ties to the smaller value."""
+    rembg's cut-outs of the tuned part (edge_objective), ties to the lower `cost(value)` (default:
+    the smaller value). With `parts` (halves()), a value other than the first is chosen only when
+    it is also no worse than the first on each part; `by_half` gets {value: half_objectives}."""
     rembg = rembg if rembg is not None else rembg_scores(samples)
     found, judged = {}, {}
+    by_half = {} if by_half is None else by_half
     for value in values:
         engine = make_engine(value)
         scores = {name: cut(engine, chosen) for name, chosen in samples.items()}
         found[value] = {name: set_means(s) for name, s in scores.items()}
         judged[value] = edge_objective(scores, rembg, samples)
-        log(f"{what} {_label(value)}: {judged[value][0]} checks fail, shortfall {judged[value][1]:.4f}")
-    best = min(values, key=lambda v: (judged[v][0], round(judged[v][1], 4), v))
+        if parts is not None:
+            by_half[value] = half_objectives(scores, rembg, samples, parts)
+        log(f"{what} {_label(value)}: {judged[value][0]} checks fail, shortfall {judged[value][1]:.4f}"
+            + (f", halves {by_half[value]}" if parts is not None else ""))
+    allowed = [v for v in values if parts is None or v == values[0] or no_worse_on_halves(by_half[v], by_half[values[0]])]
+    best = min(allowed, key=lambda v: (*objective_key(judged[v]), cost(v) if cost else v))
     return best, found, judged
 
 
@@ -576,23 +591,17 @@ def scales_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: li
     checks on the tuned part (fewest failing, then the least shortfall, then the fewest pixels for
     the net); a candidate is taken over the one view only when it is no worse on either half of
     the tuned part (halves()). Its section replaces tune.md's."""
-    rembg = rembg_scores(samples)
-    parts = halves(samples)
-    found, judged, by_half = {}, {}, {}
-    model_path = "?"
-    for scales in candidates:
+    paths = []
+
+    def engine_for(scales: tuple[float, ...]):
         engine = make_engine(scales)
-        model_path = engine.segmenter.model_path
-        scores = {name: cut(engine, chosen) for name, chosen in samples.items()}
-        found[scales] = {name: set_means(s) for name, s in scores.items()}
-        judged[scales] = edge_objective(scores, rembg, samples)
-        by_half[scales] = half_objectives(scores, rembg, samples, parts)
-        log(f"scales {_label(scales)}: {judged[scales][0]} checks fail, shortfall {judged[scales][1]:.4f}, "
-            f"halves {by_half[scales]}")
-    one = candidates[0]
-    allowed = [c for c in candidates if c == one or all(
-        (h[0], round(h[1], 4)) <= (b[0], round(b[1], 4)) for h, b in zip(by_half[c], by_half[one]))]
-    chosen = min(allowed, key=lambda c: (judged[c][0], round(judged[c][1], 4), sum(v * v for v in c)))
+        paths.append(engine.segmenter.model_path)
+        return engine
+
+    by_half: dict = {}
+    chosen, found, judged = sweep_by_checks(engine_for, candidates, samples, "scales", parts=halves(samples),
+                                            by_half=by_half, cost=lambda c: sum(v * v for v in c))
+    model_path = paths[-1]
     rows = share_table("scales", found, chosen, judged)
     rows[0] += " halves (failing, shortfall) |"
     rows[1] += "---|"

@@ -314,16 +314,16 @@ class Segmenter:
         shape = self.input_shape(*image.size)
         seen = image if image.size == shape else image.resize(shape, Image.Resampling.BILINEAR)
         if not self.cache.max_bytes:  # off: no digest of the pixels to take (~4 ms at 1024x768)
-            return self._run(image, seen, shape), False
-        return self.cache.get(MatteCache.key(scope, shape, seen.tobytes()), lambda: self._run(image, seen, shape))
+            return self._run(seen, shape), False
+        return self.cache.get(MatteCache.key(scope, shape, seen.tobytes()), lambda: self._run(seen, shape))
 
-    def _run(self, image: Image.Image, seen: Image.Image, shape: Shape) -> np.ndarray:
-        """The mean of the net's answers for `seen` (`image` at `shape`) at each of `scales`,
-        each also mirrored where `mirror` is on, at `shape`."""
+    def _run(self, image: Image.Image, shape: Shape) -> np.ndarray:
+        """The mean of the net's answers for `image` (at `shape`: the engine's views come at the
+        net's shape already) at each of `scales`, each also mirrored where `mirror` is on, at `shape`."""
         total = None
         for scale in self.scales:
             size = self.scaled_shape(shape, scale)
-            view = seen if size == shape else image.resize(size, Image.Resampling.BILINEAR)
+            view = image if size == shape else image.resize(size, Image.Resampling.BILINEAR)
             tensor = self.family.preprocess(view, size)
             matte = self._infer(tensor, size)
             if self.mirror:
