@@ -29,6 +29,6 @@ class EngineConfig:
     # Each view's matte averaged with the net's answer for its mirror image (Segmenter.mirror):
     # chosen on the tuned half (bench/quality/tune.py); off halves the net's time.
     mirror: bool = True
-    # ... and with each view also run at these scales of its shape, the answers averaged
-    # (Segmenter.scales): chosen on the tuned half as well; (1.0,) runs the view once.
-    scales: tuple[float, ...] = (1.0,)
+    # ... and further looks at each view, (scale, shift against the net's grid), averaged in where
+    # the first answer is unsure (Segmenter.looks): chosen on the tuned half as well; () none.
+    looks: tuple[tuple[float, int], ...] = ()

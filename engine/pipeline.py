@@ -186,7 +186,7 @@ class Engine:
         segmenter = Segmenter(candidates, found.family, config.threads, config.concurrent_inferences,
                               found.openvino_cache, config.batch_max, config.batch_wait_ms,
                               matte_cache_bytes=config.matte_cache_mb * 2**20, mirror=config.mirror,
-                              scales=config.scales)
+                              looks=config.looks)
         if config.xtype and "classify" not in kwargs and {"detector", "classifier"} <= found.xtype.keys():
             from engine.classify import ForegroundClassifier
 

@@ -40,18 +40,23 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _scales(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
-    """A comma-separated list of distinct scales of the net's view, each from 0.25 to 1.5."""
+def _looks(env: Mapping[str, str], name: str, default: tuple[tuple[float, int], ...]) -> tuple[tuple[float, int], ...]:
+    """A comma-separated list of distinct further looks at each view, each `scale` or
+    `scale:shift` (scale 0.25 to 1.5, shift 0 to 64 pixels; "none" for none)."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    if raw == "none":
+        return ()
     try:
-        values = tuple(float(part) for part in raw.split(","))
+        views = tuple((float(scale), int(shift or 0)) for scale, _, shift in (part.strip().partition(":") for part in raw.split(",")))
     except ValueError:
-        raise ValueError(f"{name} must be comma-separated numbers (e.g. 0.875,1), got {raw!r}") from None
-    if not all(0.25 <= v <= 1.5 for v in values) or len(set(values)) != len(values):
-        raise ValueError(f"{name} must list distinct scales from 0.25 to 1.5, got {raw!r}")
-    return values
+        raise ValueError(f"{name} must be comma-separated scale or scale:shift (e.g. 1:16,0.875), got {raw!r}") from None
+    if (not all(0.25 <= scale <= 1.5 and 0 <= shift <= 64 for scale, shift in views) or len(set(views)) != len(views)
+            or (1.0, 0) in views):
+        raise ValueError(f"{name} must list distinct looks other than the view itself (1), scales from 0.25 to 1.5, "
+                         f"shifts from 0 to 64, got {raw!r}")
+    return views
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -149,8 +154,8 @@ class Settings:
     # The net also sees each view mirrored and the two answers are averaged (engine/config.py):
     # better edges and fewer misses for twice the net's time; 0 trades them for speed.
     mirror: bool = True
-    # ... and at each of these scales of each view (EngineConfig.scales): "1" runs a view once.
-    net_scales: tuple[float, ...] = EngineConfig.scales
+    # ... and these further looks at each view (EngineConfig.looks), averaged in where it is unsure.
+    net_looks: tuple[tuple[float, int], ...] = EngineConfig.looks
     cache_dir: pathlib.Path = field(default_factory=lambda: default_cache_dir(os.environ))
     # The operator's /metrics (service/metrics.py), one port per server process; loopback by
     # default like Envoy's admin (0.0.0.0 in a pod, where Prometheus scrapes it).
@@ -164,7 +169,7 @@ class Settings:
             cache_dir=self.cache_dir, checkpoint=self.model, model_path=self.model_path,
             variant=self.model_variant, provider=self.execution_provider,
             concurrent_inferences=self.engine_workers, batch_max=self.batch_max, batch_wait_ms=self.batch_wait_ms,
-            matte_cache_mb=self.matte_cache_mb, mirror=self.mirror, scales=self.net_scales,
+            matte_cache_mb=self.matte_cache_mb, mirror=self.mirror, looks=self.net_looks,
         )
         return EngineConfig(**{**fields, **overrides})
     # The dashboard (service/dashboard): whether anyone may sign up (closed: the operator's
@@ -197,7 +202,7 @@ class Settings:
             engine_workers=_int(env, "CLEARBG_ENGINE_WORKERS", cls.engine_workers, 1),
             matte_cache_mb=_int(env, "CLEARBG_MATTE_CACHE_MB", cls.matte_cache_mb, 0),
             mirror=_choice(env, "CLEARBG_MIRROR", ("0", "1"), "1" if cls.mirror else "0") == "1",
-            net_scales=_scales(env, "CLEARBG_NET_SCALES", cls.net_scales),
+            net_looks=_looks(env, "CLEARBG_NET_LOOKS", cls.net_looks),
             max_queue=_int(env, "CLEARBG_MAX_QUEUE", cls.max_queue, 0),
             max_queue_wait_s=_seconds(env, "CLEARBG_MAX_QUEUE_WAIT_S", cls.max_queue_wait_s),
             shutdown_grace_s=_seconds(env, "CLEARBG_SHUTDOWN_GRACE_S", cls.shutdown_grace_s),

@@ -32,10 +32,11 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
   replaced, the rest kept.
 - with --mirror-only, whether the net also sees each view mirrored (EngineConfig.mirror), the other
   settings as committed: judged by the checks as the edges, ties to off; its section replaced.
-- with --scales-only, at which scales of each view the net also looks, the answers averaged
-  (EngineConfig.scales, SCALES), the other settings as committed: judged by the checks as the
-  edges, a set of scales taken over the one view only when it is no worse on either half of the
-  tuned part too, ties to fewer pixels for the net; its section replaced.
+- with --looks-only, which further looks at each view the net takes (scaled, or shifted against
+  its stride grid), averaged in where the first answer is unsure (EngineConfig.looks, LOOKS), the
+  other settings as committed: judged by the checks as the edges, looks taken over none only
+  when no worse on either half of the tuned part too, ties to fewer pixels for the net; its
+  section replaced.
 
 The net's matte of each view is computed once (the engine's matte cache, sized to hold them all)
 and reused by every setting. Writes bench-results/tune.md and prints it.
@@ -90,9 +91,10 @@ EDGE_GRID = {
     "eps": (2e-5, 5e-5, 1e-4, 2e-4), "wide": (26, 34, 42), "reach": (5, 7, 9), "wide_at": (0.3, 0.5, 0.8),
     "narrow_lift": (0.0, 0.04, 0.08, 0.17), "narrow_under": (0.3, 0.4, 0.5), "wide_over": (0.6, 0.8, 0.9, 1.0),
 }
-# The scales each view is also run at (EngineConfig.scales), 1.0 the view as it is; each further
-# scale costs scale² of a view's inference. Alone, 0.75 and 1.25 lost on the soft sets' tuned half.
-SCALES = ((1.0,), (0.875, 1.0), (0.875, 0.9375, 1.0), (1.0, 1.125))
+# Further looks at each view (EngineConfig.looks): (scale, shift against the net's stride grid in
+# pixels); each costs about scale² of a view's inference. Averaged in everywhere (no gate), every
+# one tried lost on a half of the tuned part (README, Quality).
+LOOKS = ((), ((1.0, 16),), ((0.875, 0),), ((1.0, 16), (0.875, 0)))
 
 
 def log(message: str) -> None:
@@ -288,8 +290,15 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
     return lines
 
 
-def _label(share: float | tuple[float, ...]) -> str:
+def _label(share: float | tuple[float, ...] | str) -> str:
+    if isinstance(share, str):  # named by the caller
+        return share
     return " / ".join(f"{v:g}" for v in (share if isinstance(share, tuple) else (share,)))
+
+
+def looks_label(looks: tuple[tuple[float, int], ...]) -> str:
+    """EngineConfig.looks as CLEARBG_NET_LOOKS writes them ("none" for none)."""
+    return ",".join(f"{scale:g}:{shift}" if shift else f"{scale:g}" for scale, shift in looks) or "none"
 
 
 def sweep_shares(make_engine, shares: tuple, samples: dict[str, list[datasets.Sample]],
@@ -310,12 +319,13 @@ def sweep_shares(make_engine, shares: tuple, samples: dict[str, list[datasets.Sa
 
 def sweep_by_checks(make_engine, values: tuple, samples: dict[str, list[datasets.Sample]], what: str,
                     rembg: dict | None = None, parts: list | None = None, by_half: dict | None = None,
-                    cost=None) -> tuple:
+                    cost=None, label=None) -> tuple:
     """Each value (an Engine made by make_engine(value)) on every set -> (the chosen value,
     {value: {set: means}}, {value: (failing, shortfall)}): judged by issue 15's checks against
     rembg's cut-outs of the tuned part (edge_objective), ties to the lower `cost(value)` (default:
     the smaller value). With `parts` (halves()), a value other than the first is chosen only when
-    it is also no worse than the first on each part; `by_half` gets {value: half_objectives}."""
+    it is also no worse than the first on each part; `by_half` gets {value: half_objectives}.
+    `label(value)` names a value in the log (default _label)."""
     rembg = rembg if rembg is not None else rembg_scores(samples)
     found, judged = {}, {}
     by_half = {} if by_half is None else by_half
@@ -326,7 +336,7 @@ def sweep_by_checks(make_engine, values: tuple, samples: dict[str, list[datasets
         judged[value] = edge_objective(scores, rembg, samples)
         if parts is not None:
             by_half[value] = half_objectives(scores, rembg, samples, parts)
-        log(f"{what} {_label(value)}: {judged[value][0]} checks fail, shortfall {judged[value][1]:.4f}"
+        log(f"{what} {(label or _label)(value)}: {judged[value][0]} checks fail, shortfall {judged[value][1]:.4f}"
             + (f", halves {by_half[value]}" if parts is not None else ""))
     allowed = [v for v in values if parts is None or v == values[0] or no_worse_on_halves(by_half[v], by_half[values[0]])]
     best = min(allowed, key=lambda v: (*objective_key(judged[v]), cost(v) if cost else v))
@@ -358,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="sweep the edge settings alone, from the engine's committed view settings")
     edges.add_argument("--mirror-only", action="store_true",
                        help="judge the mirrored view (on or off) alone, with the other settings as committed")
-    edges.add_argument("--scales-only", action="store_true",
-                       help="judge the scales each view is also run at alone, with the other settings as committed")
+    edges.add_argument("--looks-only", action="store_true",
+                       help="judge the further looks at each view alone, with the other settings as committed")
     parser.add_argument("--quality-dir", type=pathlib.Path, default=None)
     parser.add_argument("--out", type=pathlib.Path, default=datasets.REPO / "bench-results")
     parser.add_argument("--threads", type=int, default=None)
@@ -385,12 +395,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.edges_only:
         return edges_only(Engine(segmenter), samples, sets, args.out, argv)
-    if args.scales_only:
-        def with_scales(scales: tuple[float, ...]):
-            one = Engine.from_config(dataclasses.replace(config, scales=scales, xtype=False)).segmenter
-            return Engine(one)
+    if args.looks_only:
+        def with_looks(looks: tuple[tuple[float, int], ...]):
+            return Engine(Engine.from_config(dataclasses.replace(config, looks=looks, xtype=False)).segmenter)
 
-        return scales_only(with_scales, samples, sets, args.out, argv, config.scales)
+        return looks_only(with_looks, samples, sets, args.out, argv, config.looks)
     if args.mirror_only:
         other = Engine.from_config(dataclasses.replace(config, mirror=not config.mirror)).segmenter
         segmenters = {config.mirror: segmenter, not config.mirror: other}
@@ -535,7 +544,7 @@ EDGES_HEADER = "## Edges:"
 MIRROR_HEADER = "## Mirror:"
 
 
-SCALES_HEADER = "## Scales:"
+LOOKS_HEADER = "## Looks:"
 
 
 def replace_section(out: pathlib.Path, header: str, lines: list[str]) -> str:
@@ -585,36 +594,38 @@ def mirror_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: li
     return 0
 
 
-def scales_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: list[str], out: pathlib.Path,
-                argv: list[str] | None, now: tuple[float, ...], candidates: tuple = SCALES) -> int:
-    """At which scales the net also sees each view (make_engine(scales)), judged by issue 15's
+def looks_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: list[str], out: pathlib.Path,
+               argv: list[str] | None, now: tuple, candidates: tuple = LOOKS) -> int:
+    """Which further looks at each view the net takes (make_engine(looks)), judged by issue 15's
     checks on the tuned part (fewest failing, then the least shortfall, then the fewest pixels for
-    the net); a candidate is taken over the one view only when it is no worse on either half of
-    the tuned part (halves()). Its section replaces tune.md's."""
+    the net); looks are taken over none only when no worse on either half of the tuned part
+    (halves()). Its section replaces tune.md's."""
     paths = []
 
-    def engine_for(scales: tuple[float, ...]):
-        engine = make_engine(scales)
+    def engine_for(looks: tuple):
+        engine = make_engine(looks)
         paths.append(engine.segmenter.model_path)
         return engine
 
     by_half: dict = {}
-    chosen, found, judged = sweep_by_checks(engine_for, candidates, samples, "scales", parts=halves(samples),
-                                            by_half=by_half, cost=lambda c: sum(v * v for v in c))
+    chosen, found, judged = sweep_by_checks(engine_for, candidates, samples, "looks", parts=halves(samples),
+                                            by_half=by_half, cost=lambda c: sum(scale * scale for scale, _ in c),
+                                            label=looks_label)
     model_path = paths[-1]
-    rows = share_table("scales", found, chosen, judged)
+    rows = share_table("looks", {looks_label(c): found[c] for c in candidates}, looks_label(chosen),
+                       {looks_label(c): judged[c] for c in candidates})
     rows[0] += " halves (failing, shortfall) |"
     rows[1] += "---|"
     rows[2:] = [row + " " + "; ".join(f"{f} / {s:.4f}" for f, s in by_half[c]) + " |" for row, c in zip(rows[2:], candidates)]
-    lines = ["", f"{SCALES_HEADER} at which scales of each view the net also looks, the answers averaged", "",
+    lines = ["", f"{LOOKS_HEADER} which further looks at each view the net takes, averaged in where the first answer is unsure", "",
              from_line(argv, model_path, "the other settings as committed", samples, sets),
              "",
              "Judged by issue 15's checks against rembg's cut-outs of the tuned part (fewest failing, then the least "
-             "shortfall, then the fewest pixels for the net), a candidate taken over the view alone only when it is no "
-             f"worse on either half of the tuned part. Chosen: {_label(chosen)}; engine/config.py EngineConfig.scales "
-             f"is {_label(now)}.",
+             "shortfall, then the fewest pixels for the net), looks taken over none only when no worse on either half "
+             f"of the tuned part. Looks are scale or scale:shift (CLEARBG_NET_LOOKS). Chosen: {looks_label(chosen)}; "
+             f"engine/config.py EngineConfig.looks is {looks_label(now)}.",
              "", *rows]
-    print(replace_section(out, SCALES_HEADER, lines))
+    print(replace_section(out, LOOKS_HEADER, lines))
     return 0
 
 

@@ -35,6 +35,11 @@ STRETCH_FLOOR = 0.5
 STRIDE = 32
 MIN_SHORT_SIDE = 0.25
 
+# Further looks at a view (Segmenter.looks) count only where the first answer is between these, the
+# region grown by UNSURE_REACH net pixels: set before measuring, not swept (README, Quality).
+UNSURE = (0.02, 0.98)
+UNSURE_REACH = 4
+
 Shape = tuple[int, int]  # (width, height), as Pillow's sizes
 
 COARSE_LOGITS = "coarse_logits"
@@ -191,7 +196,7 @@ class Segmenter:
         batch_wait_ms: float = 5.0,
         matte_cache_bytes: int = 0,
         mirror: bool = False,
-        scales: Sequence[float] = (1.0,),
+        looks: Sequence[tuple[float, int]] = (),
     ):
         from engine.models.lanes import Lanes
 
@@ -228,10 +233,12 @@ class Segmenter:
         # The matte is the mean of the net's answers for the view and for its mirror image: what
         # one of them gets wrong the other often does not (twice the net's time; README, Quality).
         self.mirror = mirror
-        # ... and, on a net that takes any shape, of its answers for the view scaled by each of
-        # `scales` (each brought back to the view's shape): the net's misses change with the
-        # scale it sees a photo at, so fewer survive the mean (README, Quality).
-        self.scales = tuple(scales) if self.fixed_shape is None else (1.0,)
+        # ... and, on a net that takes any shape, its answers for further `looks` at the view
+        # (scale, shift): scaled, and shifted against the net's stride grid by `shift` pixels
+        # (edge-padded), each mirrored too, averaged in where that first answer is unsure. The
+        # net's misses and grey textures change with the scale and the grid; where the first
+        # answer is sure, another look's guess (a second subject, haze) is not let in (README, Quality).
+        self.looks = tuple(looks) if self.fixed_shape is None else ()
 
     def _session(self, candidate: Candidate, threads: int) -> object:
         if candidate.provider in providers.TORCH:  # imports torch: only when a torch candidate is tried
@@ -257,17 +264,26 @@ class Segmenter:
         return self.fixed_shape or self.family.input_shape(width, height, self.size, keep_aspect=True)
 
     def scaled_shape(self, shape: Shape, scale: float) -> Shape:
-        """The (w, h) a view of `shape` is run at for one of `scales`: each side scaled, in
-        steps of STRIDE."""
+        """The (w, h) a view of `shape` is scaled to for a look at `scale`: each side
+        scaled, in steps of STRIDE."""
         if scale == 1.0:
             return shape
         return tuple(max(STRIDE, round(side * scale / STRIDE) * STRIDE) for side in shape)  # type: ignore[return-value]
 
+    def view_shapes(self, shape: Shape) -> list[Shape]:
+        """The (w, h) the net runs at for a view of `shape`: the view's, then each look's (scaled,
+        and `shift` pixels of padding on every side)."""
+        found = [shape]
+        for scale, shift in self.looks:
+            width, height = self.scaled_shape(shape, scale)
+            found.append((width + 2 * shift, height + 2 * shift))
+        return found
+
     def warm_up(self, shapes: list[Shape], session: object | None = None) -> None:
         """The session (default: the all-core one) runs once at each shape (and each of its
-        scaled shapes): a runtime's first run of a shape sets it up (OpenVINO: ~50 ms more for a
+        looks' shapes): a runtime's first run of a shape sets it up (OpenVINO: ~50 ms more for a
         new shape, up to 2x the time on the first run at all)."""
-        shapes = [self.scaled_shape(shape, scale) for shape in shapes for scale in self.scales]
+        shapes = [seen for shape in shapes for seen in self.view_shapes(shape)]
         for width, height in shapes:
             tensor = np.zeros((1, 3, height, width), np.float32)
             (session or self.session).run([self.output_name], {self.input_name: tensor})
@@ -318,21 +334,39 @@ class Segmenter:
         return self.cache.get(MatteCache.key(scope, shape, seen.tobytes()), lambda: self._run(seen, shape))
 
     def _run(self, image: Image.Image, shape: Shape) -> np.ndarray:
-        """The mean of the net's answers for `image` (at `shape`: the engine's views come at the
-        net's shape already) at each of `scales`, each also mirrored where `mirror` is on, at `shape`."""
-        total = None
-        for scale in self.scales:
+        """The net's answer for `image` (at `shape`: the engine's views come at the net's shape
+        already), mirrored too where `mirror` is on; with `looks`, their answers averaged
+        in where it is unsure (UNSURE, grown by UNSURE_REACH)."""
+        first = self._answer(self.family.preprocess(image, shape), shape)
+        if not self.looks:
+            return first
+        total = first.copy()
+        for scale, shift in self.looks:
             size = self.scaled_shape(shape, scale)
             view = image if size == shape else image.resize(size, Image.Resampling.BILINEAR)
             tensor = self.family.preprocess(view, size)
-            matte = self._infer(tensor, size)
-            if self.mirror:
-                mirrored = self._infer(np.ascontiguousarray(tensor[..., ::-1]), size)[:, ::-1]
-                matte = (matte + mirrored) * np.float32(0.5)
+            if shift:
+                tensor = np.ascontiguousarray(np.pad(tensor, ((0, 0), (0, 0), (shift, shift), (shift, shift)), mode="edge"))
+                matte = self._answer(tensor, (size[0] + 2 * shift, size[1] + 2 * shift))
+                matte = matte[shift : shift + size[1], shift : shift + size[0]]
+            else:
+                matte = self._answer(tensor, size)
             if size != shape:
                 matte = cv2.resize(matte, shape, interpolation=cv2.INTER_LINEAR)
-            total = matte if total is None else total + matte
-        return total if len(self.scales) == 1 else total * np.float32(1.0 / len(self.scales))
+            total += matte
+        total *= np.float32(1.0 / (1 + len(self.looks)))
+        low, high = UNSURE
+        unsure = ((first > low) & (first < high)).astype(np.uint8)
+        unsure = cv2.dilate(unsure, np.ones((2 * UNSURE_REACH + 1,) * 2, np.uint8))
+        return np.where(unsure.astype(bool), total, first)
+
+    def _answer(self, tensor: np.ndarray, shape: Shape) -> np.ndarray:
+        """The net's matte for one preprocessed view, averaged with its mirror's where `mirror` is on."""
+        matte = self._infer(tensor, shape)
+        if self.mirror:
+            mirrored = self._infer(np.ascontiguousarray(tensor[..., ::-1]), shape)[:, ::-1]
+            matte = (matte + mirrored) * np.float32(0.5)
+        return matte
 
     def _infer(self, tensor: np.ndarray, shape: Shape) -> np.ndarray:
         if self.batcher is not None:

@@ -159,38 +159,39 @@ def test_mirror_only_judges_off_and_on_by_the_checks_and_replaces_only_its_secti
     assert "Chosen: off" in text and text.count("## Mirror:") == 1 and text.count("## Edges: kept") == 1
 
 
-def test_scales_only_takes_the_best_scales_no_worse_on_either_half_and_replaces_only_its_section(monkeypatch, tmp_path):
+def test_looks_only_takes_the_best_looks_no_worse_on_either_half_and_replaces_only_its_section(monkeypatch, tmp_path):
     import types
 
-    candidates = ((1.0,), (0.875, 1.0), (0.75, 1.0), (0.75, 0.875, 1.0))
+    candidates = ((), ((1.0, 16),), ((0.875, 0),), ((1.0, 16), (0.875, 0)))
     # (whole tuned part, its two halves) per candidate, told apart by the IoU the fake cut gives.
-    judged = {(1.0,): ((4, 1.19), [(7, 1.96), (3, 0.15)]),
-              (0.875, 1.0): ((3, 0.90), [(6, 1.50), (3, 0.15)]),
-              (0.75, 1.0): ((3, 0.90), [(6, 1.50), (3, 0.14)]),  # ties (0.875, 1) but fewer pixels for the net
-              (0.75, 0.875, 1.0): ((2, 0.50), [(2, 0.30), (4, 0.20)])}  # best overall, worse on one half
+    judged = {(): ((4, 1.19), [(7, 1.96), (3, 0.15)]),
+              ((1.0, 16),): ((3, 0.90), [(6, 1.50), (3, 0.15)]),
+              ((0.875, 0),): ((3, 0.90), [(6, 1.50), (3, 0.14)]),  # ties 1:16 but fewer pixels for the net
+              ((1.0, 16), (0.875, 0)): ((2, 0.50), [(2, 0.30), (4, 0.20)])}  # best overall, worse on one half
     iou = {c: 0.5 + i / 100 for i, c in enumerate(candidates)}
     by_iou = {round(v, 4): c for c, v in iou.items()}
-    engines = {c: types.SimpleNamespace(scales=c, segmenter=types.SimpleNamespace(model_path="/m/int8.onnx"))
+    engines = {c: types.SimpleNamespace(looks=c, segmenter=types.SimpleNamespace(model_path="/m/int8.onnx"))
                for c in candidates}
-    monkeypatch.setattr(tune, "cut", lambda engine, photos: [{"IoU": iou[engine.scales], "MAE": 0.1}] * len(photos))
+    monkeypatch.setattr(tune, "cut", lambda engine, photos: [{"IoU": iou[engine.looks], "MAE": 0.1}] * len(photos))
     monkeypatch.setattr(tune, "rembg_scores", lambda samples: {})
     monkeypatch.setattr(tune, "halves", lambda samples: [{"a": [0]}, {"a": [1, 2]}])
     monkeypatch.setattr(tune, "edge_objective", lambda scores, rembg, samples: judged[by_iou[round(scores["a"][0]["IoU"], 4)]][0])
     monkeypatch.setattr(tune, "half_objectives", lambda scores, rembg, samples, parts:
                         judged[by_iou[round(scores["a"][0]["IoU"], 4)]][1])
     samples = {"a": [object()] * 3}
-    (tmp_path / "tune.md").write_text("# Settings\n\n## Scales: old\n\n| old |\n\n## Edges: kept\n\n| step | kept |\n")
-    assert tune.scales_only(engines.__getitem__, samples, ["a"], tmp_path, ["--scales-only"], (1.0,), candidates) == 0
+    (tmp_path / "tune.md").write_text("# Settings\n\n## Looks: old\n\n| old |\n\n## Edges: kept\n\n| step | kept |\n")
+    assert tune.looks_only(engines.__getitem__, samples, ["a"], tmp_path, ["--looks-only"], (), candidates) == 0
     text = (tmp_path / "tune.md").read_text()
-    assert "old" not in text and text.count("## Scales:") == 1
+    assert "old" not in text and text.count("## Looks:") == 1
     assert text.endswith("\n\n## Edges: kept\n\n| step | kept |\n")
-    assert "Chosen: 0.75 / 1; engine/config.py EngineConfig.scales is 1." in text
-    assert "| 0.75 / 1 **chosen** | 0.5200 | 0.5200 | 0.10000 | 3 | 0.9000 | 6 / 1.5000; 3 / 0.1400 |" in text
-    assert "| 0.75 / 0.875 / 1 | 0.5300 | 0.5300 | 0.10000 | 2 | 0.5000 | 2 / 0.3000; 4 / 0.2000 |" in text
-    # Nothing better on both halves: the view alone stays.
-    judged[(0.875, 1.0)] = judged[(0.75, 1.0)] = ((3, 0.90), [(8, 1.50), (2, 0.10)])
-    tune.scales_only(engines.__getitem__, samples, ["a"], tmp_path, [], (1.0,), candidates)
-    assert "Chosen: 1;" in (tmp_path / "tune.md").read_text()
+    assert "Chosen: 0.875; engine/config.py EngineConfig.looks is none." in text
+    assert "| none | 0.5000 | 0.5000 | 0.10000 | 4 | 1.1900 | 7 / 1.9600; 3 / 0.1500 |" in text
+    assert "| 0.875 **chosen** | 0.5200 | 0.5200 | 0.10000 | 3 | 0.9000 | 6 / 1.5000; 3 / 0.1400 |" in text
+    assert "| 1:16,0.875 | 0.5300 | 0.5300 | 0.10000 | 2 | 0.5000 | 2 / 0.3000; 4 / 0.2000 |" in text
+    # Nothing better on both halves: no further look.
+    judged[((1.0, 16),)] = judged[((0.875, 0),)] = ((3, 0.90), [(8, 1.50), (2, 0.10)])
+    tune.looks_only(engines.__getitem__, samples, ["a"], tmp_path, [], ((0.875, 0),), candidates)
+    assert "Chosen: none; engine/config.py EngineConfig.looks is 0.875." in (tmp_path / "tune.md").read_text()
 
 
 def _sample(stem: str):
