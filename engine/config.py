@@ -30,5 +30,6 @@ class EngineConfig:
     # chosen on the tuned half (bench/quality/tune.py); off halves the net's time.
     mirror: bool = True
     # ... and further looks at each view, (scale, shift against the net's grid), averaged in where
-    # the first answer is unsure (Segmenter.looks): chosen on the tuned half as well; () none.
+    # the first answer is unsure (Segmenter.looks). () none: tune --looks-only's choice on the
+    # tuned half did not hold out (README, Quality).
     looks: tuple[tuple[float, int], ...] = ()

@@ -20,10 +20,12 @@ from PIL import Image
 from tests.conftest_services import require_service
 
 # The suite's engines and every server it starts see each view once, not also mirrored (the shipped
-# default): the mirror doubles the net's time (1 s a view on an AVX2-only EPYC) and these tests judge
-# the service, not the matte's last points; tests/engine/test_mirror.py runs the mirror itself and
-# bench/quality judges quality with it. CLEARBG_MIRROR=1 make test runs the whole suite with it.
+# default) nor looked at again (CLEARBG_NET_LOOKS, off unless set): the mirror doubles the net's
+# time (1 s a view on an AVX2-only EPYC), each look adds as much again, and these tests judge the
+# service, not the matte's last points; tests/engine/test_mirror.py and test_looks.py run them and
+# bench/quality judges quality with the mirror. CLEARBG_MIRROR=1 make test runs the whole suite with it.
 os.environ.setdefault("CLEARBG_MIRROR", "0")
+os.environ.setdefault("CLEARBG_NET_LOOKS", "none")
 
 # The machine's PostgreSQL: trust authentication, database `test`.
 POSTGRES_URL = os.environ.get("CLEARBG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -74,13 +76,14 @@ def model_manifest():
 
 @pytest.fixture(scope="session")
 def engine_config():
-    """The engine as the service configures it by default, on two threads (mirrored as
-    CLEARBG_MIRROR says: above)."""
+    """The engine as the service configures it by default, on two threads (mirrored and with
+    further looks as CLEARBG_MIRROR and CLEARBG_NET_LOOKS say: above)."""
     from engine.config import EngineConfig
     from modelprep.fetch import cache_dir
     from service.config import Settings
 
-    return EngineConfig(cache_dir=cache_dir(), threads=2, mirror=Settings.from_environ().mirror)
+    settings = Settings.from_environ()
+    return EngineConfig(cache_dir=cache_dir(), threads=2, mirror=settings.mirror, looks=settings.net_looks)
 
 
 @pytest.fixture(scope="session")

@@ -148,8 +148,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         CLEARBG_GRPC_PORT=str(grpc_port),
         CLEARBG_DATABASE_URL=database_url,
         CLEARBG_DEV_API_KEY=DEV_KEY,
-        # One view, not also mirrored, unless asked: as the server's own suite (tests/conftest.py).
+        # One view, not also mirrored nor looked at again, unless asked: as the server's own
+        # suite (tests/conftest.py).
         CLEARBG_MIRROR=os.environ.get("CLEARBG_MIRROR", "0"),
+        CLEARBG_NET_LOOKS=os.environ.get("CLEARBG_NET_LOOKS", "none"),
         PYTHONUNBUFFERED="1",
     )
     log_path = workdir / "stack.log"
