@@ -54,7 +54,7 @@ def test_the_looks_are_averaged_in_only_where_the_first_answer_is_unsure(segment
     reach = 2 * families.UNSURE_REACH + 1
     far = cv2.erode(sure.astype(np.uint8), np.ones((reach, reach), np.uint8)).astype(bool)
     assert far.mean() > 0.5
-    np.testing.assert_array_equal(matte[far], first[far])
+    np.testing.assert_allclose(matte[far], first[far], atol=1e-6)  # two sessions of one net
     assert np.abs(matte - first)[~far].max() > 0.05
 
 
