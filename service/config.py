@@ -49,14 +49,14 @@ def _looks(env: Mapping[str, str], name: str, default: tuple[tuple[float, int], 
     if raw == "none":
         return ()
     try:
-        views = tuple((float(scale), int(shift or 0)) for scale, _, shift in (part.strip().partition(":") for part in raw.split(",")))
+        looks = tuple((float(scale), int(shift or 0)) for scale, _, shift in (part.strip().partition(":") for part in raw.split(",")))
     except ValueError:
         raise ValueError(f"{name} must be comma-separated scale or scale:shift (e.g. 1:16,0.875), got {raw!r}") from None
-    if (not all(0.25 <= scale <= 1.5 and 0 <= shift <= 64 for scale, shift in views) or len(set(views)) != len(views)
-            or (1.0, 0) in views):
+    if (not all(0.25 <= scale <= 1.5 and 0 <= shift <= 64 for scale, shift in looks) or len(set(looks)) != len(looks)
+            or (1.0, 0) in looks):
         raise ValueError(f"{name} must list distinct looks other than the view itself (1), scales from 0.25 to 1.5, "
                          f"shifts from 0 to 64, got {raw!r}")
-    return views
+    return looks
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
