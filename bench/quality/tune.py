@@ -291,9 +291,7 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
     return lines
 
 
-def _label(share: float | tuple[float, ...] | str) -> str:
-    if isinstance(share, str):  # named by the caller
-        return share
+def _label(share: float | tuple[float, ...]) -> str:
     return " / ".join(f"{v:g}" for v in (share if isinstance(share, tuple) else (share,)))
 
 
@@ -320,13 +318,13 @@ def sweep_shares(make_engine, shares: tuple, samples: dict[str, list[datasets.Sa
 
 def sweep_by_checks(make_engine, values: tuple, samples: dict[str, list[datasets.Sample]], what: str,
                     rembg: dict | None = None, parts: list | None = None, by_half: dict | None = None,
-                    cost=None, label=None) -> tuple:
+                    cost=None, name_of=_label) -> tuple:
     """Each value (an Engine made by make_engine(value)) on every set -> (the chosen value,
     {value: {set: means}}, {value: (failing, shortfall)}): judged by issue 15's checks against
     rembg's cut-outs of the tuned part (edge_objective), ties to the lower `cost(value)` (default:
     the smaller value). With `parts` (halves()), a value other than the first is chosen only when
     it is also no worse than the first on each part; `by_half` gets {value: half_objectives}.
-    `label(value)` names a value in the log (default _label)."""
+    `name_of(value)` names a value in the log."""
     rembg = rembg if rembg is not None else rembg_scores(samples)
     found, judged = {}, {}
     by_half = {} if by_half is None else by_half
@@ -337,20 +335,21 @@ def sweep_by_checks(make_engine, values: tuple, samples: dict[str, list[datasets
         judged[value] = edge_objective(scores, rembg, samples)
         if parts is not None:
             by_half[value] = half_objectives(scores, rembg, samples, parts)
-        log(f"{what} {(label or _label)(value)}: {judged[value][0]} checks fail, shortfall {judged[value][1]:.4f}"
+        log(f"{what} {name_of(value)}: {judged[value][0]} checks fail, shortfall {judged[value][1]:.4f}"
             + (f", halves {by_half[value]}" if parts is not None else ""))
     allowed = [v for v in values if parts is None or v == values[0] or no_worse_on_halves(by_half[v], by_half[values[0]])]
     best = min(allowed, key=lambda v: (*objective_key(judged[v]), cost(v) if cost else v))
     return best, found, judged
 
 
-def share_table(label: str, found: dict, chosen, judged: dict | None = None) -> list[str]:
-    """sweep_shares' (or sweep_by_checks') results as a table's lines, the chosen share marked."""
+def share_table(label: str, found: dict, chosen, judged: dict | None = None, name_of=_label) -> list[str]:
+    """sweep_shares' (or sweep_by_checks') results as a table's lines, the chosen share marked;
+    `name_of(value)` names a row."""
     names = list(next(iter(found.values())))
     checks = " failing | shortfall |" if judged else ""
     return [f"| {label} | " + " | ".join(f"{n} IoU" for n in names) + " | mean IoU | mean MAE |" + checks,
             "|---:|" + "---:|" * (len(names) + 2 + 2 * bool(judged)),
-            *(f"| {_label(f)}{' **chosen**' if f == chosen else ''} | " + " | ".join(f"{m['IoU']:.4f}" for m in means.values())
+            *(f"| {name_of(f)}{' **chosen**' if f == chosen else ''} | " + " | ".join(f"{m['IoU']:.4f}" for m in means.values())
               + f" | {report.mean([m['IoU'] for m in means.values()]):.4f}"
               f" | {report.mean([m['MAE'] for m in means.values()]):.5f} |"
               + (f" {judged[f][0]} | {judged[f][1]:.4f} |" if judged else "")
@@ -611,10 +610,9 @@ def looks_only(make_engine, samples: dict[str, list[datasets.Sample]], sets: lis
     by_half: dict = {}
     chosen, found, judged = sweep_by_checks(engine_for, candidates, samples, "looks", parts=halves(samples),
                                             by_half=by_half, cost=lambda c: sum(scale * scale for scale, _ in c),
-                                            label=looks_label)
+                                            name_of=looks_label)
     model_path = paths[-1]
-    rows = share_table("looks", {looks_label(c): found[c] for c in candidates}, looks_label(chosen),
-                       {looks_label(c): judged[c] for c in candidates})
+    rows = share_table("looks", found, chosen, judged, looks_label)
     rows[0] += " halves (failing, shortfall) |"
     rows[1] += "---|"
     rows[2:] = [row + " " + "; ".join(f"{f} / {s:.4f}" for f, s in by_half[c]) + " |" for row, c in zip(rows[2:], candidates)]

@@ -341,16 +341,13 @@ class Segmenter:
         if not self.looks:
             return first
         total = first.copy()
-        for scale, shift in self.looks:
+        for (scale, shift), ran_at in zip(self.looks, self.view_shapes(shape)[1:]):
             size = self.scaled_shape(shape, scale)
             view = image if size == shape else image.resize(size, Image.Resampling.BILINEAR)
             tensor = self.family.preprocess(view, size)
             if shift:
                 tensor = np.ascontiguousarray(np.pad(tensor, ((0, 0), (0, 0), (shift, shift), (shift, shift)), mode="edge"))
-                matte = self._answer(tensor, (size[0] + 2 * shift, size[1] + 2 * shift))
-                matte = matte[shift : shift + size[1], shift : shift + size[0]]
-            else:
-                matte = self._answer(tensor, size)
+            matte = self._answer(tensor, ran_at)[shift : shift + size[1], shift : shift + size[0]]
             if size != shape:
                 matte = cv2.resize(matte, shape, interpolation=cv2.INTER_LINEAR)
             total += matte
