@@ -37,7 +37,7 @@ from modelprep.fetch import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
-RECIPE = 8
+RECIPE = 9
 """Bump when clean() or quantise() change: old cached variants are then ignored, not reused.
 2: any input shape (flexible_input_size), int8 calibrated on the shapes the engine feeds.
 3: the output's upsampling and sigmoid left to the reader (drop_output_upsample).
@@ -45,7 +45,8 @@ RECIPE = 8
 5: int8 Resize targets read their partner's shape from the quantised tensor (shapes_read_quantised).
 6: int8 max pools and upsamplings run on the quantised tensors (withdrawn: see 7).
 7: int8 upsamplings run on the quantised tensors (upsample_quantised); max pools as quantised.
-8: int8 weights on 7 bits (reduce_range): no int16 saturation on CPUs without VNNI."""
+8: int8 weights on 7 bits (reduce_range): no int16 saturation on CPUs without VNNI.
+9: the int8 net's output logits left in float (output_unquantised)."""
 
 KINDS = ("fp32", "int8")
 CALIBRATION_PERCENTILE = 99.99
@@ -371,7 +372,8 @@ class _LazyReader:
 def quantise(fp32_path: pathlib.Path, target: pathlib.Path, family_name: str, photos: Sequence[pathlib.Path]) -> None:
     """Static int8 QDQ of a cleaned model: u8 activations, s8 per-channel weights, percentile;
     each concatenation on one scale (share_concat_scales), upsamplings on the quantised tensors
-    (upsample_quantised), shapes read from them (shapes_read_quantised)."""
+    (upsample_quantised), shapes read from them (shapes_read_quantised), the output in float
+    (output_unquantised)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model = onnx.load(str(fp32_path), load_external_data=False)
@@ -408,6 +410,7 @@ def quantise(fp32_path: pathlib.Path, target: pathlib.Path, family_name: str, ph
     changed = share_concat_scales(quantised)
     changed += upsample_quantised(quantised)
     changed += shapes_read_quantised(quantised)
+    changed += output_unquantised(quantised)
     if changed:
         onnx.save(quantised, str(target))
 
@@ -524,6 +527,37 @@ def shapes_read_quantised(model: onnx.ModelProto) -> int:
             node.input[0] = source.input[0]
             moved += 1
     return moved
+
+
+def output_unquantised(model: onnx.ModelProto) -> int:
+    """Drops the QuantizeLinear-DequantizeLinear pair in front of each graph output, in place, so
+    the last layer answers in float; returns how many outputs were freed.
+
+    ORT's quantiser rounds the net's output like any activation: IS-Net's logits spanned -79..16
+    on one uint8 scale, 0.37 a step, which near the sigmoid's middle is ~0.09 of alpha a step, so
+    soft edges came out banded. The last convolution still reads uint8 and int8 weights; only its
+    one-channel result is kept as computed.
+    """
+    graph = model.graph
+    produced, readers = _links(graph)
+    freed = 0
+    for output in graph.output:
+        dequantise = produced.get(output.name)
+        if dequantise is None or dequantise.op_type != "DequantizeLinear":
+            continue
+        quantise = produced.get(dequantise.input[0])
+        if (quantise is None or quantise.op_type != "QuantizeLinear"
+                or readers.get(quantise.output[0], []) != [dequantise]
+                or readers.get(quantise.input[0], []) != [quantise]):
+            continue
+        computed = quantise.input[0]
+        graph.node.remove(dequantise)
+        graph.node.remove(quantise)
+        _rename(graph, computed, output.name)
+        freed += 1
+    if freed:
+        _prune(graph, *(o.name for o in graph.output))  # the pair's scales and zero points
+    return freed
 
 
 # --- cache -------------------------------------------------------------------------------------

@@ -539,12 +539,59 @@ def test_shapes_are_read_from_the_quantised_tensor():
         np.testing.assert_array_equal(got, want)
 
 
+def _quantised_output(also_read: bool = False) -> onnx.ModelProto:
+    """A convolution on uint8 input whose result ORT's QDQ quantiser rounds to a coarse uint8
+    scale (0.5) before the graph output; `also_read`: the rounded tensor is read inside too."""
+    scalar = lambda name, value, dtype: numpy_helper.from_array(np.array(value, dtype), name)  # noqa: E731
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["qx"]),
+             helper.make_node("DequantizeLinear", ["qx", "sx", "zx"], ["dx"]),
+             helper.make_node("Conv", ["dx", "w"], ["logits"]),
+             helper.make_node("QuantizeLinear", ["logits", "sy", "zy"], ["qy"]),
+             helper.make_node("DequantizeLinear", ["qy", "sy", "zy"], ["y"])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])]
+    if also_read:
+        nodes.append(helper.make_node("Relu", ["qy"], ["elsewhere"]))
+        outputs.append(helper.make_tensor_value_info("elsewhere", TensorProto.UINT8, [1, 1, 4, 4]))
+    inits = [scalar("sx", 0.01, np.float32), scalar("zx", 0, np.uint8), scalar("sy", 0.5, np.float32),
+             scalar("zy", 128, np.uint8), numpy_helper.from_array(np.array([[[[0.3]], [[-0.7]]]], np.float32), "w")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_the_output_is_left_in_float():
+    """The last layer's result reaches the reader as computed, not rounded to its 0.5 steps."""
+    import onnxruntime as ort
+
+    model = _quantised_output()
+    assert variants.output_unquantised(model) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["QuantizeLinear", "DequantizeLinear", "Conv"]
+    assert model.graph.node[-1].output[0] == "y"
+    assert {i.name for i in model.graph.initializer} == {"sx", "zx", "w"}
+    x = np.random.default_rng(9).random((1, 2, 4, 4), dtype=np.float32)
+    y = ort.InferenceSession(model.SerializeToString(), providers=[providers.CPU]).run(["y"], {"x": x})[0]
+    on_input_scale = np.round(x / np.float32(0.01)) * np.float32(0.01)
+    want = 0.3 * on_input_scale[:, :1] - 0.7 * on_input_scale[:, 1:]
+    np.testing.assert_allclose(y, want, atol=1e-5)
+    assert np.abs(y / 0.5 - np.round(y / 0.5)).max() > 0.1  # off the old output's grid
+
+
+def test_an_output_whose_rounding_is_read_elsewhere_is_left_alone():
+    model = _quantised_output(also_read=True)
+    before = model.SerializeToString()
+    assert variants.output_unquantised(model) == 0
+    assert model.SerializeToString() == before
+
+
 def test_the_prepared_int8_variant_joins_on_one_scale(int8_path):
     model = onnx.load(str(int8_path), load_external_data=False)
     assert variants.share_concat_scales(model) == 0  # nothing left to share: prepare() did it
     assert variants.shapes_read_quantised(model) == 0  # and no Shape reads a dequantised tensor
     assert variants.upsample_quantised(model) == 0  # and upsamplings read uint8
+    assert variants.output_unquantised(model) == 0  # and the output is the last layer's, in float
     producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert [producers[o.name] for o in model.graph.output] == ["Conv"]
     assert sum(n.op_type == "Resize" and producers.get(n.input[0]) == "QuantizeLinear" for n in model.graph.node) > 25
     assert not any(n.op_type == "MaxPool" and producers.get(n.input[0]) == "QuantizeLinear" for n in model.graph.node)
     assert sum(n.op_type == "Concat" for n in model.graph.node) > 10
