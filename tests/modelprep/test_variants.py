@@ -550,7 +550,7 @@ def _quantised_output(also_read: bool = False) -> onnx.ModelProto:
              helper.make_node("DequantizeLinear", ["qy", "sy", "zy"], ["y"])]
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])]
     if also_read:
-        nodes.append(helper.make_node("Relu", ["qy"], ["elsewhere"]))
+        nodes.append(helper.make_node("Identity", ["qy"], ["elsewhere"]))
         outputs.append(helper.make_tensor_value_info("elsewhere", TensorProto.UINT8, [1, 1, 4, 4]))
     inits = [scalar("sx", 0.01, np.float32), scalar("zx", 0, np.uint8), scalar("sy", 0.5, np.float32),
              scalar("zy", 128, np.uint8), numpy_helper.from_array(np.array([[[[0.3]], [[-0.7]]]], np.float32), "w")]
