@@ -337,14 +337,15 @@ class Segmenter:
         """The net's answer for `image` (at `shape`: the engine's views come at the net's shape
         already), mirrored too where `mirror` is on; with `looks`, their answers averaged
         in where it is unsure (UNSURE, grown by UNSURE_REACH)."""
-        first = self._answer(self.family.preprocess(image, shape), shape)
+        prepared = self.family.preprocess(image, shape)
+        first = self._answer(prepared, shape)
         if not self.looks:
             return first
         total = first.copy()
         for (scale, shift), ran_at in zip(self.looks, self.view_shapes(shape)[1:]):
             size = self.scaled_shape(shape, scale)
-            view = image if size == shape else image.resize(size, Image.Resampling.BILINEAR)
-            tensor = self.family.preprocess(view, size)
+            # A look at the view's own scale (only shifted) pads the tensor the first answer read.
+            tensor = prepared if size == shape else self.family.preprocess(image.resize(size, Image.Resampling.BILINEAR), size)
             if shift:
                 tensor = np.ascontiguousarray(np.pad(tensor, ((0, 0), (0, 0), (shift, shift), (shift, shift)), mode="edge"))
             matte = self._answer(tensor, ran_at)[shift : shift + size[1], shift : shift + size[0]]
