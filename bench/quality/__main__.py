@@ -195,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         md += ["", f"## Checks (issue 15), per part", "",
                f"Ours at least as good as the better rembg on {', '.join(report.CHECKED)} (as printed), and on the "
                f"soft-alpha sets ({', '.join(sorted(report.SOFT_SETS))}) SAD and Grad at least "
-               f"{report.SOFT_MARGIN * 100:.0f} % lower."]
+               f"{report.SOFT_MARGIN * 100:.0f} % lower. In brackets, the share of {report.RESAMPLES} resamples of "
+               f"the part's photos (drawn with replacement, a generated image with its real photo) in which the "
+               f"check holds: how far its verdict rests on which photos the part happens to hold."]
         verdict = {}
         for part in parts:
             lines, ok = report.checks(by_part[part])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -109,6 +111,42 @@ def test_checks_need_the_better_rembg_on_each_metric_and_a_margin_on_soft_sets()
     assert margins == pytest.approx([0.05, 0.1 - (1 - 5 / 5.2)])
     soft.rows[0][2]["ours"].update(SAD=8.9, Grad=4.6, MAE=0.089)
     assert report.checks([soft])[1]
+
+
+def _three_way(ours: dict[str, float], rembg: dict[str, float]) -> dict[str, dict[str, float]]:
+    return {"ours": ours, "rembg": rembg, "rembg+matting": rembg}
+
+
+def test_a_check_that_rests_on_one_photo_holds_in_some_resamples_only():
+    steady = report.SetResult("alphamatting14", ["ours", "rembg", "rembg+matting"], "held-out")
+    for stem in "abcdefg":
+        steady.rows.append((stem, "hair", _three_way(_scores(0.9, 5, 2), _scores(0.8, 10, 4))))
+    assert report.holding_shares(steady) == [1.0] * 6  # IoU, MAE, SAD, BF, SAD 10 %, Grad 10 %
+
+    lucky = report.SetResult("alphamatting14", ["ours", "rembg", "rembg+matting"], "held-out")
+    lucky.rows.append(("a", "hair", _three_way(_scores(0.9, 5, 2), _scores(0.8, 10, 40))))  # wins Grad by 38
+    for stem in "bcdefg":
+        lucky.rows.append((stem, "hair", _three_way(_scores(0.9, 5, 6), _scores(0.8, 10, 4))))  # loses it by 2
+    lines, ok = report.checks([lucky])
+    assert ok  # means: Grad 5.43 against 9.14
+    grad = report.holding_shares(lucky)[5]
+    assert 0.3 < grad < 0.9  # it holds only when photo a is drawn: 1 - (6/7)^7 = 0.66 of draws
+    assert lines[0].endswith(f"[{grad:.0%}]") and "IoU ok (0.9000 vs rembg 0.8000) [100%]" in lines[0]
+    assert report.holding_shares(lucky) == report.holding_shares(lucky)  # seeded
+
+
+def test_resamples_draw_a_generated_image_with_the_others_of_its_photo():
+    result = report.SetResult("composites-grabcut", ["ours", "rembg"], "held-out")
+    for stem in ("h0-dog-16x9", "h1-dog-9x16", "h2-cat-21x9"):
+        result.rows.append((stem, "animal", {"ours": _scores(0.9, 1, 1), "rembg": _scores(0.8, 1, 1)}))
+    people = report.SetResult("grabcut50", ["ours", "rembg"], "held-out")
+    people.rows.append(("a", "animal", {"ours": _scores(0.9, 1, 1), "rembg": _scores(0.8, 1, 1)}))
+    people.rows.append(("p", datasets.TWO_PEOPLE_GROUP, {"ours": _scores(0.1, 1, 1), "rembg": _scores(0.8, 1, 1)}))
+    rng = random.Random(1)
+    for _ in range(50):
+        stems = [row[0] for row in report._resample(result, rng).rows]
+        assert len(stems) in (2, 3, 4) and stems.count("h0-dog-16x9") == stems.count("h1-dog-9x16")
+        assert [row[0] for row in report._resample(people, rng).rows] == ["a"]  # outside 'all', never drawn
 
 
 def test_iou_ratio_lists_the_photos_most_behind_and_those_under_half():
