@@ -50,6 +50,9 @@ VIEW_JOIN = "max-open"
 # 21:9 frame that no whole view finds fills a good part of a tile, but so does a crack or a pebble.
 # Swept like the others; off (math.inf) on the tuned part as it stands.
 TILE_VIEWS_FROM = math.inf
+# At most this many tiles (a 21:9 frame takes 3): beyond, they lengthen instead of multiplying, so
+# a 8000x4 strip costs 4 inferences, not 2000 (each net pass is the same price at any tile size).
+MAX_TILES = 4
 # On a frame the squashed view also sees (from SQUARE_VIEW_FROM), the tiles run too when the whole
 # views found (almost) nothing: a solid area under this share of the frame. A tile's false find then
 # costs nothing (there was no subject to lose), and a subject at the frame's side is found (swept
@@ -412,18 +415,20 @@ class Engine:
     @staticmethod
     def _tiles(region: Rect, grid: tuple[int, int]) -> list[tuple[Rect, tuple[int, int, int, int]]]:
         """Square tiles of the region along its long side, ceil(aspect) of them evenly spaced from
-        one end to the other: each tile (sized pixels) and the cells of the matte grid (h, w) it
-        covers, their edges rounded to whole cells (the tile is then exactly those cells)."""
+        one end to the other (from MAX_TILES on, that many, each long_side / MAX_TILES long): each
+        tile (sized pixels) and the cells of the matte grid (h, w) it covers, their edges rounded to
+        whole cells (the tile is then exactly those cells)."""
         width, height = region[2] - region[0], region[3] - region[1]
         wide = width >= height
         long_side, short = (width, height) if wide else (height, width)
-        count = math.ceil(long_side / short - 1e-6)
+        count = min(MAX_TILES, math.ceil(long_side / short - 1e-6))
+        length = max(short, long_side / count)
         cells = grid[1] if wide else grid[0]
         per_px = cells / long_side
         tiles = []
         for i in range(count):
-            start = round(i * (long_side - short) / max(1, count - 1) * per_px)
-            end = min(cells, start + max(1, round(short * per_px)))
+            start = round(i * (long_side - length) / max(1, count - 1) * per_px)
+            end = min(cells, start + max(1, round(length * per_px)))
             a, b = start / per_px, end / per_px
             if wide:
                 tiles.append(((region[0] + a, region[1], region[0] + b, region[3]), (start, 0, end, grid[0])))

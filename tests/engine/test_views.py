@@ -18,7 +18,7 @@ from PIL import Image
 from engine import refine
 from engine.models.families import ISNet
 from engine.matte import clear_holes, drop_small_additions, join_views, views_agreement
-from engine.pipeline import SQUARE_VIEW_FROM, TILE_VIEWS_FROM, TILES_WHEN_VIEWS_AGREE_UNDER, Engine
+from engine.pipeline import MAX_TILES, SQUARE_VIEW_FROM, TILE_VIEWS_FROM, TILES_WHEN_VIEWS_AGREE_UNDER, Engine
 from engine.types import RemovalOptions
 
 ALPHA = RemovalOptions(channels="alpha", output_format="png")
@@ -134,21 +134,34 @@ def test_the_tiles_look_where_the_whole_views_found_nothing(size):
     assert found.seen == [found.input_shape(*size), (1024, 1024)]
 
 
+@pytest.mark.parametrize("size", [(8000, 4), (40, 6000)])
+def test_a_strip_of_a_photo_costs_a_few_inferences_not_one_per_square(size):
+    segmenter = FindsInTilesOnly()  # the whole views find nothing: the tiles look
+    Engine(segmenter, refine_edges=False).remove(bright_corner(*size), ALPHA)
+    assert segmenter.seen[:2] == [segmenter.input_shape(*size), (1024, 1024)]
+    assert segmenter.seen[2:] == [(1024, 1024)] * MAX_TILES  # not 2000 or 150
+
+
 def test_squarer_frames_keep_one_inference_even_when_nothing_is_found():
     segmenter = Recording()  # finds nothing in the aspect-kept view of a 4:3 photo
     alpha = alpha_of(Engine(segmenter, refine_edges=False).remove(png(1600, 1200), ALPHA).data)
     assert segmenter.seen == [segmenter.input_shape(1600, 1200)] and alpha.max() == 0
 
 
-@pytest.mark.parametrize("region", [(0, 0, 1920, 1080), (0, 0, 2520, 1080), (0, 0, 1080, 1920), (100, 50, 1300, 650)])
+@pytest.mark.parametrize("region", [(0, 0, 1920, 1080), (0, 0, 2520, 1080), (0, 0, 1080, 1920), (100, 50, 1300, 650),
+                                    (0, 0, 4000, 1000), (0, 0, 8000, 40), (0, 0, 30, 6000)])
 def test_tiles_are_squares_spanning_the_long_side_on_whole_matte_cells(region):
     width, height = region[2] - region[0], region[3] - region[1]
-    grid = (round(1024 * height / max(width, height)), round(1024 * width / max(width, height)))  # (h, w)
+    grid = (max(1, round(1024 * height / max(width, height))), max(1, round(1024 * width / max(width, height))))  # (h, w)
     tiles = Engine._tiles(region, grid)
-    assert len(tiles) == math.ceil(max(width, height) / min(width, height))
+    aspect = max(width, height) / min(width, height)
+    assert len(tiles) == min(MAX_TILES, math.ceil(aspect))
     covered = np.zeros(grid, bool)
     for (x0, y0, x1, y1), (c0, r0, c1, r1) in tiles:
-        assert abs((x1 - x0) - (y1 - y0)) <= max(width, height) / 1024 * 1.01  # square to a cell
+        if aspect <= MAX_TILES:
+            assert abs((x1 - x0) - (y1 - y0)) <= max(width, height) / 1024 * 1.01  # square to a cell
+        else:  # a strip: as many tiles as MAX_TILES allows, each as long as a share of it
+            assert abs(max(x1 - x0, y1 - y0) - max(width, height) / MAX_TILES) <= max(width, height) / grid[0 if height > width else 1] * 1.01
         assert region[0] <= x0 < x1 <= region[2] + 1e-6 and region[1] <= y0 < y1 <= region[3] + 1e-6
         covered[r0:r1, c0:c1] = True
         # the tile is exactly the cells it covers
