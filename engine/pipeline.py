@@ -51,7 +51,7 @@ VIEW_JOIN = "max-open"
 # Swept like the others; off (math.inf) on the tuned part as it stands.
 TILE_VIEWS_FROM = math.inf
 # At most this many tiles (a 21:9 frame takes 3): beyond, they lengthen instead of multiplying, so
-# a 8000x4 strip costs 4 inferences, not 2000 (each net pass is the same price at any tile size).
+# an 8000x4 strip costs 4 inferences, not 2000 (each net pass is the same price at any tile size).
 MAX_TILES = 4
 # On a frame the squashed view also sees (from SQUARE_VIEW_FROM), the tiles run too when the whole
 # views found (almost) nothing: a solid area under this share of the frame. A tile's false find then
