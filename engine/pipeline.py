@@ -200,11 +200,9 @@ class Engine:
     def warm_up(self) -> None:
         """Inferences and one small edge refinement, so the first request does not pay for
         onnxruntime's lazy set-up or OpenCV's and the edge loops' first calls."""
-        # A session's first run takes up to twice a later one; a net that takes any shape then
-        # sets each further shape up on first sight, for less (2 cores, int8 on OpenVINO: 0.49 s
-        # first, then 0.39 and 0.55 s for 4:3 portrait and the square against 0.35 / 0.45 s
-        # warm). Start-up to healthy is kept short: only the commonest shape, 4:3 landscape, is
-        # seen before serving (all three took 1.4 s); the lanes opened later see all three.
+        # A session's first run takes up to twice a later one; a further shape's first sight
+        # costs a net that takes any shape little more (README, Speed). Start-up to healthy is
+        # kept short: the commonest shape, 4:3 landscape, is seen before serving.
         self.segmenter.warm_up([self.segmenter.input_shape(4, 3)])
         if self.refine_edges:
             pixels = np.full((64, 64, 3), 128, np.uint8)
@@ -214,11 +212,12 @@ class Engine:
 
     def open_lanes(self) -> int:
         """Opens the further inference lanes `concurrent_inferences` asked for, warmed, and
-        shows the first session the shapes warm_up left out (seconds of work: a server calls it
-        once it serves, so start-up stays short). Returns how many lanes opened."""
+        shows the first session the shapes warm_up left out, if any (seconds of work: a server
+        calls it once it serves, so start-up stays short). Returns how many lanes opened."""
         shapes = self._warm_shapes()
         opened = self.segmenter.open_lanes(shapes)
-        self.segmenter.warm_up_free(shapes)
+        warmed = self.segmenter.input_shape(4, 3)  # warm_up showed it to the all-core session
+        self.segmenter.warm_up_free([shape for shape in shapes if shape != warmed])
         return opened
 
     def describe(self) -> dict[str, str]:
@@ -230,6 +229,12 @@ class Engine:
         return self.segmenter.cache.hits, self.segmenter.cache.misses
 
     def _warm_shapes(self) -> list[tuple[int, int]]:
+        """The shapes each session runs once before it serves. On the CPU only 4:3: there a
+        session's first run at a new shape costs little more than a later one, and each warm run
+        costs a whole inference at every start (README, Speed). A batching (GPU) session sets a
+        shape up slowly on first sight, so it sees the square and portrait too."""
+        if self.segmenter.batcher is None:
+            return [self.segmenter.input_shape(4, 3)]
         return sorted({self.segmenter.input_shape(w, h) for w, h in ((4, 4), (4, 3), (3, 4))})
 
     def probe(self, data: bytes) -> ImageInfo:

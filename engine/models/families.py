@@ -303,10 +303,9 @@ class Segmenter:
 
     def open_lanes(self, shapes: list[Shape]) -> int:
         """Opens and warms the further lanes `concurrent_runs` asked for, adding each as it is
-        ready (1.3-1.7 s to open one on 2 cores, with the GIL held throughout, and ~2 s to warm
-        it at three shapes on its one thread), so a caller may run this after it has started
-        serving (service/server.py). Returns how many opened; a lane that fails is logged and
-        skipped."""
+        ready (1.3-1.7 s to open one on 2 cores, with the GIL held throughout, then a run at each
+        of `shapes`), so a caller may run this after it has started serving (service/server.py).
+        Returns how many opened; a lane that fails is logged and skipped."""
         opened = 0
         for _ in range(self._lanes_wanted):
             try:

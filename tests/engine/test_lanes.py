@@ -140,3 +140,26 @@ def test_warm_up_free_shows_the_shapes_to_a_free_session_not_to_a_busy_one(two_l
     release.set()
     busy.join()
     assert taken == [wide] and wide.shapes == [(768, 1024), (1024, 768)] and narrow.shapes == [(1024, 1024)]
+
+
+def test_a_server_warms_its_lanes_at_4_3_alone_on_the_cpu(two_lanes, monkeypatch):
+    """Each warm run is a whole inference at every start, and on the CPU a shape's first sight
+    costs little more than a later run: Engine.open_lanes runs a new lane once at 4:3 and the
+    all-core session, which warm_up showed 4:3, not at all."""
+    from engine.pipeline import Engine
+
+    wide, narrow = _Recording("wide"), _Recording("narrow")
+    monkeypatch.setattr(two_lanes, "_lanes", Lanes(wide, []))
+    monkeypatch.setattr(two_lanes, "_lanes_wanted", 1)
+    monkeypatch.setattr(two_lanes, "_session", lambda candidate, threads: narrow)
+    assert Engine(two_lanes).open_lanes() == 1
+    assert narrow.shapes == [(768, 1024)] and wide.shapes == []  # (height, width): 4:3 landscape
+
+
+def test_a_batching_session_is_shown_the_square_and_portrait_too(two_lanes, monkeypatch):
+    from engine.pipeline import Engine
+
+    engine = Engine(two_lanes)
+    assert engine._warm_shapes() == [(1024, 768)]
+    monkeypatch.setattr(two_lanes, "batcher", object())  # a GPU session sets each shape up slowly
+    assert engine._warm_shapes() == [(768, 1024), (1024, 768), (1024, 1024)]
