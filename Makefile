@@ -12,7 +12,7 @@ BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 BROWSER_TESTS := tests/e2e/browser
 
-.PHONY: run test soak fuzz test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto stubs stubs-deps clean bench-quality bench-tune bench-speed bench-gpu bench-gpu-bundle
+.PHONY: run test soak fuzz debs sdk-venv test-node test-sdk-python test-ruby test-php test-dotnet rest-sdk-deps browser-deps deps gen model lint-proto stubs stubs-deps clean bench-quality bench-tune bench-speed bench-gpu bench-gpu-bundle
 
 run: deps
 	$(PY) -m service.launcher
@@ -27,21 +27,36 @@ fuzz: deps
 # its time is spent waiting on servers, browsers and subprocesses, so more workers than cores pay
 # (README's table). Then the tests marked serial, alone, and the Python SDK's own suite. The
 # slowest are printed on every run: CI's log then shows where the suite's time goes on each CPU.
+# What runs before the suite is independent once the venv and Debian's packages are in (one
+# apt-get for all, as two at once would meet dpkg's lock), so it runs side by side (-j), each
+# step's output printed whole when it ends.
 TEST_WORKERS ?= 4
-test: deps lint-proto test-node test-ruby test-php test-dotnet browser-deps stubs
+test: deps debs
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint-proto test-node test-ruby test-php test-dotnet browser-deps stubs sdk-venv
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not serial" --durations=15 $(PYTEST_ARGS)
 	@# Exit status 5: PYTEST_ARGS chose no serial test.
 	$(PY) -m pytest -m serial --durations=5 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(MAKE) test-sdk-python
 
+# Every Debian package the steps above ask for, in one apt-get, only for what dpkg says is missing.
+debs:
+	@missing=$$(for p in $(REST_SDK_DEBS) $(STUBS_DEBS) chromium; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing:" $$missing; apt-get update && apt-get install -y $$missing; fi
+
 # The Python SDK (clients/python) installed as a user installs it, into a venv of its own, and
 # its own tests run from there: unit tests against fake servers, end to end against the real
 # service (which they start with this checkout's .venv, hence deps).
 SDK_VENV := .venv-sdk
-test-sdk-python: deps
+SDK_FILES := clients/python/setup.py clients/python/pyproject.toml $(shell find clients/python/src -name '*.py' -o -name py.typed)
+test-sdk-python: deps sdk-venv
+	cd clients/python && ../../$(SDK_VENV)/bin/python -m pytest $(SDK_PYTEST_ARGS)
+
+sdk-venv: $(SDK_VENV)/.installed
+
+$(SDK_VENV)/.installed: $(SDK_FILES) $(PROTOS)
 	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
 	$(SDK_VENV)/bin/python -m pip install --quiet './clients/python[grpc,test]'
-	cd clients/python && ../../$(SDK_VENV)/bin/python -m pytest $(SDK_PYTEST_ARGS)
+	touch $@
 
 # The Node SDK `clearbg` and CLI `clearbg-cli` (clients/, one npm workspace): dev dependencies from
 # its lockfile (from npm's cache once fetched), both built, their unit tests against a fake server.
