@@ -39,9 +39,12 @@ test: deps debs
 	$(MAKE) test-sdk-python
 
 # Every Debian package the steps above ask for, in one apt-get, only for what dpkg says is missing.
-debs:
-	@missing=$$(for p in $(REST_SDK_DEBS) $(STUBS_DEBS) chromium; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# $(call apt_missing,packages): apt-get installs those dpkg does not know, nothing when none.
+apt_missing = @missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing:" $$missing; apt-get update && apt-get install -y $$missing; fi
+
+debs:
+	$(call apt_missing,$(REST_SDK_DEBS) $(STUBS_DEBS) chromium)
 
 # The Python SDK (clients/python) installed as a user installs it, into a venv of its own, and
 # its own tests run from there: unit tests against fake servers, end to end against the real
@@ -73,8 +76,7 @@ DOTNET_BUILD := clients/dotnet/build
 MCS_REFS := -r:System.Net.Http.dll -r:System.Runtime.Serialization.dll -r:System.Xml.Linq.dll -r:System.Xml.dll
 
 rest-sdk-deps:
-	@missing=$$(for p in $(REST_SDK_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then echo "installing:" $$missing; apt-get update && apt-get install -y $$missing; fi
+	$(call apt_missing,$(REST_SDK_DEBS))
 
 test-ruby: rest-sdk-deps
 	cd clients/ruby && rake test
@@ -143,8 +145,7 @@ $(STUBS)/.stamp: $(PROTOS) clients/grpc/generate.py $(GRPC_NODE) $(VENV)/.instal
 	touch $@
 
 stubs-deps:
-	@missing=$$(for p in $(STUBS_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
+	$(call apt_missing,$(STUBS_DEBS))
 
 $(GRPC_NODE): clients/grpc/package-lock.json clients/grpc/package.json
 	npm ci --silent --no-audit --no-fund --prefix clients/grpc
