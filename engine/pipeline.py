@@ -203,7 +203,7 @@ class Engine:
         # A session's first run takes up to twice a later one; a further shape's first sight
         # costs a net that takes any shape little more (README, Speed). Start-up to healthy is
         # kept short: the commonest shape, 4:3 landscape, is seen before serving.
-        self.segmenter.warm_up([self.segmenter.input_shape(4, 3)])
+        self.segmenter.warm_up([self._first_shape()])
         if self.refine_edges:
             pixels = np.full((64, 64, 3), 128, np.uint8)
             alpha = np.zeros((64, 64), np.uint8)
@@ -216,8 +216,8 @@ class Engine:
         calls it once it serves, so start-up stays short). Returns how many lanes opened."""
         shapes = self._warm_shapes()
         opened = self.segmenter.open_lanes(shapes)
-        warmed = self.segmenter.input_shape(4, 3)  # warm_up showed it to the all-core session
-        self.segmenter.warm_up_free([shape for shape in shapes if shape != warmed])
+        # warm_up showed the all-core session the first shape.
+        self.segmenter.warm_up_free([shape for shape in shapes if shape != self._first_shape()])
         return opened
 
     def describe(self) -> dict[str, str]:
@@ -234,8 +234,12 @@ class Engine:
         costs a whole inference at every start (README, Speed). A batching (GPU) session sets a
         shape up slowly on first sight, so it sees the square and portrait too."""
         if self.segmenter.batcher is None:
-            return [self.segmenter.input_shape(4, 3)]
+            return [self._first_shape()]
         return sorted({self.segmenter.input_shape(w, h) for w, h in ((4, 4), (4, 3), (3, 4))})
+
+    def _first_shape(self) -> tuple[int, int]:
+        """The net's input shape for 4:3 landscape, the commonest photo: warmed before serving."""
+        return self.segmenter.input_shape(4, 3)
 
     def probe(self, data: bytes) -> ImageInfo:
         return probe(data, self.max_input_pixels)
