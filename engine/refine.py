@@ -59,6 +59,15 @@ class EdgeStyle:
     edge (a pasted subject, a product) does not. Narrow: under `narrow_under` of the
     neighbourhood (`reach`) mid-grey (curved alpha 0.1-0.9); over `wide_over`, the curve as is;
     linear between.
+
+    texture_blur: after the filters, the result blurred by this (Gaussian sigma, output pixels; 0:
+    never) where its gradients cancel out (texture, not an edge) and the net was unsure
+    (smooth_texture): the colour filters copy the photo's texture into strands and fur the net
+    only half found, a grey pattern unlike the strands' own. `texture_window`: the sigma over
+    which gradients are summed; `texture_coherent`: at most this share of the gradients' energy
+    surviving their sum is texture (all blurred at 0.4 of it, linear between);
+    `texture_unsure`: the share of net pixels between 0.1 and 0.9 around a pixel from which it
+    counts as unsure (linear from 0).
     """
 
     low: float
@@ -71,6 +80,10 @@ class EdgeStyle:
     narrow_lift: float = 0.0
     narrow_under: float = 0.4
     wide_over: float = 0.8
+    texture_blur: float = 0.0
+    texture_window: float = 2.0
+    texture_coherent: float = 0.5
+    texture_unsure: float = 0.6
 
 
 # One style for every subject, so the edge work need not wait for X-Type; swept on the tuned half
@@ -335,6 +348,59 @@ def _wide_coefficients(guide: np.ndarray, source: np.ndarray, style: EdgeStyle, 
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+# Gradient energy (per output pixel², alpha in 0..1) under which a pixel has no texture to judge.
+_TEXTURE_ENERGY = 1e-5
+# Net levels (8 bits) strictly between which the net counts as unsure: 0.1 and 0.9.
+_UNSURE_LOW, _UNSURE_HIGH = 25, 230
+
+
+def smooth_texture(alpha: np.ndarray, net: np.ndarray, style: EdgeStyle) -> None:
+    """In place: `alpha` (uint8, refined) blurred by style.texture_blur where its local gradients
+    cancel out and `net` (the net's uint8 matte at the same size) was unsure around it.
+
+    An edge's gradients all point one way, so their sum over a window keeps their energy; a texture's
+    (strands, the photo's pattern copied into a half-found fringe) point every way and cancel. The
+    share that survives (coherence) tells them apart, so soft edges and ramps stay as they are.
+    Row strips on every core, each only over the columns where the net was unsure.
+    """
+    if style.texture_blur:
+        # Each strip reads beyond its rows, which its neighbours write: it reads a copy.
+        kernels.in_strips(_smooth_texture_rows, alpha.shape[0], alpha, alpha.copy(), net, style)
+
+
+# The sigma (output pixels) over which the net's unsure pixels are counted around a pixel.
+_UNSURE_SIGMA = 3.0
+
+
+def _smooth_texture_rows(alpha: np.ndarray, source: np.ndarray, net: np.ndarray, style: EdgeStyle,
+                         start: int, stop: int) -> None:
+    """smooth_texture on rows [start, stop) of `alpha`, from `source` (its values before) and `net`
+    within the filters' reach around them."""
+    # OpenCV's float Gaussian reaches 4 sigma; the weight at a pixel needs the net 4 unsure-sigmas
+    # around it, the gradients 4 window-sigmas (+1 for Sobel), the blur 4 blur-sigmas.
+    reach = math.ceil(4 * _UNSURE_SIGMA)
+    margin = math.ceil(4 * max(style.texture_window + 0.25, _UNSURE_SIGMA, style.texture_blur)) + 2
+    y0, y1 = max(0, start - margin), min(alpha.shape[0], stop + margin)
+    unsure = (net[y0:y1] > _UNSURE_LOW) & (net[y0:y1] < _UNSURE_HIGH)
+    cols = np.flatnonzero(unsure.any(axis=0))
+    if not cols.size:
+        return
+    width = alpha.shape[1]
+    c0, c1 = max(0, cols[0] - reach), min(width, cols[-1] + 1 + reach)  # where the weight can be above 0
+    x0, x1 = max(0, c0 - margin), min(width, c1 + margin)
+    a = source[y0:y1, x0:x1].astype(np.float32)
+    a *= np.float32(1 / 255)
+    gx = cv2.Sobel(a, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+    gy = cv2.Sobel(a, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+    # Energy and both gradient components summed in one three-channel pass.
+    sums = cv2.GaussianBlur(cv2.merge((gx * gx + gy * gy, gx, gy)), (0, 0), style.texture_window)
+    share = cv2.GaussianBlur(unsure[:, x0:x1].astype(np.float32), (0, 0), _UNSURE_SIGMA)
+    blurred = cv2.GaussianBlur(a, (0, 0), style.texture_blur)
+    rows, cols = slice(start - y0, stop - y0), slice(c0 - x0, c1 - x0)
+    kernels.blend_texture(alpha[start:stop, c0:c1], a[rows, cols], sums[rows, cols], share[rows, cols],
+                          blurred[rows, cols], style.texture_coherent, _TEXTURE_ENERGY, 1 / style.texture_unsure)
+
+
 def refine_alpha(
     pixels: np.ndarray, alpha: np.ndarray, guide: np.ndarray | None = None, style: EdgeStyle = STYLE
 ) -> np.ndarray:
@@ -372,4 +438,5 @@ def refine_alpha(
         part = _lifted_where_narrow(alpha, part, scale, r0, c0, style)
     coefficients = _blended_coefficients(guide[r0:r1, c0:c1], part, style, wanted)
     kernels.apply_coefficients(out, pixels, coefficients, band[r0:r1, c0:c1], scale, r0 * scale, c0 * scale)
+    smooth_texture(out, alpha, style)
     return out

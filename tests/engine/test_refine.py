@@ -231,3 +231,58 @@ def test_clean_matte_decides_each_hole_the_same_when_there_are_many():
     part = matte[:100, :60]  # 14 x 7 grey holes: each in its own window
     assert np.count_nonzero(part < 0.5) <= matte_module._WINDOWED
     np.testing.assert_array_equal(refine.clean_matte(part), cleaned[:100, :60])
+
+
+def _texture_case(seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A 120x160 alpha: a soft ramp (an edge) on the left, a grey texture (alpha 0.5 ± noise at
+    one-pixel scale, as the filters leave in a half-found fringe) on the right; the net unsure
+    (mid-grey) over both."""
+    rng = np.random.default_rng(seed)
+    alpha = np.zeros((120, 160), np.float32)
+    alpha[:, :80] = np.clip((np.arange(80) - 20) / 40, 0, 1)[None, :]
+    alpha[:, 80:] = 0.5 + 0.3 * rng.standard_normal((120, 80))
+    return np.clip(np.rint(alpha * 255), 0, 255).astype(np.uint8), np.full((120, 160), 128, np.uint8)
+
+
+TEXTURED = dataclasses.replace(refine.STYLE, texture_blur=1.5)
+
+
+def test_texture_smoothing_blurs_texture_and_leaves_a_ramp():
+    alpha, net = _texture_case()
+    out = alpha.copy()
+    refine.smooth_texture(out, net, TEXTURED)
+    texture, ramp = np.s_[10:-10, 95:-10], np.s_[10:-10, 5:70]
+    # The texture's spread falls by more than half, its mean stays; the ramp is untouched.
+    assert out[texture].std() < 0.5 * alpha[texture].std()
+    assert abs(out[texture].astype(float).mean() - alpha[texture].mean()) < 2
+    assert np.abs(out[ramp].astype(int) - alpha[ramp]).max() <= 1
+
+
+def test_texture_smoothing_needs_an_unsure_net_and_a_blur():
+    alpha, _ = _texture_case()
+    for net, style in ((np.full(alpha.shape, 255, np.uint8), TEXTURED), (np.full(alpha.shape, 128, np.uint8), refine.STYLE)):
+        out = alpha.copy()
+        refine.smooth_texture(out, net, style)
+        assert np.array_equal(out, alpha)
+
+
+def test_texture_smoothing_in_strips_matches_one_pass(monkeypatch):
+    # The strips read beyond their rows, which their neighbours write: the result must be the same
+    # as one pass over the whole picture, with no seams, whichever strip runs first. Strips run
+    # here one after another, top down, so a strip that read its neighbour's output would differ.
+    from engine import kernels
+
+    def in_order(kernel, rows, *args):
+        bounds = [rows * k // 8 for k in range(9)]
+        for start, stop in zip(bounds, bounds[1:]):
+            kernel(*args, start, stop)
+
+    alpha, net = _texture_case(5)
+    alpha, net = np.tile(alpha, (3, 1)), np.tile(net, (3, 1))
+    whole = alpha.copy()
+    refine._smooth_texture_rows(whole, alpha.copy(), net, TEXTURED, 0, alpha.shape[0])
+    monkeypatch.setattr(kernels, "in_strips", in_order)
+    strips = alpha.copy()
+    refine.smooth_texture(strips, net, TEXTURED)
+    assert not np.array_equal(strips, alpha)
+    assert np.array_equal(strips, whole)
