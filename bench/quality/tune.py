@@ -91,7 +91,7 @@ EDGE_GRID = {
     "eps": (2e-5, 5e-5, 1e-4, 2e-4), "wide": (26, 34, 42), "reach": (5, 7, 9), "wide_at": (0.3, 0.5, 0.8),
     "narrow_lift": (0.0, 0.04, 0.08, 0.17), "narrow_under": (0.3, 0.4, 0.5), "wide_over": (0.6, 0.8, 0.9, 1.0),
     # The texture blur last (0: off), then its gate's settings, which matter only once it is on.
-    "texture_blur": (0.0, 1.0, 1.5, 2.0), "texture_window": (1.5, 2.0, 3.0), "texture_coherent": (0.3, 0.5, 0.7),
+    "texture_blur": (0.0, 1.0, 1.5, 2.0), "texture_window": (2, 3, 4), "texture_coherent": (0.3, 0.5, 0.7),
     "texture_unsure": (0.3, 0.6, 1.0),
 }
 # Further looks at each view (EngineConfig.looks): (scale, shift against the net's stride grid in
