@@ -12,7 +12,10 @@ guess along every edge. Two steps, each kept because it measured better on bench
   end lifted where the net's own edge is narrow: hair and fur keep the outward lean, a hard edge
   does not). The filter's coefficients are computed at a bounded working resolution
   (`WORK_PIXELS`) and applied only on the uncertain band at full resolution (He's "fast guided
-  filter"), so a 12 MP photo costs about what a 1 MP one does plus the band.
+  filter"), so a 12 MP photo costs about what a 1 MP one does plus the band. Then, where the
+  refined alpha is a texture rather than an edge (its gradients cancel out) and the net was
+  unsure, a small blur (`smooth_texture`): strands the net half found come out as the photo's
+  pattern, whose gradients the truth's strands do not have.
 
 Everything is float32; the only full-size arrays are the uint8 alpha and the photo's pixels.
 Filters, lookups and connected components are OpenCV's: its box filter is ~8x faster than
