@@ -70,7 +70,9 @@ class EdgeStyle:
     the square over which gradients are summed; `texture_coherent`: at most this share of the gradients' energy
     surviving their sum is texture (all blurred at 0.4 of it, linear between);
     `texture_unsure`: the share of net pixels between 0.1 and 0.9 around a pixel from which it
-    counts as unsure (linear from 0).
+    counts as unsure (linear from 0); `texture_mid`: the share of the window's refined alpha
+    between 0.05 and 0.95 from which it is blurred at all (fully 0.4 above it): a crisp edge, or
+    a narrow gap between two, also cancels out but is mostly 0 and 1.
     """
 
     low: float
@@ -87,6 +89,7 @@ class EdgeStyle:
     texture_window: int = 3
     texture_coherent: float = 0.5
     texture_unsure: float = 0.6
+    texture_mid: float = 0.4
 
 
 # One style for every subject, so the edge work need not wait for X-Type; swept on the tuned half
@@ -355,6 +358,8 @@ def _wide_coefficients(guide: np.ndarray, source: np.ndarray, style: EdgeStyle, 
 _TEXTURE_ENERGY = 1e-5
 # Net levels (8 bits) strictly between which the net counts as unsure: 0.1 and 0.9.
 _UNSURE_LOW, _UNSURE_HIGH = 25, 230
+# Refined alpha strictly between these is mid-grey (texture_mid counts it).
+_MID_LOW, _MID_HIGH = 0.05, 0.95
 
 
 def smooth_texture(alpha: np.ndarray, net: np.ndarray, style: EdgeStyle) -> None:
@@ -400,10 +405,13 @@ def _smooth_texture_rows(alpha: np.ndarray, source: np.ndarray, net: np.ndarray,
     sums = cv2.merge([cv2.boxFilter(g, -1, size, borderType=cv2.BORDER_REFLECT) for g in (gx * gx + gy * gy, gx, gy)])
     share = cv2.boxFilter(unsure[:, x0:x1].view(np.uint8), cv2.CV_32F, (2 * _UNSURE_REACH + 1,) * 2,
                           borderType=cv2.BORDER_REFLECT)
+    mid = cv2.boxFilter(((a > _MID_LOW) & (a < _MID_HIGH)).view(np.uint8), cv2.CV_32F, size,
+                        borderType=cv2.BORDER_REFLECT)
     blurred = cv2.GaussianBlur(a, (0, 0), style.texture_blur)
     rows, cols = slice(start - y0, stop - y0), slice(c0 - x0, c1 - x0)
     kernels.blend_texture(alpha[start:stop, c0:c1], a[rows, cols], sums[rows, cols], share[rows, cols],
-                          blurred[rows, cols], style.texture_coherent, _TEXTURE_ENERGY, 1 / style.texture_unsure)
+                          mid[rows, cols], blurred[rows, cols], style.texture_coherent, _TEXTURE_ENERGY,
+                          1 / style.texture_unsure, style.texture_mid)
 
 
 def refine_alpha(

@@ -92,7 +92,7 @@ EDGE_GRID = {
     "narrow_lift": (0.0, 0.04, 0.08, 0.17), "narrow_under": (0.3, 0.4, 0.5), "wide_over": (0.6, 0.8, 0.9, 1.0),
     # The texture blur last (0: off), then its gate's settings, which matter only once it is on.
     "texture_blur": (0.0, 1.0, 1.5, 2.0), "texture_window": (2, 3, 4), "texture_coherent": (0.3, 0.5, 0.7),
-    "texture_unsure": (0.3, 0.6, 1.0),
+    "texture_unsure": (0.3, 0.6, 1.0), "texture_mid": (0.0, 0.3, 0.4, 0.5),
 }
 # Further looks at each view (EngineConfig.looks): (scale, shift against the net's stride grid in
 # pixels); each costs about scale² of a view's inference. Averaged in everywhere (no gate), every
@@ -239,9 +239,10 @@ def rembg_scores(samples: dict[str, list[datasets.Sample]]) -> dict[str, dict[st
 
 
 def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[str],
-                rembg: dict | None = None) -> list[str]:
+                rembg: dict | None = None, fields: list[str] | None = None) -> list[str]:
     """Coordinate descent over EDGE_GRID from engine/refine.STYLE, judged by edge_objective; the
-    report's lines. `rembg`: rembg_scores of those sets, if the caller has them."""
+    report's lines. `rembg`: rembg_scores of those sets, if the caller has them; `fields`: only
+    these of EDGE_GRID (default all)."""
     from engine import refine
 
     rembg = rembg if rembg is not None else rembg_scores({n: samples[n] for n in sets})
@@ -255,7 +256,8 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
     best_style, best_score = refine.STYLE, edge_objective(current, rembg, samples)
     best_halves = half_objectives(current, rembg, samples, parts)
     rows = [("current", refine.STYLE, current, best_score, best_halves)]
-    for field, values in EDGE_GRID.items():
+    grid = {f: v for f, v in EDGE_GRID.items() if fields is None or f in fields}
+    for field, values in grid.items():
         for value in values:
             if value == getattr(best_style, field):
                 continue
@@ -269,14 +271,15 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
             # Better overall and worse on neither half: a step that a few photos carry is not taken.
             if objective_key(objective) < objective_key(best_score) and no_worse_on_halves(by_half, best_halves):
                 best_style, best_score, best_halves = style, objective, by_half
-    fields = list(EDGE_GRID)
+    shown = list(EDGE_GRID)
+    swept = "" if fields is None else f" Swept: {', '.join(grid)} only."
     lines = ["", "## Edges: engine/refine's settings, one at a time from the current ones, on every set's tuned part", "",
              "Objective: issue 15's checks on the tuned part against rembg's and rembg+matting's cut-outs of it "
              "(bench/quality/report.set_checks): fewest failing, then the least summed shortfall; a step is taken "
              "only when it is also no worse on either half of the tuned part (tune.halves: by source photo), "
              "judged alone. Each step starts "
-             f"from the best so far; from {', '.join(f'{f} {getattr(refine.STYLE, f):g}' for f in fields)}. Chosen: "
-             f"{', '.join(f'{f} {getattr(best_style, f):g}' for f in fields)} ({best_score[0]} failing, shortfall "
+             f"from the best so far; from {', '.join(f'{f} {getattr(refine.STYLE, f):g}' for f in shown)}.{swept} Chosen: "
+             f"{', '.join(f'{f} {getattr(best_style, f):g}' for f in shown)} ({best_score[0]} failing, shortfall "
              f"{best_score[1]:.4f}).", "",
              "| step | " + " | ".join(f"{n} SAD / Grad / BF" for n in sets)
              + " | failing | shortfall | halves failing (shortfall) |",
@@ -373,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="judge the mirrored view (on or off) alone, with the other settings as committed")
     edges.add_argument("--looks-only", action="store_true",
                        help="judge the further looks at each view alone, with the other settings as committed")
+    parser.add_argument("--edge-fields", default=None,
+                        help="with --edges-only: only these of EDGE_GRID's fields, comma-separated (default all)")
     parser.add_argument("--quality-dir", type=pathlib.Path, default=None)
     parser.add_argument("--out", type=pathlib.Path, default=datasets.REPO / "bench-results")
     parser.add_argument("--threads", type=int, default=None)
@@ -397,7 +402,10 @@ def main(argv: list[str] | None = None) -> int:
                                    args.limit, (splits.TUNED,)) for name in sets}
 
     if args.edges_only:
-        return edges_only(Engine(segmenter), samples, sets, args.out, argv)
+        fields = args.edge_fields.split(",") if args.edge_fields else None
+        if fields and not set(fields) <= set(EDGE_GRID):
+            parser.error(f"--edge-fields: choose from {', '.join(EDGE_GRID)}")
+        return edges_only(Engine(segmenter), samples, sets, args.out, argv, fields)
     if args.looks_only:
         def with_looks(looks: tuple[tuple[float, int], ...]):
             return Engine(Engine.from_config(dataclasses.replace(config, looks=looks, xtype=False)).segmenter)
@@ -572,9 +580,9 @@ def from_line(argv: list[str] | None, model_path: str, what: str, samples: dict[
 
 
 def edges_only(engine, samples: dict[str, list[datasets.Sample]], sets: list[str], out: pathlib.Path,
-               argv: list[str] | None) -> int:
+               argv: list[str] | None, fields: list[str] | None = None) -> int:
     """sweep_edges from `engine`'s settings; its section replaces tune.md's edges section."""
-    lines = sweep_edges(engine, samples, sets)
+    lines = sweep_edges(engine, samples, sets, fields=fields)
     below = next(i for i, line in enumerate(lines) if line.startswith(EDGES_HEADER)) + 2  # the header, a blank
     lines[below:below] = [from_line(argv, engine.segmenter.model_path, "the view settings as committed", samples, sets), ""]
     print(replace_section(out, EDGES_HEADER, lines))

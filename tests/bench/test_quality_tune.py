@@ -117,7 +117,7 @@ def test_a_setting_judged_by_the_checks_takes_the_fewest_failing_then_the_least_
 def test_edges_only_replaces_the_edges_section_and_keeps_the_views_sections(monkeypatch, tmp_path):
     import types
 
-    monkeypatch.setattr(tune, "sweep_edges", lambda engine, samples, sets: [
+    monkeypatch.setattr(tune, "sweep_edges", lambda engine, samples, sets, fields=None: [
         "", "## Edges: new sweep", "", "Objective: ...", "", "| step | new |"])
     engine = types.SimpleNamespace(segmenter=types.SimpleNamespace(model_path="/m/int8.onnx"))
     samples = {"a": [object()] * 3}
@@ -235,3 +235,11 @@ def test_an_edge_step_that_helps_overall_but_hurts_one_half_is_not_taken(monkeyp
     assert chosen.startswith("| high 0.95 **chosen** |")
     assert any(line.startswith("| low 0.02 |") and line.endswith("|") for line in lines)
     assert f"Chosen: low {refine.STYLE.low:g}, high 0.95 (" in next(line for line in lines if line.startswith("Objective"))
+    assert "Swept:" not in next(line for line in lines if line.startswith("Objective"))
+
+    # --edge-fields: only the fields named are tried; the rest stay as committed.
+    lines = tune.sweep_edges(SimpleNamespace(edge_style=None), samples, ["alphamatting14"], rembg, fields=["high"])
+    assert not any(line.startswith("| low ") for line in lines)
+    objective = next(line for line in lines if line.startswith("Objective"))
+    assert " Swept: high only. " in objective and "high 0.95 (" in objective
+    assert next(line for line in lines if "**chosen**" in line).startswith("| high 0.95 **chosen** |")
