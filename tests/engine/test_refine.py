@@ -260,7 +260,7 @@ def test_texture_smoothing_blurs_texture_and_leaves_a_ramp():
 
 def test_texture_smoothing_needs_an_unsure_net_and_a_blur():
     alpha, _ = _texture_case()
-    for net, style in ((np.full(alpha.shape, 255, np.uint8), TEXTURED), (np.full(alpha.shape, 128, np.uint8), refine.STYLE)):
+    for net, style in ((np.full(alpha.shape, 255, np.uint8), TEXTURED), (np.full(alpha.shape, 128, np.uint8), dataclasses.replace(TEXTURED, texture_blur=0.0))):
         out = alpha.copy()
         refine.smooth_texture(out, net, style)
         assert np.array_equal(out, alpha)
