@@ -97,12 +97,32 @@ class EdgeStyle:
 STYLE = EdgeStyle(low=0.08, high=0.75, small=2, eps=2e-4, wide=42, reach=5, wide_at=0.8,
                   narrow_lift=0.17, narrow_under=0.3, wide_over=1.0, texture_blur=1.0)
 
+# Gradient energy (per output pixel², alpha in 0..1) under which a pixel has no texture to judge.
+_TEXTURE_ENERGY = 1e-5
+# Net levels (8 bits) strictly between which the net counts as unsure: 0.1 and 0.9.
+_UNSURE_LOW, _UNSURE_HIGH = 25, 230
+# Refined alpha strictly between these is mid-grey (texture_mid counts it).
+_MID_LOW, _MID_HIGH = 0.05, 0.95
+# How far (output pixels) around a pixel the net's unsure pixels are counted.
+_UNSURE_REACH = 5
+
+
+def texture_reach(style: EdgeStyle) -> int:
+    """How far (output pixels) smooth_texture's result depends on the alpha and the net around a
+    pixel: the unsure count's reach, the gradient windows (+1 for Sobel), the blur's 4 sigmas
+    (OpenCV's float Gaussian)."""
+    if not style.texture_blur:
+        return 0
+    return max(style.texture_window + 1, _UNSURE_REACH, math.ceil(4 * style.texture_blur))
+
+
 # How far (working pixels) a refined value depends on the colour and alpha around it: the wide
-# filter's window twice (its coefficients are averaged over a window again) and the blend's
-# reach. A part refined with this much around it matches the whole picture refined there
-# (the pipeline finds a crop's subject box that way).
+# filter's window twice (its coefficients are averaged over a window again), the blend's reach
+# and the texture blur's (output pixels, never more than working ones). A part refined with this
+# much around it matches the whole picture refined there (the pipeline finds a crop's subject
+# box that way).
 def context(style: EdgeStyle) -> int:
-    return 2 * style.wide + style.reach
+    return 2 * style.wide + style.reach + texture_reach(style)
 
 
 CONTEXT = context(STYLE)
@@ -354,14 +374,6 @@ def _wide_coefficients(guide: np.ndarray, source: np.ndarray, style: EdgeStyle, 
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-# Gradient energy (per output pixel², alpha in 0..1) under which a pixel has no texture to judge.
-_TEXTURE_ENERGY = 1e-5
-# Net levels (8 bits) strictly between which the net counts as unsure: 0.1 and 0.9.
-_UNSURE_LOW, _UNSURE_HIGH = 25, 230
-# Refined alpha strictly between these is mid-grey (texture_mid counts it).
-_MID_LOW, _MID_HIGH = 0.05, 0.95
-
-
 def smooth_texture(alpha: np.ndarray, net: np.ndarray, style: EdgeStyle) -> None:
     """In place: `alpha` (uint8, refined) blurred by style.texture_blur where its local gradients
     cancel out and `net` (the net's uint8 matte at the same size) was unsure around it.
@@ -376,18 +388,12 @@ def smooth_texture(alpha: np.ndarray, net: np.ndarray, style: EdgeStyle) -> None
         kernels.in_strips(_smooth_texture_rows, alpha.shape[0], alpha, alpha.copy(), net, style)
 
 
-# How far (output pixels) around a pixel the net's unsure pixels are counted.
-_UNSURE_REACH = 5
-
-
 def _smooth_texture_rows(alpha: np.ndarray, source: np.ndarray, net: np.ndarray, style: EdgeStyle,
                          start: int, stop: int) -> None:
     """smooth_texture on rows [start, stop) of `alpha`, from `source` (its values before) and `net`
     within the filters' reach around them."""
-    # The weight at a pixel needs the net _UNSURE_REACH around it and the gradients texture_window
-    # (+1 for Sobel); the blur reads 4 sigmas (OpenCV's float Gaussian).
-    reach = _UNSURE_REACH
-    margin = max(style.texture_window + 1, _UNSURE_REACH, math.ceil(4 * style.texture_blur)) + 2
+    reach = _UNSURE_REACH  # the weight is 0 farther than this from an unsure net pixel
+    margin = texture_reach(style) + 2
     y0, y1 = max(0, start - margin), min(alpha.shape[0], stop + margin)
     unsure = (net[y0:y1] > _UNSURE_LOW) & (net[y0:y1] < _UNSURE_HIGH)
     cols = np.flatnonzero(unsure.any(axis=0))
