@@ -150,27 +150,28 @@ def _unmix_colours(
                         pixels[y, x, k] = np.uint8(min(max(fused, 0.0), 1.0) * 255.0 + 0.5)
 
 
-@numba.njit("void(uint8[:, :], float32[:, :], float32[:, :, :], float32[:, :], float32[:, :], float32[:, :],"
+@numba.njit("void(uint8[:, :], float32[:, :], float32[:, :, :], float32[:, :], float32[:, :],"
             " float64, float64, float64, float64)", cache=True, nogil=True, fastmath=True)
-def blend_texture(out: np.ndarray, alpha: np.ndarray, sums: np.ndarray, unsure: np.ndarray, mid: np.ndarray,
-                  blurred: np.ndarray, top: float, floor: float, inv_unsure: float, mid_from: float) -> None:
+def blend_texture(out: np.ndarray, alpha: np.ndarray, sums: np.ndarray, unsure: np.ndarray, blurred: np.ndarray,
+                  top: float, floor: float, inv_unsure: float, mid_from: float) -> None:
     """refine.smooth_texture's per-pixel step, in place on `out` (uint8, same shape as the rest):
-    alpha moved towards `blurred` by the product of three weights. Coherence: `sums` holds the
-    windowed gradient energy and the windowed x and y gradients; coherence = |summed gradient|² /
+    alpha moved towards `blurred` by the product of three weights. `sums` holds the windowed
+    gradient energy, x and y gradients and mid-grey share. Coherence = |summed gradient|² /
     energy, weight 1 at or under 0.4·top, 0 from `top` (none where energy <= floor). Unsure: the
-    windowed share of unsure net pixels, min(share · inv_unsure, 1). Mid: the windowed share of
-    mid-grey alpha, 0 up to `mid_from`, 1 from 0.4 above it. One pass: the numpy version's dozen
-    whole-array passes cost ~0.1 s at 12 MP."""
+    windowed share of unsure net pixels, min(share · inv_unsure, 1). Mid: the mid-grey share, 0
+    up to `mid_from`, 1 from 0.4 above it. One pass: the numpy version's dozen whole-array
+    passes cost ~0.1 s at 12 MP."""
     height, width = out.shape
     spread = 1.0 / (0.6 * top)
     for y in range(height):
         for x in range(width):
             energy = sums[y, x, 0]
-            if energy <= floor or unsure[y, x] <= 0.0 or mid[y, x] <= mid_from:
+            mid = sums[y, x, 3]
+            if energy <= floor or unsure[y, x] <= 0.0 or mid <= mid_from:
                 continue
             coherence = (sums[y, x, 1] * sums[y, x, 1] + sums[y, x, 2] * sums[y, x, 2]) / energy
             weight = (min(max((top - coherence) * spread, 0.0), 1.0) * min(unsure[y, x] * inv_unsure, 1.0)
-                      * min((mid[y, x] - mid_from) * 2.5, 1.0))
+                      * min((mid - mid_from) * 2.5, 1.0))
             if weight > 0.0:
                 value = alpha[y, x] + (blurred[y, x] - alpha[y, x]) * weight
                 out[y, x] = np.uint8(min(max(value * 255.0 + 0.5, 0.0), 255.0))

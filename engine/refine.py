@@ -406,18 +406,16 @@ def _smooth_texture_rows(alpha: np.ndarray, source: np.ndarray, net: np.ndarray,
     a *= np.float32(1 / 255)
     gx = cv2.Sobel(a, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
     gy = cv2.Sobel(a, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
-    # Box windows: constant cost whatever their size, a third of Gaussian windows' at 12 MP.
-    size = (2 * style.texture_window + 1,) * 2
-    sums = cv2.merge([cv2.boxFilter(g, -1, size, borderType=cv2.BORDER_REFLECT) for g in (gx * gx + gy * gy, gx, gy)])
-    share = cv2.boxFilter(unsure[:, x0:x1].view(np.uint8), cv2.CV_32F, (2 * _UNSURE_REACH + 1,) * 2,
-                          borderType=cv2.BORDER_REFLECT)
-    mid = cv2.boxFilter(((a > _MID_LOW) & (a < _MID_HIGH)).view(np.uint8), cv2.CV_32F, size,
-                        borderType=cv2.BORDER_REFLECT)
+    # Box windows (_box: constant cost whatever their size, a third of Gaussian windows' at 12 MP):
+    # gradient energy, both gradient components and the mid-grey share in one four-channel pass.
+    mid = ((a > _MID_LOW) & (a < _MID_HIGH)).astype(np.float32)
+    sums = _box(cv2.merge((gx * gx + gy * gy, gx, gy, mid)), style.texture_window)
+    share = _box(unsure[:, x0:x1].astype(np.float32), _UNSURE_REACH)
     blurred = cv2.GaussianBlur(a, (0, 0), style.texture_blur)
     rows, cols = slice(start - y0, stop - y0), slice(c0 - x0, c1 - x0)
     kernels.blend_texture(alpha[start:stop, c0:c1], a[rows, cols], sums[rows, cols], share[rows, cols],
-                          mid[rows, cols], blurred[rows, cols], style.texture_coherent, _TEXTURE_ENERGY,
-                          1 / style.texture_unsure, style.texture_mid)
+                          blurred[rows, cols], style.texture_coherent, _TEXTURE_ENERGY, 1 / style.texture_unsure,
+                          style.texture_mid)
 
 
 def refine_alpha(

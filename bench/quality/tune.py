@@ -382,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=datasets.REPO / "bench-results")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.edge_fields and not args.edges_only:
+        parser.error("--edge-fields goes with --edges-only")
     if os.nice(0) < 10:  # the CPU is shared
         os.nice(10 - os.nice(0))
 
