@@ -24,7 +24,8 @@ Sweeps the engine's data-chosen settings on the TUNED part of every set only (sp
   (alpha >= 128) so that the tiles look too, once (Engine(retry_when_kept_under=...); an empty
   answer always is): judged by issue 15's checks on the tuned part, as the edges below.
 - with --edges, engine/refine's edge settings (the contrast curve, both guided filters, the blend),
-  one at a time from the current ones (EDGE_GRID), on every set: judged by issue 15's checks
+  one at a time from the current ones (EDGE_GRID; passes repeat while one takes a step, at most
+  EDGE_PASSES), on every set: judged by issue 15's checks
   against rembg's cut-outs of the tuned part (fewest failing, then the least shortfall), a step
   taken only when it is no worse on either half of the tuned part (halves(): a soft set's tuned
   part is 7 photos, and steps that few of them carried did not hold out). With
@@ -91,9 +92,11 @@ EDGE_GRID = {
     "eps": (2e-5, 5e-5, 1e-4, 2e-4), "wide": (26, 34, 42), "reach": (5, 7, 9), "wide_at": (0.3, 0.5, 0.8),
     "narrow_lift": (0.0, 0.04, 0.08, 0.17), "narrow_under": (0.3, 0.4, 0.5), "wide_over": (0.6, 0.8, 0.9, 1.0),
     # The texture blur last (0: off), then its gate's settings, which matter only once it is on.
-    "texture_blur": (0.0, 1.0, 1.5, 2.0), "texture_window": (2, 3, 4), "texture_coherent": (0.3, 0.5, 0.7),
-    "texture_unsure": (0.3, 0.6, 1.0), "texture_mid": (0.0, 0.3, 0.4, 0.5),
+    "texture_blur": (0.0, 1.0, 1.5, 2.0, 2.5), "texture_window": (2, 3, 4), "texture_coherent": (0.3, 0.5, 0.7),
+    "texture_unsure": (0.3, 0.6, 1.0), "texture_mid": (0.0, 0.3, 0.4, 0.5, 0.6),
 }
+# Coordinate descent's passes over EDGE_GRID at most (each further pass only while the last moved).
+EDGE_PASSES = 3
 # Further looks at each view (EngineConfig.looks): (scale, shift against the net's stride grid in
 # pixels); each costs about scale² of a view's inference. Averaged in everywhere (no gate), every
 # one tried lost on a half of the tuned part; gated, 1:16,0.875 won there and lost held-out
@@ -257,28 +260,37 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
     best_halves = half_objectives(current, rembg, samples, parts)
     rows = [("current", refine.STYLE, current, best_score, best_halves)]
     grid = {f: v for f, v in EDGE_GRID.items() if fields is None or f in fields}
-    for field, values in grid.items():
-        for value in values:
-            if value == getattr(best_style, field):
-                continue
-            style = dataclasses.replace(best_style, **{field: value})
-            scores = run(style)
-            objective = edge_objective(scores, rembg, samples)
-            by_half = half_objectives(scores, rembg, samples, parts)
-            rows.append((f"{field} {value:g}", style, scores, objective, by_half))
-            log(f"edges {field}={value:g}: {objective[0]} checks fail, shortfall {objective[1]:.4f}; halves "
-                + " / ".join(f"{h[0]} ({h[1]:.4f})" for h in by_half))
-            # Better overall and worse on neither half: a step that a few photos carry is not taken.
-            if objective_key(objective) < objective_key(best_score) and no_worse_on_halves(by_half, best_halves):
-                best_style, best_score, best_halves = style, objective, by_half
+    tried = {refine.STYLE}
+    # Further passes while the last one took a step: a field refused at first (say, by a half) can
+    # win once a later field has moved (the texture blur's strength and its gate, README, Quality).
+    for sweep in range(1, EDGE_PASSES + 1):
+        moved = False
+        for field, values in grid.items():
+            for value in values:
+                style = dataclasses.replace(best_style, **{field: value})
+                if style in tried:
+                    continue
+                tried.add(style)
+                scores = run(style)
+                objective = edge_objective(scores, rembg, samples)
+                by_half = half_objectives(scores, rembg, samples, parts)
+                label = f"{field} {value:g}" + (f" (pass {sweep})" if sweep > 1 else "")
+                rows.append((label, style, scores, objective, by_half))
+                log(f"edges {label}: {objective[0]} checks fail, shortfall {objective[1]:.4f}; halves "
+                    + " / ".join(f"{h[0]} ({h[1]:.4f})" for h in by_half))
+                # Better overall and worse on neither half: a step that a few photos carry is not taken.
+                if objective_key(objective) < objective_key(best_score) and no_worse_on_halves(by_half, best_halves):
+                    best_style, best_score, best_halves, moved = style, objective, by_half, True
+        if not moved:
+            break
     shown = list(EDGE_GRID)
     swept = "" if fields is None else f" Swept: {', '.join(grid)} only."
     lines = ["", "## Edges: engine/refine's settings, one at a time from the current ones, on every set's tuned part", "",
              "Objective: issue 15's checks on the tuned part against rembg's and rembg+matting's cut-outs of it "
              "(bench/quality/report.set_checks): fewest failing, then the least summed shortfall; a step is taken "
              "only when it is also no worse on either half of the tuned part (tune.halves: by source photo), "
-             "judged alone. Each step starts "
-             f"from the best so far; from {', '.join(f'{f} {getattr(refine.STYLE, f):g}' for f in shown)}.{swept} Chosen: "
+             "judged alone. Each step starts from the best so far; passes over the fields repeat while one takes a "
+             f"step (at most {EDGE_PASSES}); from {', '.join(f'{f} {getattr(refine.STYLE, f):g}' for f in shown)}.{swept} Chosen: "
              f"{', '.join(f'{f} {getattr(best_style, f):g}' for f in shown)} ({best_score[0]} failing, shortfall "
              f"{best_score[1]:.4f}).", "",
              "| step | " + " | ".join(f"{n} SAD / Grad / BF" for n in sets)

@@ -226,6 +226,8 @@ def test_an_edge_step_that_helps_overall_but_hurts_one_half_is_not_taken(monkeyp
         refine.STYLE: [_full(0.9, 9.5, 7, 0.8)] * 2,
         replace(refine.STYLE, low=0.02): [_full(0.9, 5.0, 7, 0.8), _full(0.9, 9.8, 7, 0.8)],
         replace(refine.STYLE, high=0.95): [_full(0.9, 8.5, 7, 0.8)] * 2,
+        # The second pass (high moved) tries low 0.02 again: still worse on that half.
+        replace(refine.STYLE, low=0.02, high=0.95): [_full(0.9, 5.0, 7, 0.8), _full(0.9, 9.8, 7, 0.8)],
     }
     monkeypatch.setattr(tune, "EDGE_GRID", {"low": (refine.STYLE.low, 0.02), "high": (0.95,)})
     monkeypatch.setattr(tune, "cut", lambda engine, chosen: by_style[engine.edge_style])
@@ -242,4 +244,42 @@ def test_an_edge_step_that_helps_overall_but_hurts_one_half_is_not_taken(monkeyp
     assert not any(line.startswith("| low ") for line in lines)
     objective = next(line for line in lines if line.startswith("Objective"))
     assert " Swept: high only. " in objective and "high 0.95 (" in objective
+    assert next(line for line in lines if "**chosen**" in line).startswith("| high 0.95 **chosen** |")
+
+
+def test_a_step_refused_at_first_is_taken_in_a_further_pass_once_another_field_moved(monkeypatch):
+    from types import SimpleNamespace
+
+    from engine import refine
+
+    samples = {"alphamatting14": [_sample("GT01"), _sample("GT02")]}  # one photo in each half
+    rembg = {"rembg": {"alphamatting14": [_full(0.8, 10, 10, 0.7)] * 2}}
+    committed = [_full(0.9, 9.5, 7, 0.8)] * 2  # SAD 5 % under rembg's: one check fails
+    low = replace(refine.STYLE, low=0.02)
+    high = replace(refine.STYLE, high=0.95)
+    both = replace(low, high=0.95)
+    # low 0.02 alone hurts the second photo's half; after high 0.95 it no longer does.
+    by_style = {
+        refine.STYLE: committed,
+        low: [_full(0.9, 5.0, 7, 0.8), _full(0.9, 9.8, 7, 0.8)],
+        high: [_full(0.9, 9.0, 7, 0.8)] * 2,
+        both: [_full(0.9, 5.0, 7, 0.8), _full(0.9, 8.9, 7, 0.8)],
+    }
+    runs = []
+
+    def cut(engine, chosen):
+        runs.append(engine.edge_style)
+        return by_style[engine.edge_style]
+
+    monkeypatch.setattr(tune, "EDGE_GRID", {"low": (refine.STYLE.low, 0.02), "high": (refine.STYLE.high, 0.95)})
+    monkeypatch.setattr(tune, "cut", cut)
+    lines = tune.sweep_edges(SimpleNamespace(edge_style=None), samples, ["alphamatting14"], rembg)
+    assert next(line for line in lines if "**chosen**" in line).startswith("| low 0.02 (pass 2) **chosen** |")
+    assert "Chosen: low 0.02, high 0.95 (" in next(line for line in lines if line.startswith("Objective"))
+    # Every setting ran once: the third pass (nothing moved in it) tried nothing new, and stopped.
+    assert sorted(map(repr, runs)) == sorted(map(repr, [refine.STYLE, low, high, both]))
+
+    # With one pass, as before: low 0.02 refused, high taken.
+    monkeypatch.setattr(tune, "EDGE_PASSES", 1)
+    lines = tune.sweep_edges(SimpleNamespace(edge_style=None), samples, ["alphamatting14"], rembg)
     assert next(line for line in lines if "**chosen**" in line).startswith("| high 0.95 **chosen** |")
