@@ -49,6 +49,7 @@ import argparse
 import dataclasses
 import datetime
 import io
+import itertools
 import math
 import os
 import pathlib
@@ -241,6 +242,17 @@ def rembg_scores(samples: dict[str, list[datasets.Sample]]) -> dict[str, dict[st
     return found
 
 
+def edge_steps(fields: list[str] | None = None) -> dict[tuple[str, ...], list[tuple[float, ...]]]:
+    """The sweep's steps, {fields: their values together}: each of EDGE_GRID's fields alone, or
+    only those named, where "a+b" moves a and b jointly over every pair of their grid's values
+    (settings that pay only together, as the texture blur's strength and its gate)."""
+    found = {}
+    for entry in fields if fields is not None else list(EDGE_GRID):
+        names = tuple(entry.split("+"))
+        found[names] = list(itertools.product(*(EDGE_GRID[n] for n in names)))
+    return found
+
+
 def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[str],
                 rembg: dict | None = None, fields: list[str] | None = None) -> list[str]:
     """Coordinate descent over EDGE_GRID from engine/refine.STYLE, judged by edge_objective; the
@@ -259,22 +271,22 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
     best_style, best_score = refine.STYLE, edge_objective(current, rembg, samples)
     best_halves = half_objectives(current, rembg, samples, parts)
     rows = [("current", refine.STYLE, current, best_score, best_halves)]
-    grid = {f: v for f, v in EDGE_GRID.items() if fields is None or f in fields}
+    grid = edge_steps(fields)
     tried = {refine.STYLE}
     # Further passes while the last one took a step: a field refused at first (say, by a half) can
     # win once a later field has moved (the texture blur's strength and its gate, README, Quality).
     for sweep in range(1, EDGE_PASSES + 1):
         moved = False
-        for field, values in grid.items():
+        for names, values in grid.items():
             for value in values:
-                style = dataclasses.replace(best_style, **{field: value})
+                style = dataclasses.replace(best_style, **dict(zip(names, value)))
                 if style in tried:
                     continue
                 tried.add(style)
                 scores = run(style)
                 objective = edge_objective(scores, rembg, samples)
                 by_half = half_objectives(scores, rembg, samples, parts)
-                label = f"{field} {value:g}" + (f" (pass {sweep})" if sweep > 1 else "")
+                label = " + ".join(f"{f} {v:g}" for f, v in zip(names, value)) + (f" (pass {sweep})" if sweep > 1 else "")
                 rows.append((label, style, scores, objective, by_half))
                 log(f"edges {label}: {objective[0]} checks fail, shortfall {objective[1]:.4f}; halves "
                     + " / ".join(f"{h[0]} ({h[1]:.4f})" for h in by_half))
@@ -284,7 +296,7 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
         if not moved:
             break
     shown = list(EDGE_GRID)
-    swept = "" if fields is None else f" Swept: {', '.join(grid)} only."
+    swept = "" if fields is None else f" Swept: {', '.join(' and '.join(n) + (' jointly' if len(n) > 1 else '') for n in grid)} only."
     lines = ["", "## Edges: engine/refine's settings, one at a time from the current ones, on every set's tuned part", "",
              "Objective: issue 15's checks on the tuned part against rembg's and rembg+matting's cut-outs of it "
              "(bench/quality/report.set_checks): fewest failing, then the least summed shortfall; a step is taken "
@@ -389,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     edges.add_argument("--looks-only", action="store_true",
                        help="judge the further looks at each view alone, with the other settings as committed")
     parser.add_argument("--edge-fields", default=None,
-                        help="with --edges-only: only these of EDGE_GRID's fields, comma-separated (default all)")
+                        help="with --edges-only: only these of EDGE_GRID's fields, comma-separated (default all); "
+                             "a+b sweeps a and b jointly")
     parser.add_argument("--quality-dir", type=pathlib.Path, default=None)
     parser.add_argument("--out", type=pathlib.Path, default=datasets.REPO / "bench-results")
     parser.add_argument("--threads", type=int, default=None)
@@ -417,8 +430,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.edges_only:
         fields = args.edge_fields.split(",") if args.edge_fields else None
-        if fields and not set(fields) <= set(EDGE_GRID):
-            parser.error(f"--edge-fields: choose from {', '.join(EDGE_GRID)}")
+        if fields and not {n for f in fields for n in f.split("+")} <= set(EDGE_GRID):
+            parser.error(f"--edge-fields: choose from {', '.join(EDGE_GRID)} (a+b: those two jointly)")
         return edges_only(Engine(segmenter), samples, sets, args.out, argv, fields)
     if args.looks_only:
         def with_looks(looks: tuple[tuple[float, int], ...]):

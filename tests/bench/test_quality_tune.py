@@ -283,3 +283,11 @@ def test_a_step_refused_at_first_is_taken_in_a_further_pass_once_another_field_m
     monkeypatch.setattr(tune, "EDGE_PASSES", 1)
     lines = tune.sweep_edges(SimpleNamespace(edge_style=None), samples, ["alphamatting14"], rembg)
     assert next(line for line in lines if "**chosen**" in line).startswith("| high 0.95 **chosen** |")
+
+    # "low+high": both moved together in one pass, every pair of their values tried once.
+    runs.clear()
+    lines = tune.sweep_edges(SimpleNamespace(edge_style=None), samples, ["alphamatting14"], rembg, fields=["low+high"])
+    assert next(line for line in lines if "**chosen**" in line).startswith("| low 0.02 + high 0.95 **chosen** |")
+    objective = next(line for line in lines if line.startswith("Objective"))
+    assert " Swept: low and high jointly only. " in objective and "Chosen: low 0.02, high 0.95 (" in objective
+    assert sorted(map(repr, runs)) == sorted(map(repr, [refine.STYLE, low, high, both]))
