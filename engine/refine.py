@@ -95,7 +95,7 @@ class EdgeStyle:
 # One style for every subject, so the edge work need not wait for X-Type; swept on the tuned half
 # only (bench-results/tune.md). README "Quality" keeps the earlier settings and their figures.
 STYLE = EdgeStyle(low=0.08, high=0.75, small=2, eps=2e-4, wide=42, reach=5, wide_at=0.8,
-                  narrow_lift=0.17, narrow_under=0.3, wide_over=1.0, texture_blur=1.0)
+                  narrow_lift=0.17, narrow_under=0.3, wide_over=1.0, texture_blur=2.0, texture_mid=0.6)
 
 # Gradient energy (per output pixel², alpha in 0..1) under which a pixel has no texture to judge.
 _TEXTURE_ENERGY = 1e-5
