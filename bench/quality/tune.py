@@ -257,7 +257,7 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
                 rembg: dict | None = None, fields: list[str] | None = None) -> list[str]:
     """Coordinate descent over EDGE_GRID from engine/refine.STYLE, judged by edge_objective; the
     report's lines. `rembg`: rembg_scores of those sets, if the caller has them; `fields`: only
-    these of EDGE_GRID (default all)."""
+    these of EDGE_GRID (default all; "a+b" for two jointly, edge_steps)."""
     from engine import refine
 
     rembg = rembg if rembg is not None else rembg_scores({n: samples[n] for n in sets})
@@ -273,8 +273,8 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
     rows = [("current", refine.STYLE, current, best_score, best_halves)]
     grid = edge_steps(fields)
     tried = {refine.STYLE}
-    # Further passes while the last one took a step: a field refused at first (say, by a half) can
-    # win once a later field has moved (the texture blur's strength and its gate, README, Quality).
+    # Further passes while the last one took a step: a step refused at first (say, by a half) can
+    # pass once a later field has moved. Settings that pay only together need "a+b" (edge_steps).
     for sweep in range(1, EDGE_PASSES + 1):
         moved = False
         for names, values in grid.items():
