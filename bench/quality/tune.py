@@ -409,6 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.edge_fields and not args.edges_only:
         parser.error("--edge-fields goes with --edges-only")
+    fields = args.edge_fields.split(",") if args.edge_fields else None
+    try:  # a misspelt field refused at once, not after the net has seen every photo
+        edge_steps(fields)
+    except KeyError:
+        parser.error(f"--edge-fields: choose from {', '.join(EDGE_GRID)} (a+b: those two jointly)")
     if os.nice(0) < 10:  # the CPU is shared
         os.nice(10 - os.nice(0))
 
@@ -429,9 +434,6 @@ def main(argv: list[str] | None = None) -> int:
                                    args.limit, (splits.TUNED,)) for name in sets}
 
     if args.edges_only:
-        fields = args.edge_fields.split(",") if args.edge_fields else None
-        if fields and not {n for f in fields for n in f.split("+")} <= set(EDGE_GRID):
-            parser.error(f"--edge-fields: choose from {', '.join(EDGE_GRID)} (a+b: those two jointly)")
         return edges_only(Engine(segmenter), samples, sets, args.out, argv, fields)
     if args.looks_only:
         def with_looks(looks: tuple[tuple[float, int], ...]):

@@ -291,3 +291,14 @@ def test_a_step_refused_at_first_is_taken_in_a_further_pass_once_another_field_m
     objective = next(line for line in lines if line.startswith("Objective"))
     assert " Swept: low and high jointly only. " in objective and "Chosen: low 0.02, high 0.95 (" in objective
     assert sorted(map(repr, runs)) == sorted(map(repr, [refine.STYLE, low, high, both]))
+
+
+@pytest.mark.parametrize("argv", [["--edges-only", "--edge-fields", "texture_blurr"],
+                                  ["--edges-only", "--edge-fields", "texture_blur+mid"],
+                                  ["--edge-fields", "texture_blur"]])
+def test_edge_fields_are_checked_before_any_photo_loads(monkeypatch, argv):
+    monkeypatch.setattr(tune.datasets, "load", lambda *a, **k: pytest.fail("photos loaded before the check"))
+    with pytest.raises(SystemExit) as raised:
+        tune.main(argv)
+    assert raised.value.code == 2
+
