@@ -253,6 +253,17 @@ def edge_steps(fields: list[str] | None = None) -> dict[tuple[str, ...], list[tu
     return found
 
 
+def cuts_as(style):
+    """`style` with what cannot change its cut set as committed: with the texture blur off, its
+    gate's settings (so a sweep runs such styles once)."""
+    from engine import refine
+
+    if style.texture_blur:
+        return style
+    return dataclasses.replace(style, **{f: getattr(refine.STYLE, f) for f in EDGE_GRID
+                                         if f.startswith("texture_") and f != "texture_blur"})
+
+
 def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[str],
                 rembg: dict | None = None, fields: list[str] | None = None) -> list[str]:
     """Coordinate descent over EDGE_GRID from engine/refine.STYLE, judged by edge_objective; the
@@ -272,7 +283,7 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
     best_halves = half_objectives(current, rembg, samples, parts)
     rows = [("current", refine.STYLE, current, best_score, best_halves)]
     grid = edge_steps(fields)
-    tried = {refine.STYLE}
+    tried = {cuts_as(refine.STYLE)}
     # Further passes while the last one took a step: a step refused at first (say, by a half) can
     # pass once a later field has moved. Settings that pay only together need "a+b" (edge_steps).
     for sweep in range(1, EDGE_PASSES + 1):
@@ -280,9 +291,9 @@ def sweep_edges(engine, samples: dict[str, list[datasets.Sample]], sets: list[st
         for names, values in grid.items():
             for value in values:
                 style = dataclasses.replace(best_style, **dict(zip(names, value)))
-                if style in tried:
+                if cuts_as(style) in tried:
                     continue
-                tried.add(style)
+                tried.add(cuts_as(style))
                 scores = run(style)
                 objective = edge_objective(scores, rembg, samples)
                 by_half = half_objectives(scores, rembg, samples, parts)

@@ -302,3 +302,25 @@ def test_edge_fields_are_checked_before_any_photo_loads(monkeypatch, argv):
         tune.main(argv)
     assert raised.value.code == 2
 
+
+def test_with_the_texture_blur_off_its_gate_settings_run_once(monkeypatch):
+    from types import SimpleNamespace
+
+    from engine import refine
+
+    samples = {"alphamatting14": [_sample("GT01"), _sample("GT02")]}
+    rembg = {"rembg": {"alphamatting14": [_full(0.8, 10, 10, 0.7)] * 2}}
+    runs = []
+
+    def cut(engine, chosen):
+        runs.append(engine.edge_style)
+        return [_full(0.9, 9.5, 7, 0.8)] * 2
+
+    monkeypatch.setattr(tune, "EDGE_GRID", {"texture_blur": (0.0, refine.STYLE.texture_blur),
+                                            "texture_mid": (0.1, 0.2, refine.STYLE.texture_mid)})
+    monkeypatch.setattr(tune, "cut", cut)
+    tune.sweep_edges(SimpleNamespace(edge_style=None), samples, ["alphamatting14"], rembg,
+                     fields=["texture_blur+texture_mid"])
+    # The committed style, blur 0 once (not with each texture_mid), and the blur on with the two others.
+    assert len(runs) == 4
+    assert sum(style.texture_blur == 0 for style in runs) == 1
